@@ -25,8 +25,6 @@ of the step index, so a resumed run reproduces an uninterrupted one exactly.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -39,6 +37,7 @@ from tqdm.auto import tqdm
 from .data import make_generator
 from .encoders import SAE, Dictionary
 from .flops import train_step_flops
+from .results import atomic_save
 from .validation import check_float, check_int
 
 __all__ = [
@@ -50,7 +49,6 @@ __all__ = [
     "tensor_batches",
     "train",
     "TrainResult",
-    "atomic_save",
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
@@ -254,20 +252,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     final_loss: float = float("nan")
     resampled: int = 0
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _reset_adam(opt: torch.optim.Optimizer, touched: list[tuple[nn.Parameter, int]], idx: torch.Tensor) -> None:

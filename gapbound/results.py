@@ -1,0 +1,78 @@
+"""Crash-safe result files: atomic writes and the JSON result schema's helpers.
+
+A result or checkpoint is written to a temporary file in the target folder
+and moved into place with ``os.replace``, so a crash (even SIGKILL) leaves
+either the old file or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["atomic_write", "atomic_write_json", "atomic_save", "read_json", "jsonable"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert tensors, numpy values, tuples and non-finite floats into strict-JSON values (NaN/inf -> None)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented strict JSON to ``path`` atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(jsonable(obj), f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_write(path, write)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically (checkpoints)."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Load a JSON file, with a clear error when it is missing or corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"results file {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"results file {path} is not valid JSON: {err}") from err
