@@ -33,7 +33,7 @@ from .flops import count_flops, forward_flops
 from .inference import solve
 from .metrics import dictionary_mcc, mcc, support_scores
 from .sparse_coding import SparseCoding
-from .training import Autoencoder, Supervised, TrainConfig, tensor_batches, train
+from .training import Autoencoder, BatchFn, Supervised, TrainConfig, tensor_batches, train
 from .validation import check_float, check_int, resolve_device
 
 __all__ = [
@@ -178,10 +178,13 @@ def _decoder(model: nn.Module, problem: SyntheticProblem) -> tuple[torch.Tensor,
     return D, (None if not model.dictionary.weight.requires_grad else D)
 
 
-def _train_model(spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProblem, seed: int, ckpt: str | None):
-    model = _model_for(spec, cfg.setting, problem, seed).to(problem.X_train.device)
-    S_train = problem.S_train if cfg.setting == "known_z" else None
-    batches = tensor_batches(problem.X_train, S_train, cfg.batch_size, seed=seed)
+def _train_model(
+    spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProblem, seed: int, ckpt: str | None, batches: BatchFn | None
+):
+    model = _model_for(spec, cfg.setting, problem, seed).to(problem.X_test.device)
+    if batches is None:
+        S_train = problem.S_train if cfg.setting == "known_z" else None
+        batches = tensor_batches(problem.X_train, S_train, cfg.batch_size, seed=seed)
     tcfg = TrainConfig(**{**asdict(cfg.train), "seed": seed, "checkpoint_path": ckpt,
                           "eval_every": max(1, cfg.train.steps // cfg.curve_points) if cfg.train.steps else 0})
 
@@ -196,7 +199,13 @@ def _train_model(spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProb
     return model, result
 
 
-def run_seed(cfg: ExperimentConfig, seed: int, checkpoint_dir: str | None = None) -> dict[str, dict[str, Any]]:
+def run_seed(
+    cfg: ExperimentConfig,
+    seed: int,
+    checkpoint_dir: str | None = None,
+    problem: SyntheticProblem | None = None,
+    batches: BatchFn | None = None,
+) -> dict[str, dict[str, Any]]:
     """Run every method of ``cfg`` on the problem of ``seed``.
 
     Parameters
@@ -207,6 +216,14 @@ def run_seed(cfg: ExperimentConfig, seed: int, checkpoint_dir: str | None = None
         Seeds the dictionary, the data and every model's initialisation.
     checkpoint_dir : str, optional
         Where training checkpoints go (resumed if present).
+    problem : SyntheticProblem, optional
+        The dictionary and test split to use (default: ``make_problem`` of
+        ``cfg.data`` with this seed). Its training split is ignored when
+        ``batches`` is given.
+    batches : BatchFn, optional
+        Training minibatches by step, e.g. :func:`~gapbound.training.stream_batches`
+        over a :class:`~gapbound.data.CodeStream` for datasets too large to
+        materialise (SC in the ``unknown`` setting needs the in-memory split).
 
     Returns
     -------
@@ -215,7 +232,9 @@ def run_seed(cfg: ExperimentConfig, seed: int, checkpoint_dir: str | None = None
         ``inference_flops``, ``wall_s``, ``curve`` (list of ``[flops, mcc]``).
     """
     device = resolve_device(cfg.device)
-    problem = make_problem(SyntheticConfig(**{**cfg.data.to_dict(), "seed": seed})).to(device)
+    if problem is None:
+        problem = make_problem(SyntheticConfig(**{**cfg.data.to_dict(), "seed": seed}))
+    problem = problem.to(device)
     specs = [parse_method(m) for m in cfg.methods]
     out: dict[str, dict[str, Any]] = {}
 
@@ -229,7 +248,7 @@ def run_seed(cfg: ExperimentConfig, seed: int, checkpoint_dir: str | None = None
         needs_training = not (base.kind == "sc" and cfg.setting != "unknown")
         t0 = time.perf_counter()
         if needs_training:
-            model, res = _train_model(base, cfg, problem, seed, ckpt(base.name))
+            model, res = _train_model(base, cfg, problem, seed, ckpt(base.name), batches)
             train_flops, history = cfg.train.steps * res.step_flops, res.history
             D, D_hat = (model.dictionary.weight.detach(),) * 2 if isinstance(model, SparseCoding) else _decoder(model, problem)
         else:

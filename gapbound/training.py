@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import make_generator
+from .data import CodeStream, make_generator
 from .encoders import SAE, Dictionary
 from .flops import train_step_flops
 from .results import atomic_save
@@ -47,6 +47,7 @@ __all__ = [
     "Supervised",
     "Autoencoder",
     "tensor_batches",
+    "stream_batches",
     "train",
     "TrainResult",
 ]
@@ -228,6 +229,16 @@ def tensor_batches(X: torch.Tensor, S: torch.Tensor | None = None, batch_size: i
     def fn(i: int) -> Batch:
         rows = torch.randperm(n, generator=make_generator(seed, 7, i))[:batch_size].to(X.device)
         return X[rows], None if S is None else S[rows], rows
+
+    return fn
+
+
+def stream_batches(stream: CodeStream, device: torch.device | str = "cpu") -> BatchFn:
+    """Minibatches of a :class:`~gapbound.data.CodeStream` (step ``i`` -> batch ``i``), for known-Z training."""
+
+    def fn(i: int) -> Batch:
+        X, S = stream.batch(i, device)
+        return X, S, None
 
     return fn
 
