@@ -29,11 +29,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .results import atomic_write, atomic_write_json
 from .validation import check_int
 
 __all__ = [
@@ -53,24 +54,15 @@ class ShardCorruptedError(ValueError):
     """A shard's files are missing, truncated, malformed or fail their checksum."""
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    # Written under a temporary name so a crash mid-write never leaves a
-    # plausible-looking file under the final name.
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # Through a file object: np.save would append ".npy" to the temporary name.
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
 
 
 def _checksum(acts: np.ndarray, tokens: np.ndarray) -> str:
@@ -160,7 +152,7 @@ class ShardStore:
             "shards": [],
             "complete": False,
         }
-        _atomic_write_json(root / MANIFEST_NAME, manifest)
+        atomic_write_json(root / MANIFEST_NAME, manifest)
         return cls(root, manifest)
 
     @classmethod
@@ -287,13 +279,13 @@ class ShardStore:
         _save_npy_atomic(acts_path, acts)
         _save_npy_atomic(tok_path, tokens)
         self._manifest["shards"].append({"name": info.name, "n_contexts": info.n_contexts, "checksum": info.checksum})
-        _atomic_write_json(self.root / MANIFEST_NAME, self._manifest)
+        atomic_write_json(self.root / MANIFEST_NAME, self._manifest)
         return info
 
     def mark_complete(self) -> None:
         """Record that the text source was exhausted (no more shards will come)."""
         self._manifest["complete"] = True
-        _atomic_write_json(self.root / MANIFEST_NAME, self._manifest)
+        atomic_write_json(self.root / MANIFEST_NAME, self._manifest)
 
     def truncate(self, n_shards: int) -> None:
         """Forget every shard from index ``n_shards`` on (their files are deleted) so a harvest can redo them."""
@@ -301,7 +293,7 @@ class ShardStore:
         dropped = self.shards[n_shards:]
         self._manifest["shards"] = self._manifest["shards"][:n_shards]
         self._manifest["complete"] = False
-        _atomic_write_json(self.root / MANIFEST_NAME, self._manifest)
+        atomic_write_json(self.root / MANIFEST_NAME, self._manifest)
         for info in dropped:
             for p in info.paths(self.root):
                 p.unlink(missing_ok=True)
@@ -379,14 +371,20 @@ class ShardStore:
 
 
 class ActivationStream:
-    """Endless shuffled minibatches of activation vectors from a :class:`ShardStore`.
+    """Shuffled minibatches of activation vectors from a :class:`ShardStore`, indexed by step.
 
-    Each epoch visits the selected shards in a fresh random order and, within a
-    shard, its content vectors (contexts x ``store.positions``) in a fresh
-    random order; a batch may straddle two shards. Only one shard is read into
-    memory at a time, so the store can be far larger than RAM. The order is a
-    pure function of ``seed``, and :meth:`state_dict` / :meth:`load_state_dict`
-    let a resumed training run continue the exact same stream.
+    Epoch ``e`` visits the selected shards in a random order and, within each
+    shard, its content vectors (contexts x ``store.positions``) in a random
+    order; batch ``i`` is the ``i``-th run of ``batch_size`` vectors of that
+    sequence (a batch may straddle two shards; the leftover at the end of an
+    epoch is dropped). Both orders are pure functions of ``(seed, epoch)``, so
+    ``stream(i)`` is a pure function of ``i``: training can resume at any step
+    and see exactly the batches an uninterrupted run would. At most two
+    shards are held in memory (the current one and the previous), so the
+    store can be far larger than RAM.
+
+    Calling the stream returns ``(x, None, None)``, the batch format of
+    :func:`gapbound.training.train`.
 
     Parameters
     ----------
@@ -419,55 +417,54 @@ class ActivationStream:
             check_int("shard index", i, minimum=0, maximum=store.n_shards - 1)
         self.seed = check_int("seed", seed, minimum=0)
         self.device = torch.device(device)
-        self.batches_served = 0
+        lo, hi = store.positions
+        infos = store.shards
+        self._sizes = np.array([infos[i].n_contexts * (hi - lo) for i in self.shards], dtype=np.int64)
+        if len(self) == 0:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {int(self._sizes.sum())} vectors in the selected shards")
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
 
     def __len__(self) -> int:
         """Full batches per epoch."""
-        return self.store.n_vectors(self.shards) // self.batch_size
+        return int(self._sizes.sum()) // self.batch_size
 
-    def state_dict(self) -> dict:
-        return {"batches_served": self.batches_served, "seed": self.seed, "shards": list(self.shards)}
+    def _order(self, epoch: int) -> np.ndarray:
+        """Positions (into ``self.shards``) of the shards in epoch ``epoch``'s visiting order."""
+        return np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.shards))
 
-    def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed or list(state["shards"]) != self.shards:
-            raise ValueError("stream state belongs to a stream with another seed or shard selection")
-        self.batches_served = int(state["batches_served"])
-
-    def _epoch_vectors(self, epoch: int) -> Iterator[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
-        lo, hi = self.store.positions
-        for shard in rng.permutation(self.shards):
-            acts, _ = self.store.load_shard(int(shard))
+    def _shard_vectors(self, epoch: int, k: int) -> np.ndarray:
+        """Shard ``self.shards[k]``'s content vectors, float32, in epoch ``epoch``'s order (cached)."""
+        key = (epoch, k)
+        if key not in self._cache:
+            lo, hi = self.store.positions
+            acts, _ = self.store.load_shard(self.shards[k])
             flat = np.asarray(acts[:, lo:hi, :], dtype=np.float32).reshape(-1, self.store.d_model)
-            yield flat[rng.permutation(flat.shape[0])]
+            perm = np.random.default_rng([self.seed, epoch, 1, k]).permutation(flat.shape[0])
+            while len(self._cache) >= 2:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = flat[perm]
+        return self._cache[key]
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        """Yield ``(batch_size, d_model)`` float32 tensors forever, continuing after ``batches_served``."""
-        per_epoch = len(self)
-        if per_epoch == 0:
-            raise ValueError(
-                f"batch_size={self.batch_size} exceeds the {self.store.n_vectors(self.shards)} vectors in the selected shards"
-            )
-        epoch, skip = divmod(self.batches_served, per_epoch)
-        while True:
-            pending: list[np.ndarray] = []
-            n_pending = 0
-            served_in_epoch = 0
-            for vectors in self._epoch_vectors(epoch):
-                pending.append(vectors)
-                n_pending += vectors.shape[0]
-                if n_pending < self.batch_size:
-                    continue
-                buf = np.concatenate(pending, axis=0)
-                n_full = buf.shape[0] // self.batch_size
-                for b in range(n_full):
-                    if served_in_epoch >= skip:
-                        self.batches_served += 1
-                        yield torch.from_numpy(buf[b * self.batch_size:(b + 1) * self.batch_size]).to(self.device)
-                    served_in_epoch += 1
-                rest = buf[n_full * self.batch_size:]
-                pending, n_pending = [rest], rest.shape[0]
-            epoch, skip = epoch + 1, 0
+    def batch(self, step: int) -> torch.Tensor:
+        """The ``(batch_size, d_model)`` float32 batch of training step ``step``."""
+        step = check_int("step", step, minimum=0)
+        epoch, j = divmod(step, len(self))
+        order = self._order(epoch)
+        ends = np.cumsum(self._sizes[order])
+        start, stop = j * self.batch_size, (j + 1) * self.batch_size
+        parts = []
+        first = int(np.searchsorted(ends, start, side="right"))
+        for pos in range(first, len(order)):
+            begin = int(ends[pos] - self._sizes[order[pos]])
+            if begin >= stop:
+                break
+            vectors = self._shard_vectors(epoch, int(order[pos]))
+            parts.append(vectors[max(start - begin, 0):min(stop - begin, len(vectors))])
+        x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, None, None]:
+        return self.batch(step), None, None
 
 
 def _jsonable(obj: Any) -> Any:
