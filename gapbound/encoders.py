@@ -70,6 +70,9 @@ class SAE(nn.Module):
         Active latents for ``topk``.
     threshold : float
         Initial JumpReLU threshold.
+    bandwidth : float
+        Width of the rectangle kernel of the JumpReLU threshold's straight-through
+        gradient (relative to pre-activations of order 1).
 
     Attributes
     ----------
@@ -77,7 +80,10 @@ class SAE(nn.Module):
         The pre-activation map: ``weight`` is ``W`` (``N x M``), ``bias`` is ``b``.
     """
 
-    def __init__(self, M: int, N: int, activation: Activation = "relu", k: int | None = None, threshold: float = 1e-3):
+    def __init__(
+        self, M: int, N: int, activation: Activation = "relu", k: int | None = None, threshold: float = 1e-3,
+        bandwidth: float = 0.05,
+    ):
         super().__init__()
         self.M = check_int("M", M, minimum=1)
         self.N = check_int("N", N, minimum=1)
@@ -94,6 +100,7 @@ class SAE(nn.Module):
         if activation == "jumprelu":
             check_float("threshold", threshold, minimum=0.0)
             self.log_threshold = nn.Parameter(torch.full((N,), float(threshold)).clamp_min(1e-8).log())
+            self.bandwidth = check_float("bandwidth", bandwidth, minimum=0.0, strict_minimum=True)
 
     def preactivation(self, x: torch.Tensor) -> torch.Tensor:
         """``W x + b`` for a batch ``x`` (``n x M``)."""
@@ -108,7 +115,7 @@ class SAE(nn.Module):
         if self.activation == "topk":
             top = z.topk(self.k, dim=1)
             return torch.zeros_like(z).scatter(1, top.indices, torch.relu(top.values))
-        return jump_relu(z, self.log_threshold.exp())
+        return jump_relu(z, self.log_threshold.exp(), self.bandwidth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(self.preactivation(x))

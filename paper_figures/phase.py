@@ -1,0 +1,108 @@
+"""Phase diagrams: contours of test MCC over (log2 N, M), one panel per method (rows) and K (columns).
+
+    python -m paper_figures.phase results/phase/phase.json
+
+Cells are averaged over seeds. Grid points that are not valid problems
+(``M >= N`` or ``K >= M``) or not yet computed are blank; computed cells are
+marked with their MCC. Contours need at least a 2 x 2 block of computed cells;
+panels with fewer show the cells' values only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gapbound.results import read_json  # noqa: E402
+from paper_figures.synthetic import FIG_DIR  # noqa: E402
+
+LEVELS = np.linspace(0.0, 1.0, 11)
+
+
+def mcc_table(rows: list[dict]) -> dict[tuple[str, int], tuple[list[int], list[int], np.ndarray]]:
+    """``(method, K) -> (Ns, Ms, grid)`` with ``grid[i, j]`` the seed-mean MCC at ``(Ms[i], Ns[j])`` (NaN: no cell)."""
+    Ns = sorted({r["N"] for r in rows})
+    Ms = sorted({r["M"] for r in rows})
+    acc: dict[tuple[str, int, int, int], list[float]] = defaultdict(list)
+    for r in rows:
+        acc[(r["method"], r["K"], r["M"], r["N"])].append(r["mcc"])
+    out = {}
+    for method, K in sorted({(r["method"], r["K"]) for r in rows}):
+        grid = np.full((len(Ms), len(Ns)), np.nan)
+        for i, M in enumerate(Ms):
+            for j, N in enumerate(Ns):
+                if (v := acc.get((method, K, M, N))) is not None:
+                    grid[i, j] = float(np.mean(v))
+        out[(method, K)] = (Ns, Ms, grid)
+    return out
+
+
+def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
+    """Draw ``phase.{png,pdf}`` into ``out_dir`` from a ``phase.json`` document."""
+    doc = read_json(results_path)
+    if not doc["rows"]:
+        raise ValueError(f"{results_path} has no computed cells yet")
+    table = mcc_table(doc["rows"])
+    methods = list(dict.fromkeys(r["method"] for r in doc["rows"]))
+    Ks = sorted({K for _, K in table})
+    fig, axes = plt.subplots(len(methods), len(Ks), figsize=(3.6 * len(Ks), 2.9 * len(methods)), squeeze=False)
+    filled = None
+    for a, method in enumerate(methods):
+        for b, K in enumerate(Ks):
+            ax = axes[a, b]
+            if (method, K) not in table:
+                ax.set_axis_off()
+                continue
+            Ns, Ms, grid = table[(method, K)]
+            x = np.log2(Ns)
+            if np.isfinite(grid).sum() >= 4 and len(Ns) > 1 and len(Ms) > 1:
+                filled = ax.contourf(x, Ms, np.ma.masked_invalid(grid), levels=LEVELS, cmap="viridis", vmin=0, vmax=1)
+            for i, M in enumerate(Ms):
+                for j in range(len(Ns)):
+                    if np.isfinite(grid[i, j]):
+                        ax.plot(x[j], M, "k.", ms=3)
+                        ax.annotate(f"{grid[i, j]:.2f}", (x[j], M), textcoords="offset points", xytext=(0, 4),
+                                    ha="center", fontsize=7, color="w" if grid[i, j] < 0.55 else "k")
+            ax.set_xticks(x, [str(n) for n in Ns])
+            ax.set_yticks(Ms)
+            ax.set_xlim(x.min() - 0.3, x.max() + 0.3)
+            ax.set_ylim(min(Ms) - 2, max(Ms) + 2)
+            ax.set_title(f"{method}, K={K}", fontsize=10)
+            if a == len(methods) - 1:
+                ax.set_xlabel("N (sources)")
+            if b == 0:
+                ax.set_ylabel("M (measurements)")
+    if filled is not None:
+        fig.colorbar(filled, ax=axes, shrink=0.8, label="test MCC")
+    fig.suptitle(f"MCC phase diagrams ({doc['config']['setting']} setting, "
+                 f"{doc['config']['train']['steps']} training steps)")
+    out_dir = Path(out_dir)
+    written = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"phase.{ext}"
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="?", default="results/phase/phase.json", help="phase.json to plot")
+    p.add_argument("--out", default=str(FIG_DIR), help="figure directory (default: paper_figures/)")
+    args = p.parse_args()
+    for path in render(args.results, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

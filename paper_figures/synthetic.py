@@ -1,0 +1,98 @@
+"""MCC against cumulative FLOPs per setting (the paper's synthetic figure), from ``OUT/<setting>.json``.
+
+    python -m paper_figures.synthetic results/synthetic
+
+Each method's curve is its test MCC during training, averaged over seeds,
+against cumulative training FLOPs; the final marker adds the FLOPs of encoding
+the test set (for SAE+ITO and SC this includes per-sample optimisation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gapbound.results import read_json  # noqa: E402
+
+FIG_DIR = Path(__file__).resolve().parent
+TITLES = {"known_z": "Known Z", "known_d": "Known D", "unknown": "Unknown Z and D"}
+COLORS = {"SAE": "tab:blue", "SAE+ITO": "tab:red", "SC": "tab:green"}
+
+
+def _mean_curve(curves: list[list[list[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Average the seeds' curves point by point (they share step grids; truncate to the shortest)."""
+    n = min(len(c) for c in curves)
+    arr = np.array([[[p[0], np.nan if p[1] is None else p[1]] for p in c[:n]] for c in curves], dtype=float)
+    return arr[:, :, 0].mean(0), np.nanmean(arr[:, :, 1], 0)
+
+
+def plot_setting(report: dict, ax: plt.Axes) -> None:
+    """Draw one setting's MCC-vs-FLOPs curves onto ``ax``."""
+    mlp_colors = plt.cm.Purples(np.linspace(0.45, 0.95, max(1, sum(k.startswith("MLP") for k in report["methods"]))))
+    mlp_i = 0
+    for name, m in report["methods"].items():
+        color = COLORS.get(name)
+        if color is None:
+            color, mlp_i = mlp_colors[mlp_i], mlp_i + 1
+        x, y = _mean_curve(m["curves"])
+        x = np.maximum(x, 1.0)
+        ax.plot(x[:-1], y[:-1], color=color, alpha=0.8, lw=1.5)
+        ax.plot(x[-1], y[-1], "o", color=color, ms=7, label=f"{name} ({m['mcc_mean']:.2f})")
+        if len(x) > 1:
+            ax.plot(x[-2:], y[-2:], ":", color=color, lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("cumulative FLOPs (training + test inference)")
+    ax.set_ylabel("test MCC")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(TITLES.get(report["setting"], report["setting"]))
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def render(results_dir: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
+    """Render every ``<setting>.json`` found in ``results_dir`` to ``synthetic_<setting>.{png,pdf}``, plus a combined panel."""
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    reports = [read_json(results_dir / f"{s}.json") for s in TITLES if (results_dir / f"{s}.json").exists()]
+    if not reports:
+        raise FileNotFoundError(f"no known_z/known_d/unknown .json results in {results_dir}")
+    written: list[Path] = []
+    for report in reports:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        plot_setting(report, ax)
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            path = out_dir / f"synthetic_{report['setting']}.{ext}"
+            fig.savefig(path, dpi=150)
+            written.append(path)
+        plt.close(fig)
+    fig, axes = plt.subplots(1, len(reports), figsize=(5.2 * len(reports), 4), squeeze=False)
+    for report, ax in zip(reports, axes[0]):
+        plot_setting(report, ax)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        path = out_dir / f"synthetic.{ext}"
+        fig.savefig(path, dpi=150)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results_dir", nargs="?", default="results/synthetic")
+    p.add_argument("--out", default=str(FIG_DIR))
+    args = p.parse_args()
+    for path in render(args.results_dir, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

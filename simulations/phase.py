@@ -1,0 +1,256 @@
+"""Phase diagrams: test MCC of SAE, MLP and sparse coding over a grid of (N, M) for several K.
+
+    python -m simulations.phase                 # N in 16..256, M in 8,16,32, K in 3,9,15
+    python -m simulations.phase --quick         # a smaller grid with fewer steps, in minutes
+    python -m simulations.phase --setting unknown --out results/phase_unknown
+
+Every (N, M, K, seed) cell is an independent job dispatched with joblib on
+``--jobs`` worker processes (default: every available core). The results file
+``OUT/phase.json`` is rewritten atomically after each finished cell, and cells
+already in it are skipped, so a grid can be filled over several invocations
+(and an interrupted one loses at most the cells in flight).
+
+Cells with ``M >= N`` (no compression: the problem is not sparse coding) or
+``K >= M`` (more active sources than measurements) are skipped and listed in
+the file's ``skipped`` entry with the reason.
+
+To run the grid on a cluster, call :func:`run_grid` under a joblib backend;
+the code picks up whatever backend is active::
+
+    import joblib
+    from dask.distributed import Client          # or: import ray; from ray.util.joblib import register_ray
+    client = Client("scheduler-address:8786")     #     ray.init(address="auto"); register_ray()
+    with joblib.parallel_config(backend="dask"):  #     with joblib.parallel_config(backend="ray"):
+        run_grid(grid_config(...), "results/phase", jobs=-1)
+
+The figure (contours of MCC over log2 N and M, one panel per method and K) is
+drawn by ``paper_figures/phase.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from gapbound.cli import add_common_args, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.data import SyntheticConfig
+from gapbound.methods import SETTINGS, ExperimentConfig, run_seed
+from gapbound.results import atomic_write_json, jsonable, read_json
+from gapbound.training import TrainConfig
+from gapbound.validation import check_int, resolve_device
+
+FULL_GRID = {"N": (16, 32, 64, 128, 256), "M": (8, 16, 32), "K": (3, 9, 15)}
+QUICK_GRID = {"N": (16, 32, 64, 128), "M": (8, 16), "K": (3, 9)}
+FULL_STEPS, QUICK_STEPS = 10_000, 2_000
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point."""
+
+    N: int
+    M: int
+    K: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """Everything a cell needs besides its (N, M, K, seed).
+
+    Attributes
+    ----------
+    setting : str
+        ``known_z`` (default: encoders regress the true codes, SC is
+        per-sample inference with the true dictionary), ``known_d`` or ``unknown``.
+    hidden : int
+        Hidden width of the MLP encoder.
+    n_train, n_test : int
+        Samples per split (paper: 1024 each).
+    train : TrainConfig
+        Optimisation of the SAE and MLP (and of SC's dictionary in ``unknown``).
+    batch_size : int
+        Minibatch size.
+    """
+
+    setting: str = "known_z"
+    hidden: int = 256
+    n_train: int = 1024
+    n_test: int = 1024
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=FULL_STEPS, lr=1e-3, progress=False))
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        check_int("hidden", self.hidden, minimum=1)
+        check_int("n_train", self.n_train, minimum=1)
+        check_int("n_test", self.n_test, minimum=2)
+        check_int("batch_size", self.batch_size, minimum=1)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return ("SAE", f"MLP-{self.hidden}", "SC")
+
+    def experiment(self, cell: Cell, device: str = "cpu") -> ExperimentConfig:
+        """The :class:`ExperimentConfig` of one cell (the device is an execution detail, not part of the config)."""
+        data = SyntheticConfig(N=cell.N, M=cell.M, K=cell.K, n_train=self.n_train, n_test=self.n_test, seed=cell.seed)
+        return ExperimentConfig(setting=self.setting, data=data, train=self.train, methods=self.methods,
+                                batch_size=self.batch_size, curve_points=1, device=device)
+
+    def to_dict(self) -> dict:
+        return jsonable({**asdict(self), "methods": list(self.methods)})
+
+
+def invalid_reason(N: int, M: int, K: int) -> str | None:
+    """Why a grid point is skipped, or None when it is a valid compressed-sensing problem."""
+    if M >= N:
+        return f"M={M} >= N={N}: no compression"
+    if K >= M:
+        return f"K={K} >= M={M}: at least as many active sources as measurements"
+    return None
+
+
+def grid_cells(Ns: Iterable[int], Ms: Iterable[int], Ks: Iterable[int], seeds: Iterable[int]) -> tuple[list[Cell], list[dict]]:
+    """Valid cells of the grid and the skipped points with their reasons."""
+    cells, skipped = [], []
+    for N, M, K in product(Ns, Ms, Ks):
+        for v, name in ((N, "N"), (M, "M"), (K, "K")):
+            check_int(name, v, minimum=1)
+        reason = invalid_reason(N, M, K)
+        if reason:
+            skipped.append({"N": N, "M": M, "K": K, "reason": reason})
+        else:
+            cells.extend(Cell(N, M, K, s) for s in seeds)
+    return cells, skipped
+
+
+def run_cell(cfg: PhaseConfig, cell: Cell, threads: int = 1, device: str = "cpu") -> list[dict]:
+    """Train and evaluate SAE, MLP and SC on one cell; one row per method."""
+    import torch
+
+    torch.set_num_threads(threads)
+    result = run_seed(cfg.experiment(cell, device), cell.seed)
+    return [{"method": name, **asdict(cell), "mcc": r["mcc"], "support_f1": r["support_f1"],
+             "train_flops": r["train_flops"], "inference_flops": r["inference_flops"], "wall_s": r["wall_s"]}
+            for name, r in result.items()]
+
+
+def _done(rows: list[dict], methods: Sequence[str]) -> set[Cell]:
+    have: dict[Cell, set[str]] = {}
+    for r in rows:
+        have.setdefault(Cell(r["N"], r["M"], r["K"], r["seed"]), set()).add(r["method"])
+    return {c for c, m in have.items() if set(methods) <= m}
+
+
+def run_grid(cfg: PhaseConfig, cells: list[Cell], skipped: list[dict], out: str | Path, jobs: int = 1,
+             overwrite: bool = False, progress: bool = True, device: str = "cpu") -> dict:
+    """Run every cell not yet in ``OUT/phase.json``, rewriting the file atomically as cells finish.
+
+    Parameters
+    ----------
+    cfg : PhaseConfig
+        Settings shared by every cell; a results file written with other
+        settings is refused (use another ``out`` or ``overwrite``).
+    cells, skipped : list
+        From :func:`grid_cells`.
+    out : str or Path
+        Results directory.
+    jobs : int
+        joblib ``n_jobs`` (-1: all cores of the active backend).
+    overwrite : bool
+        Discard earlier results in ``out`` instead of extending them.
+    progress : bool
+        Show a per-cell tqdm bar.
+    device : str
+        Where each cell trains (``cpu``, ``cuda``, ``auto``).
+
+    Returns
+    -------
+    dict
+        The results document (``config``, ``rows``, ``skipped``).
+    """
+    path = Path(out) / "phase.json"
+    doc = {"experiment": "phase", "config": cfg.to_dict(), "rows": [], "skipped": []}
+    if path.exists() and not overwrite:
+        old = read_json(path)
+        if old["config"] != doc["config"]:
+            raise ValueError(f"{path} was produced with a different configuration; use another --out or --overwrite")
+        doc = old
+    known = {(s["N"], s["M"], s["K"]) for s in doc["skipped"]}
+    doc["skipped"] += [s for s in skipped if (s["N"], s["M"], s["K"]) not in known]
+    done = _done(doc["rows"], cfg.methods)
+    todo = [c for c in cells if c not in done]
+    print(f"phase: {len(todo)} cell(s) to run, {len(cells) - len(todo)} already in {path}, "
+          f"{len(skipped)} invalid grid point(s) skipped", file=sys.stderr)
+    if not todo:
+        atomic_write_json(path, doc)
+        return doc
+    workers = default_jobs() if jobs == -1 else min(jobs, len(todo))
+    threads = max(1, default_jobs() // max(1, workers))
+    t0 = time.perf_counter()
+    results = Parallel(n_jobs=jobs if jobs == -1 else workers, return_as="generator_unordered")(
+        delayed(run_cell)(cfg, c, threads, device) for c in todo)
+    for rows in tqdm(results, total=len(todo), desc="phase cells", unit="cell", disable=not progress):
+        key = Cell(rows[0]["N"], rows[0]["M"], rows[0]["K"], rows[0]["seed"])
+        doc["rows"] = [r for r in doc["rows"] if Cell(r["N"], r["M"], r["K"], r["seed"]) != key] + rows
+        doc["wall_s_total"] = doc.get("wall_s_total", 0.0) + sum(r["wall_s"] for r in rows)
+        atomic_write_json(path, doc)
+    print(f"phase: {len(todo)} cell(s) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return doc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m simulations.phase", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help=f"smaller grid {QUICK_GRID} and {QUICK_STEPS} steps (default grid {FULL_GRID}, {FULL_STEPS} steps)")
+    p.add_argument("--N", type=positive_int, nargs="+", help="source counts (overrides the grid's)")
+    p.add_argument("--M", type=positive_int, nargs="+", help="measurement counts (overrides the grid's)")
+    p.add_argument("--K", type=positive_int, nargs="+", help="active-source counts (overrides the grid's)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0], help="seeds (default: 0)")
+    p.add_argument("--setting", choices=SETTINGS, default="known_z",
+                   help="known_z (default): supervised encoders, SC with the true dictionary; or known_d / unknown")
+    p.add_argument("--steps", type=nonnegative_int, help=f"training steps (default {FULL_STEPS}; quick {QUICK_STEPS})")
+    p.add_argument("--hidden", type=positive_int, default=256, help="MLP hidden width (default 256)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--n-train", type=positive_int, default=1024, help="training samples per cell (default 1024)")
+    p.add_argument("--n-test", type=positive_int, default=1024, help="test samples per cell (default 1024)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="minibatch size (default 256)")
+    p.add_argument("--overwrite", action="store_true", help="discard results already in OUT/phase.json")
+    add_common_args(p, "results/phase")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else FULL_STEPS)
+    cfg = PhaseConfig(setting=args.setting, hidden=args.hidden, n_train=args.n_train, n_test=args.n_test,
+                      batch_size=args.batch_size, train=TrainConfig(steps=steps, lr=args.lr, progress=False))
+    resolve_device(args.device)
+    cells, skipped = grid_cells(args.N or grid["N"], args.M or grid["M"], args.K or grid["K"], args.seeds)
+    for s in skipped:
+        print(f"skipping N={s['N']}, M={s['M']}, K={s['K']}: {s['reason']}", file=sys.stderr)
+    if not cells:
+        raise ValueError("no valid (N, M, K) cell in the grid: every point has M >= N or K >= M")
+    run_grid(cfg, cells, skipped, args.out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.quiet,
+             device=args.device)
+    if not args.no_figures:
+        from paper_figures.phase import render
+
+        for path in render(Path(args.out) / "phase.json"):
+            print(f"figure: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

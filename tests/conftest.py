@@ -1,0 +1,20 @@
+"""Shared test fixtures: device parametrisation and thread limits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+# Tests are many small problems: one thread avoids oversubscribing the 2-core CI machine.
+torch.set_num_threads(1)
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Run a test on the CPU and, where present, on CUDA."""
+    return request.param
