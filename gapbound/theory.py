@@ -54,6 +54,8 @@ __all__ = [
     "DecodeResult",
     "exact_decode",
     "spark_exceeds",
+    "support_search_decode",
+    "witness_inputs",
     "CertifyResult",
     "certify",
     "witness_error",
@@ -167,50 +169,53 @@ def _gamma(n: int) -> float:
     return nu / (1.0 - nu)
 
 
-_STEPS = tuple(2.0**-j for j in range(0, 40, 2))
-
-
-def _newton(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, keep: np.ndarray, rho: float, iters: int = 200) -> np.ndarray:
+def _newton(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, keep: np.ndarray, rho: float, iters: int = 100) -> np.ndarray:
     """Batched semismooth Newton for ``min_u ||keep*(Aa u - y)||^2 + ||relu(Bi u)||^2 + rho ||drop*relu(Aa u)||^2``.
 
     ``keep`` is ``n_Z x n_active`` (1 kept, 0 dropped). Returns ``u`` (``n_Z x p``).
-    The iterate only needs to be good: the certificate is valid for any ``u``.
+    Each step solves the quadratic of the current active set, then backtracks
+    until the objective decreases (plain semismooth Newton can cycle between
+    active sets); converged problems leave the batch. The iterate only needs
+    to be good: the certificate is valid for any ``u``.
     """
     p = Aa.shape[1]
     drop = 1.0 - keep
     AA = np.einsum("ti,tj->tij", Aa, Aa)
     BB = np.einsum("ti,tj->tij", Bi, Bi)
-    rhs = (keep * y) @ Aa
+    rhs_all = (keep * y) @ Aa
     ridge = 1e-12 * np.eye(p)
-
-    def objective(u: np.ndarray) -> np.ndarray:
-        za, zi = u @ Aa.T, u @ Bi.T
-        return (
-            (keep * (za - y) ** 2).sum(1)
-            + (np.maximum(zi, 0.0) ** 2).sum(1)
-            + rho * (drop * np.maximum(za, 0.0) ** 2).sum(1)
-        )
-
-    u = np.linalg.solve(np.einsum("zt,tij->zij", keep, AA) + ridge, rhs[..., None])[..., 0]
+    u_all = np.linalg.solve(np.einsum("zt,tij->zij", keep, AA) + ridge, rhs_all[..., None])[..., 0]
     if Bi.shape[0] == 0 and rho == 0.0:
-        return u  # plain least squares: one solve is exact
-    f = objective(u)
-    for _ in range(iters):
+        return u_all  # plain least squares: one solve is exact
+
+    def objective(u: np.ndarray, kp: np.ndarray, dp: np.ndarray) -> np.ndarray:
         za, zi = u @ Aa.T, u @ Bi.T
-        H = np.einsum("zt,tij->zij", keep + rho * drop * (za > 0), AA) + np.einsum("zt,tij->zij", (zi > 0) * 1.0, BB)
-        u_new = np.linalg.solve(H + ridge, rhs[..., None])[..., 0]
-        # damped step: semismooth Newton can cycle between active sets without it
-        best_u, best_f = u, f
-        for step in _STEPS:
-            cand = u + step * (u_new - u)
-            fc = objective(cand)
-            better = fc < best_f
-            best_u = np.where(better[:, None], cand, best_u)
-            best_f = np.where(better, fc, best_f)
-        if np.all(best_f >= f - 1e-15 * (1 + np.abs(f))):
+        return (kp * (za - y) ** 2).sum(1) + (np.maximum(zi, 0.0) ** 2).sum(1) + rho * (dp * np.maximum(za, 0.0) ** 2).sum(1)
+
+    todo = np.arange(len(keep))
+    f_all = objective(u_all, keep, drop)
+    for _ in range(iters):
+        if len(todo) == 0:
             break
-        u, f = best_u, best_f
-    return u
+        u, kp, dp, f = u_all[todo], keep[todo], drop[todo], f_all[todo]
+        za, zi = u @ Aa.T, u @ Bi.T
+        H = np.einsum("zt,tij->zij", kp + rho * dp * (za > 0), AA) + np.einsum("zt,tij->zij", (zi > 0) * 1.0, BB)
+        d = np.linalg.solve(H + ridge, rhs_all[todo][..., None])[..., 0] - u
+        step = np.ones(len(todo))
+        fc = objective(u + d, kp, dp)
+        for _ in range(40):
+            bad = fc > f - 1e-14 * (1.0 + np.abs(f))
+            if not bad.any():
+                break
+            step[bad] *= 0.5
+            fc[bad] = objective(u[bad] + step[bad, None] * d[bad], kp[bad], dp[bad])
+        moved = fc < f - 1e-14 * (1.0 + np.abs(f))
+        u_all[todo[moved]] = u[moved] + step[moved, None] * d[moved]
+        f_all[todo[moved]] = fc[moved]
+        # converged: no decrease possible, or a full Newton step that kept the active set
+        small = np.abs(d).max(1) <= 1e-13 * (1.0 + np.abs(u).max(1))
+        todo = todo[moved & ~small]
+    return u_all
 
 
 def _certify_batch(
@@ -443,6 +448,39 @@ def spark_exceeds(D: Any, k: int, tol: float = 1e-9, max_subsets: int = 2_000_00
     return True
 
 
+def support_search_decode(D: Any, X: Any, K: int, tol: float = 1e-9, max_supports: int = 200_000) -> np.ndarray:
+    """Exhaustive L0 decoding: per sample, the non-negative code on the smallest support (size <= K) fitting ``x`` exactly.
+
+    Every support of size ``1..K`` is tried (least squares on its columns); the
+    first size with a residual below ``tol * (1 + |x|)`` and non-negative
+    coefficients wins, ties broken by residual. Rows that no support fits are NaN.
+    With ``spark(D) > 2K`` the K-sparse solution found is the unique one.
+    """
+    Dn = _as_numpy64(D)
+    M, N = Dn.shape
+    Xn = np.asarray(X, dtype=np.float64)
+    K = check_int("K", K, minimum=1, maximum=N)
+    if sum(math.comb(N, k) for k in range(1, K + 1)) > max_supports:
+        raise ValueError(f"support search over N={N}, K={K} exceeds max_supports={max_supports}")
+    out = np.full((len(Xn), N), np.nan)
+    done = np.zeros(len(Xn), dtype=bool)
+    scale = tol * (1.0 + np.linalg.norm(Xn, axis=1))
+    for k in range(1, K + 1):
+        supports = np.array(list(itertools.combinations(range(N), k)))
+        P = np.linalg.pinv(Dn[:, supports].transpose(1, 0, 2))  # n_sup x k x M
+        coef = np.einsum("skm,tm->tsk", P, Xn)
+        res = np.linalg.norm(np.einsum("msk,tsk->tsm", Dn[:, supports], coef) - Xn[:, None, :], axis=2)
+        ok = (res <= scale[:, None]) & (coef >= -tol).all(2)
+        res = np.where(ok, res, np.inf)
+        best = res.argmin(1)
+        hit = ~done & np.isfinite(res[np.arange(len(Xn)), best])
+        for t in np.flatnonzero(hit):
+            out[t] = 0.0
+            out[t, supports[best[t]]] = np.maximum(coef[t, best[t]], 0.0)
+        done |= hit
+    return out
+
+
 @dataclass
 class DecodeResult:
     """Per-sample exact decoding of the witness codes.
@@ -460,12 +498,15 @@ class DecodeResult:
         Every ``2K`` columns independent (exhaustive search), so each witness
         code is the unique K-sparse solution of ``D s = x``; ``None`` if too
         many subsets to check.
+    support_search_error : float or None
+        Error of exhaustive support search (L0 decoding), when affordable.
     """
 
     codes: np.ndarray
     error: float
     l1_certified: np.ndarray
     unique_sparse: bool | None
+    support_search_error: float | None = None
 
 
 def _l1_certificate(Dn: np.ndarray, s: np.ndarray, margin: float = 1e-7) -> bool:
@@ -519,7 +560,7 @@ def exact_decode(D: Any, codes: Any, K: int | None = None, check_uniqueness: boo
     V = cp.Variable(S.shape, nonneg=True)
     # separable over samples: one LP solves every per-sample basis pursuit at once
     prob = cp.Problem(cp.Minimize(cp.sum(V)), [V @ Dn.T == X])
-    prob.solve(solver="HIGHS")
+    prob.solve(solver="CLARABEL")
     if V.value is None:
         raise RuntimeError(f"basis pursuit LP failed with status {prob.status}")
     dec = np.maximum(V.value, 0.0)
@@ -530,7 +571,11 @@ def exact_decode(D: Any, codes: Any, K: int | None = None, check_uniqueness: boo
         uniq = spark_exceeds(Dn, 2 * K) if K is not None else None
     else:
         cert, uniq = np.zeros(len(S), dtype=bool), None
-    return DecodeResult(codes=dec, error=err, l1_certified=cert, unique_sparse=uniq)
+    l0_err = None
+    if K is not None and sum(math.comb(Dn.shape[1], k) for k in range(1, K + 1)) <= 200_000:
+        l0 = support_search_decode(Dn, X, K)
+        l0_err = float(np.nansum((l0 - S) ** 2)) if np.isfinite(l0).all() else math.inf
+    return DecodeResult(codes=dec, error=err, l1_certified=cert, unique_sparse=uniq, support_search_error=l0_err)
 
 
 # --------------------------------------------------------------------------- the one-call certificate
@@ -650,10 +695,15 @@ def certify(
     recovered = dec.error <= 1e-8 * max(1.0, float((codes**2).sum()))
     parts = [f"K={K} >= 2", f"rank(D)={rank} < N={N}"]
     if check_uniqueness:
-        parts.append(f"{dec.l1_certified.sum()}/{len(codes)} witness codes carry a strict L1 dual certificate")
+        parts.append(f"{int(dec.l1_certified.sum())}/{len(codes)} witness codes carry a strict L1 dual certificate")
         if dec.unique_sparse is not None:
             parts.append(f"every {2 * K} columns independent: {dec.unique_sparse}")
-    ok = recovered and (not check_uniqueness or bool(dec.l1_certified.all()))
+    # exact recovery is certified when basis pursuit returns the true codes and they are provably the
+    # only admissible answer: unique K-sparse solutions (spark > 2K) or a strict L1 certificate per code
+    unique = bool(dec.unique_sparse) or bool(dec.l1_certified.all())
+    ok = recovered and (not check_uniqueness or unique)
+    if dec.support_search_error is not None:
+        parts.append(f"exhaustive support search error {dec.support_search_error:.2g}")
     if not recovered:
         parts.append(f"basis pursuit error {dec.error:.3g} > 0: exact recovery not certified")
     reason = ("hypotheses hold: " if ok else "hypotheses partly fail: ") + "; ".join(parts)
