@@ -34,16 +34,25 @@ def _mean_curve(curves: list[list[list[float]]]) -> tuple[np.ndarray, np.ndarray
 
 
 def plot_setting(report: dict, ax: plt.Axes) -> None:
-    """Draw one setting's MCC-vs-FLOPs curves onto ``ax``."""
+    """Draw one setting's MCC-vs-FLOPs curves onto ``ax``.
+
+    The step-0 point (no FLOPs yet) has no place on a log axis and is dropped;
+    a training curve shared by two methods (SAE and SAE+ITO) is drawn once.
+    """
     mlp_colors = plt.cm.Purples(np.linspace(0.45, 0.95, max(1, sum(k.startswith("MLP") for k in report["methods"]))))
     mlp_i = 0
+    drawn: set[tuple] = set()
     for name, m in report["methods"].items():
         color = COLORS.get(name)
         if color is None:
             color, mlp_i = mlp_colors[mlp_i], mlp_i + 1
         x, y = _mean_curve(m["curves"])
-        x = np.maximum(x, 1.0)
-        ax.plot(x[:-1], y[:-1], color=color, alpha=0.8, lw=1.5)
+        keep = x > 0
+        x, y = x[keep], y[keep]
+        train_part = tuple(np.round(y[:-1], 12))
+        if len(x) > 1 and train_part not in drawn:
+            ax.plot(x[:-1], y[:-1], color=color, alpha=0.8, lw=1.5)
+            drawn.add(train_part)
         ax.plot(x[-1], y[-1], "o", color=color, ms=7, label=f"{name} ({m['mcc_mean']:.2f})")
         if len(x) > 1:
             ax.plot(x[-2:], y[-2:], ":", color=color, lw=1)
