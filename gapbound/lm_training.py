@@ -37,7 +37,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autointerp import make_windows, score_latents
+from .autointerp import TokenExplainer, make_windows, score_latents
 from .encoders import SAE, Dictionary, MLPEncoder
 from .inference import SOLVERS, solve
 from .metrics import nmse
@@ -290,12 +290,15 @@ def run_method(
     checkpoint_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    decode: Callable[[Sequence[int]], list[str]] | None = None,
 ) -> dict[str, Any]:
     """Train one method on ``train_shards`` and evaluate it on ``test_shards``.
 
     ``explain_shards`` (training contexts) supply the windows autointerp
     explains latents from; ``test_shards`` (held out) supply the held-out
     activations for NMSE/L0/dead/gap and the windows detection is scored on.
+    ``decode`` (token ids -> strings, e.g. ``tokenizer.convert_ids_to_tokens``)
+    makes the explanations readable.
 
     Returns
     -------
@@ -306,6 +309,9 @@ def run_method(
         ``train_seconds``, ``train_flops_per_step``, ``l1``.
     """
     dev = resolve_device(device)
+    lo, hi = store.positions
+    if config.window > hi - lo:
+        raise ValueError(f"window={config.window} exceeds the {hi - lo} content tokens per context of the store")
     stream = ActivationStream(store, config.batch_size, train_shards, seed=config.seed, device=dev)
     norm = Normaliser.fit(stream)
     model = build_model(method, store.d_model, config).to(dev)
@@ -327,6 +333,7 @@ def run_method(
         win_explain, sparse_codes(model, norm_cpu(X_explain), config.eval_batch),
         win_test, sparse_codes(model, X_test, config.eval_batch),
         n_latents=config.n_latents, seed=config.seed,
+        explainer=TokenExplainer(decode=decode) if decode is not None else None,
     )
     f1 = [s.f1 for s in scores]
     acc = [s.accuracy for s in scores]
