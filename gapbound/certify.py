@@ -52,7 +52,8 @@ def report(res: CertifyResult, seconds: float) -> str:
         f"hypotheses hold: {res.hypotheses_hold}",
         f"  {res.reason}",
         f"certified lower bound on the witness-set error of every such encoder: {res.lower_bound:.6g}",
-        f"per-sample exact decoder (non-negative basis pursuit) error on the same codes: {res.exact_decoder_error:.3g}",
+        f"per-sample exact decoder error on the same codes: {res.exact_decoder_error:.3g} "
+        f"(non-negative basis pursuit: {res.basis_pursuit_error:.3g})",
     ]
     if res.rows:
         lines.append("per row: bound (active/inactive codes, drops enumerated, subproblems)")

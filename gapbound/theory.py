@@ -259,7 +259,9 @@ def _certify_batch(
     with np.errstate(divide="ignore", invalid="ignore"):
         U = np.where(sigma_min_sq > 0, (y_norm + np.sqrt(np.maximum(cap - drops, 0.0))) / np.sqrt(np.maximum(sigma_min_sq, 1e-300)), np.inf)
     certified = drops + dual - dual_err - 2.0 * g_norm * U
-    certified = np.where(np.isfinite(certified), certified, 0.0)
+    # too few kept entries to bound u (or a singular Gram matrix): the convex part is >= 0, keep the drops
+    certified = np.where(np.isfinite(certified), np.maximum(certified, 0.0), 0.0)
+    certified = np.maximum(certified, drops * (1 - 4 * gam))
     return np.minimum(certified * (1 - 1e-12) - 1e-300, cap)
 
 
@@ -327,8 +329,6 @@ def _row_bound(
             keep = np.ones((len(chunk), n))
             for r, Z in enumerate(chunk):
                 keep[r, list(Z)] = 0.0
-            if Aa.shape[1] > keep.sum(1).min():
-                continue  # too few kept entries to certify; covered by the tail bound below
             u = _newton(Aa, y, Bi, keep, rho)
             vals = _certify_batch(Aa, y, Bi, keep, rho, u)
             solved += len(chunk)
@@ -488,9 +488,11 @@ class DecodeResult:
     Attributes
     ----------
     codes : numpy.ndarray
-        Decoded codes (non-negative basis pursuit).
+        Decoded codes: exhaustive support search where affordable, else non-negative basis pursuit.
     error : float
-        ``sum ||decoded - true||^2``.
+        ``sum ||decoded - true||^2`` of those codes (the exact decoder's witness error).
+    bp_error : float
+        The same for non-negative basis pursuit (L1), which can fail where L0 succeeds.
     l1_certified : numpy.ndarray
         Per code: a strict dual certificate proves the true code is the *unique*
         minimiser of non-negative basis pursuit.
@@ -504,6 +506,7 @@ class DecodeResult:
 
     codes: np.ndarray
     error: float
+    bp_error: float
     l1_certified: np.ndarray
     unique_sparse: bool | None
     support_search_error: float | None = None
@@ -527,7 +530,10 @@ def _l1_certificate(Dn: np.ndarray, s: np.ndarray, margin: float = 1e-7) -> bool
         return True
     v, t = cp.Variable(Dn.shape[0]), cp.Variable()
     prob = cp.Problem(cp.Minimize(t), [Dn[:, supp].T @ v == 1, Dn[:, off].T @ v <= t])
-    prob.solve(solver="CLARABEL")
+    try:
+        prob.solve(solver="CLARABEL")
+    except cp.error.SolverError:
+        return False  # no certificate found: reported as uncertified, never as certified
     if v.value is None:
         return False
     # re-check with the returned point rather than trusting the solver's status
@@ -550,7 +556,7 @@ def exact_decode(D: Any, codes: Any, K: int | None = None, check_uniqueness: boo
     K : int, optional
         Maximum support size, for the exhaustive ``spark(D) > 2K`` uniqueness check.
     check_uniqueness : bool
-        Run the per-code L1 dual certificates and the exhaustive spark search.
+        Run the per-code L1 dual certificates (one small LP each).
     """
     import cvxpy as cp
 
@@ -566,16 +572,16 @@ def exact_decode(D: Any, codes: Any, K: int | None = None, check_uniqueness: boo
     dec = np.maximum(V.value, 0.0)
     dec[dec < 1e-9] = 0.0
     err = float(((dec - S) ** 2).sum())
-    if check_uniqueness:
-        cert = np.array([_l1_certificate(Dn, s) for s in S])
-        uniq = spark_exceeds(Dn, 2 * K) if K is not None else None
-    else:
-        cert, uniq = np.zeros(len(S), dtype=bool), None
-    l0_err = None
+    cert = np.array([_l1_certificate(Dn, s) for s in S]) if check_uniqueness else np.zeros(len(S), dtype=bool)
+    uniq = spark_exceeds(Dn, 2 * K) if K is not None else None
+    l0_err, best, best_err = None, dec, err
     if K is not None and sum(math.comb(Dn.shape[1], k) for k in range(1, K + 1)) <= 200_000:
         l0 = support_search_decode(Dn, X, K)
         l0_err = float(np.nansum((l0 - S) ** 2)) if np.isfinite(l0).all() else math.inf
-    return DecodeResult(codes=dec, error=err, l1_certified=cert, unique_sparse=uniq, support_search_error=l0_err)
+        if l0_err <= err:
+            best, best_err = np.nan_to_num(l0), l0_err
+    return DecodeResult(codes=best, error=best_err, bp_error=err, l1_certified=cert, unique_sparse=uniq,
+                        support_search_error=l0_err)
 
 
 # --------------------------------------------------------------------------- the one-call certificate
@@ -593,7 +599,10 @@ class CertifyResult:
     witness_codes : numpy.ndarray
         The witness set (rows are codes).
     exact_decoder_error : float
-        Witness-set error of per-sample non-negative basis pursuit.
+        Witness-set error of the exact per-sample decoder (exhaustive support
+        search where affordable, else non-negative basis pursuit).
+    basis_pursuit_error : float
+        Witness-set error of non-negative basis pursuit (L1).
     hypotheses_hold : bool
         ``K >= 2``, ``rank(D) < N`` (so some column lies in the span of the
         others) and every witness code certified exactly recoverable.
@@ -612,6 +621,7 @@ class CertifyResult:
     lower_bound: float
     witness_codes: np.ndarray
     exact_decoder_error: float
+    basis_pursuit_error: float
     hypotheses_hold: bool
     reason: str
     encoder_class: str
@@ -679,7 +689,7 @@ def certify(
     dec = exact_decode(Dn, codes, K=K, check_uniqueness=check_uniqueness)
     l1_frac = float(dec.l1_certified.mean()) if check_uniqueness else 0.0
     base = dict(
-        witness_codes=codes, exact_decoder_error=dec.error, encoder_class=_COVERS[encoder_class],
+        witness_codes=codes, exact_decoder_error=dec.error, basis_pursuit_error=dec.bp_error, encoder_class=_COVERS[encoder_class],
         encoder_class_key=encoder_class, N=N, M=M, K=K, design=design, rank=rank,
         l1_certified_fraction=l1_frac, unique_sparse=dec.unique_sparse,
     )
@@ -700,7 +710,7 @@ def certify(
             parts.append(f"every {2 * K} columns independent: {dec.unique_sparse}")
     # exact recovery is certified when basis pursuit returns the true codes and they are provably the
     # only admissible answer: unique K-sparse solutions (spark > 2K) or a strict L1 certificate per code
-    unique = bool(dec.unique_sparse) or bool(dec.l1_certified.all())
+    unique = bool(dec.unique_sparse) or (dec.bp_error <= 1e-8 and bool(dec.l1_certified.all()))
     ok = recovered and (not check_uniqueness or unique)
     if dec.support_search_error is not None:
         parts.append(f"exhaustive support search error {dec.support_search_error:.2g}")

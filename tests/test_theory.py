@@ -1,0 +1,225 @@
+"""Executable checks of the certified amortisation gap (gapbound.theory, gapbound.certify).
+
+Property tests over random dictionaries: (1) validity, trained encoders never
+beat the certified bound; (2) positivity; (3) per-sample inference reaches ~0
+on the same codes; (4) where the hypotheses fail the bound is 0 and a linear
+encoder reaches ~0. Bad input fails with clear errors.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from gapbound.certify import main as certify_main
+from gapbound.data import random_dictionary
+from gapbound.inference import solve
+from gapbound.theory import (
+    certify,
+    exact_decode,
+    fit_encoder,
+    lower_bound,
+    spark_exceeds,
+    support_search_decode,
+    witness_codes,
+    witness_inputs,
+)
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+SETTINGS = dict(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+sizes = st.tuples(st.integers(6, 9), st.integers(0, 10_000)).flatmap(
+    lambda t: st.tuples(st.just(t[0]), st.integers(3, t[0] - 2), st.just(t[1]))
+)
+
+
+def _dict(M: int, N: int, seed: int) -> torch.Tensor:
+    return random_dictionary(M, N, seed, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- witness sets
+
+
+def test_witness_pairs_structure():
+    c = witness_codes(6, 2)
+    assert c.shape == (2 * 6 + 15, 6)
+    assert set(np.unique(c)) == {0.0, 1.0, 2.0}
+    nnz = (c > 0).sum(1)
+    assert nnz.min() == 1 and nnz.max() == 2
+
+
+@pytest.mark.parametrize("N,K", [(8, 2), (9, 3), (16, 3)])
+def test_witness_exact_has_exactly_K_and_covers_pairs(N, K):
+    c = witness_codes(N, K, "exact")
+    assert ((c > 0).sum(1) == K).all()
+    co = (c > 0).astype(int).T @ (c > 0).astype(int)
+    assert (co[~np.eye(N, dtype=bool)] > 0).all(), "every pair must co-occur"
+    # every source's amplitude is varied inside some support (forces w.d_i = 1 and b = 0)
+    assert all((c[:, i] == 2).any() for i in range(N))
+
+
+def test_witness_band_partners_for_large_N():
+    c = witness_codes(64, 2, max_partners=16)
+    assert len(c) < 2 * 64 + 64 * 9
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "D,K,err",
+    [
+        (np.full((3, 5), np.nan), 2, ValueError),
+        (np.hstack([np.eye(3), np.zeros((3, 1))]), 2, ValueError),
+        (np.random.default_rng(0).normal(size=(3, 5)), 6, ValueError),
+        (np.random.default_rng(0).normal(size=(3, 5)), 0, ValueError),
+        (np.random.default_rng(0).normal(size=(3, 5)), 2.5, TypeError),
+        ("not a matrix", 2, TypeError),
+        (np.ones(5), 2, ValueError),
+    ],
+)
+def test_certify_bad_input(D, K, err):
+    with pytest.raises(err):
+        certify(D, K)
+
+
+def test_lower_bound_bad_arguments():
+    D = _dict(4, 6, 0)
+    with pytest.raises(ValueError, match="encoder_class"):
+        lower_bound(D, witness_codes(6, 2), encoder_class="sigmoid")
+    with pytest.raises(ValueError, match="codes"):
+        lower_bound(D, np.ones((3, 5)))
+    with pytest.raises(ValueError, match="non-negative"):
+        lower_bound(D, -np.ones((3, 6)))
+    with pytest.raises(ValueError, match="design"):
+        witness_codes(6, 2, design="random")
+
+
+def test_cli_bad_input_is_clean(capsys):
+    assert certify_main(["--N", "6", "--M", "4", "--K", "9"]) == 2
+    assert "K" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the properties
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(**SETTINGS)
+@given(sizes)
+def test_validity_trained_encoders_never_beat_bound(device, size):
+    """(1) SAEs trained directly on the witness error stay above the certified bounds."""
+    N, M, seed = size
+    D = _dict(M, N, seed)
+    codes = witness_codes(N, 2)
+    gated = lower_bound(D, codes, "linear-gated").bound
+    relu = lower_bound(D, codes, "relu")
+    for act, k in (("relu", None), ("topk", 2), ("jumprelu", None)):
+        # first restart warm-started at the bound's own minimiser: the strongest honest attempt
+        err, _ = fit_encoder(D, codes, act, k=k, restarts=2, steps=300, seed=seed, init=relu.weights, device=device)
+        assert err >= gated, (act, err, gated)
+        if act == "relu":
+            assert err >= relu.bound, (err, relu.bound)
+    assert relu.bound >= gated - 1e-9  # the ReLU class is smaller, its bound can only be larger
+
+
+@settings(**SETTINGS)
+@given(sizes)
+def test_bound_strictly_positive(size):
+    """(2) generic D with M < N: every row's active codes are inconsistent, the bound is > 0."""
+    N, M, seed = size
+    res = certify(_dict(M, N, seed), 2, check_uniqueness=False)
+    assert res.lower_bound > 0
+    assert all(r.bound > 0 for r in res.rows)
+
+
+@settings(**SETTINGS)
+@given(sizes)
+def test_per_sample_inference_reaches_zero(size):
+    """(3) exact decoding and FISTA drive the witness error to ~0, far below the bound."""
+    N, M, seed = size
+    D = _dict(M, N, seed)
+    codes = witness_codes(N, 2)
+    bound = lower_bound(D, codes).bound
+    dec = exact_decode(D, codes, K=2, check_uniqueness=False)
+    assert dec.unique_sparse is spark_exceeds(D, 4)
+    assert dec.error < 1e-12 * bound
+    assume(dec.bp_error < 1e-8)  # FISTA solves the L1 problem: only meaningful where L1 recovers
+    X = torch.from_numpy(witness_inputs(D, codes))
+    ito = solve(D, X, 1e-5, method="fista", max_iter=5000, tol=1e-12)
+    err = float(((ito.codes.double() - torch.from_numpy(codes)) ** 2).sum())
+    assert err < 1e-3 * bound
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("N", [4, 6])
+def test_gap_vanishes_full_rank(N, device):
+    """(4) M >= N with full column rank: bound 0 with the reason, and pinv(D) reaches ~0."""
+    D = _dict(N + 1, N, 3)
+    res = certify(D, 2)
+    assert res.lower_bound == 0.0 and not res.hypotheses_hold
+    assert "full column rank" in res.reason
+    codes = torch.from_numpy(res.witness_codes).to(device)
+    X = codes @ D.to(device).T
+    W = torch.linalg.pinv(D.to(device))
+    assert float(((torch.relu(X @ W.T) - codes) ** 2).sum()) < 1e-20
+
+
+def test_gap_vanishes_K1():
+    """K = 1: singleton codes; reported as outside the theorem, and the free-gate bound is 0 anyway."""
+    D = _dict(4, 8, 0)
+    res = certify(D, 1)
+    assert res.lower_bound == 0.0 and not res.hypotheses_hold and "K = 1" in res.reason
+    assert lower_bound(D, witness_codes(8, 1)).bound < 1e-9
+
+
+def test_bound_survives_column_scaling_of_codes():
+    """Scaling all codes by c scales every encoder's optimum by c^2 (rescale W's bias): so does the bound."""
+    D = _dict(4, 7, 11)
+    codes = witness_codes(7, 2)
+    b1 = lower_bound(D, codes).bound
+    b3 = lower_bound(D, 3 * codes).bound
+    assert b3 == pytest.approx(9 * b1, rel=1e-6)
+
+
+def test_support_search_recovers_where_l1_fails():
+    D = _dict(5, 8, 1)  # a dictionary where basis pursuit misses one witness code
+    codes = witness_codes(8, 2)
+    dec = exact_decode(D, codes, K=2, check_uniqueness=False)
+    assert dec.bp_error > 1e-3
+    assert np.abs(support_search_decode(D, witness_inputs(D, codes), 2) - codes).max() < 1e-9
+    assert certify(D, 2).hypotheses_hold
+
+
+def test_cli_json(capsys):
+    assert certify_main(["--N", "8", "--M", "5", "--K", "3", "--seed", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key, typ in (("lower_bound", float), ("witness_codes", list), ("exact_decoder_error", float),
+                     ("hypotheses_hold", bool), ("reason", str), ("encoder_class", str)):
+        assert isinstance(out[key], typ), key
+    assert out["lower_bound"] > 0 and out["hypotheses_hold"]
+    assert len(out["witness_codes"][0]) == 8
+
+
+def test_cli_dictionary_file(tmp_path, capsys):
+    path = tmp_path / "D.npy"
+    np.save(path, _dict(6, 6, 0).numpy())
+    assert certify_main(["--dictionary", str(path), "--K", "2"]) == 0
+    assert "hypotheses hold: False" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("K", [2, 3])
+def test_validity_paper_size_many_restarts(K):
+    D = _dict(8, 16, 5)
+    codes = witness_codes(16, K, "exact")
+    gated = lower_bound(D, codes).bound
+    relu = lower_bound(D, codes, "relu").bound
+    for act, k in (("relu", None), ("topk", K), ("jumprelu", None)):
+        err, _ = fit_encoder(D, codes, act, k=k, restarts=6, steps=3000)
+        assert err >= gated
+        if act == "relu":
+            assert err >= relu
