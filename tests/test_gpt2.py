@@ -45,7 +45,9 @@ def test_results_schema_and_sanity(run):
         assert all(0 <= f <= 1 for f in m["f1"])
         if m["f1"]:
             assert m["f1_mean"] == pytest.approx(np.mean(m["f1"]))
-        assert m["gap"]["gap_mean"] >= -1e-6
+        gap = m["gap"]
+        assert 0 <= gap["gap_lower"] <= gap["gap_upper"] + 1e-6
+        assert gap["objective_optimal"] <= gap["objective_encoder"] + 1e-6
 
 
 def test_rerun_reuses_finished_methods_and_store(run, monkeypatch):
