@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -286,8 +287,6 @@ def run_seed(
 
 def summarise(per_seed: list[dict[str, dict[str, Any]]], seeds: list[int]) -> dict[str, dict[str, Any]]:
     """Aggregate :func:`run_seed` outputs into the results schema (per-seed lists, means, stds)."""
-    import numpy as np
-
     methods: dict[str, dict[str, Any]] = {}
     for name in per_seed[0]:
         rows = [r[name] for r in per_seed]

@@ -283,7 +283,7 @@ def _reset_adam(opt: torch.optim.Optimizer, touched: list[tuple[nn.Parameter, in
 
 
 def train(
-    model: nn.Module,
+    model: Trainable,
     batches: BatchFn,
     config: TrainConfig,
     evaluate: Callable[[nn.Module], dict] | None = None,
