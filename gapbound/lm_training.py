@@ -90,6 +90,9 @@ class LMConfig:
         Registered solver used as LCA's per-sample inference.
     lca_iters : int
         Inference iterations per sample per training step and at evaluation.
+    lca_steps : int or None
+        Training steps of LCA if different from ``steps`` (its steps cost
+        ``lca_iters`` inference iterations each; the quick preset takes fewer).
     gap_samples : int
         Held-out vectors on which the gap meter runs.
     gap_iters : int
@@ -113,6 +116,7 @@ class LMConfig:
     resample_every: int = 12_500
     lca_method: str = "lca"
     lca_iters: int = 100
+    lca_steps: int | None = None
     gap_samples: int = 4096
     gap_iters: int = 500
     n_latents: int = 200
@@ -130,6 +134,8 @@ class LMConfig:
             check_float("l1", self.l1, minimum=0.0)
         check_int("resample_every", self.resample_every, minimum=0)
         check_int("lca_iters", self.lca_iters, minimum=1)
+        if self.lca_steps is not None:
+            check_int("lca_steps", self.lca_steps, minimum=1)
         check_int("gap_samples", self.gap_samples, minimum=1)
         check_int("gap_iters", self.gap_iters, minimum=1)
         check_int("n_latents", self.n_latents, minimum=1)
@@ -142,8 +148,8 @@ class LMConfig:
 
 
 # Scaled down to run end to end on a 2-core CPU in minutes (see notes/issue-6.md for timings).
-QUICK = LMConfig(expansion=4, mlp_hidden_mult=4, steps=1500, batch_size=256, lr=1e-3, resample_every=500,
-                 lca_iters=30, gap_samples=1024, gap_iters=200, n_latents=50, eval_batch=1024)
+QUICK = LMConfig(expansion=4, mlp_hidden_mult=2, steps=1500, batch_size=256, lr=1e-3, resample_every=500,
+                 lca_iters=20, lca_steps=200, gap_samples=512, gap_iters=200, n_latents=50, eval_batch=1024)
 
 
 @dataclass(frozen=True)
@@ -348,9 +354,11 @@ def run_method(
     stream = ActivationStream(store, config.batch_size, train_shards, seed=config.seed, device=dev)
     norm = Normaliser.fit(stream)
     model = build_model(method, store.d_model, config).to(dev)
-    tcfg = TrainConfig(steps=config.steps, lr=config.lr, l1=config.l1_for(store.d_model),
-                       resample_every=config.resample_every, seed=config.seed, progress=progress,
-                       checkpoint_every=max(1, config.steps // 10) if checkpoint_dir else 0,
+    steps = config.lca_steps if method == "LCA" and config.lca_steps is not None else config.steps
+    resample_every = config.resample_every * steps // config.steps  # same number of resamplings for every method
+    tcfg = TrainConfig(steps=steps, lr=config.lr, l1=config.l1_for(store.d_model),
+                       resample_every=resample_every, seed=config.seed, progress=progress,
+                       checkpoint_every=max(1, steps // 10) if checkpoint_dir else 0,
                        checkpoint_path=str(Path(checkpoint_dir) / f"{method}.pt") if checkpoint_dir else None)
     t0 = time.perf_counter()
     result = train(model, lambda i: (norm(stream.batch(i)), None, None), tcfg, desc=f"train {method}")
@@ -380,6 +388,7 @@ def run_method(
         train_seconds=train_seconds,
         train_flops_per_step=result.step_flops,
         resampled=result.resampled,
+        steps=steps,
         l1=tcfg.l1,
     )
     return out

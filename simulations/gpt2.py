@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-hidden-mult", type=positive_int, default=None,
                    help=f"MLP hidden width per dimension (default {d.mlp_hidden_mult}; quick {QUICK.mlp_hidden_mult})")
     p.add_argument("--lca-iters", type=positive_int, default=None, help=f"LCA iterations per step (default {d.lca_iters}; quick {QUICK.lca_iters})")
+    p.add_argument("--lca-steps", type=positive_int, default=None,
+                   help=f"LCA training steps if different from --steps (default: same; quick {QUICK.lca_steps})")
     p.add_argument("--n-latents", type=positive_int, default=None, help=f"latents scored per method (default {d.n_latents}; quick {QUICK.n_latents})")
     p.add_argument("--window", type=positive_int, default=None, help=f"tokens per autointerp window (default {d.window})")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default 0)")
@@ -78,7 +80,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[HarvestConfig, LMConfig
     base = QUICK if args.quick else LMConfig()
     overrides = {k: v for k, v in {
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "l1": args.l1, "expansion": args.expansion,
-        "mlp_hidden_mult": args.mlp_hidden_mult, "lca_iters": args.lca_iters, "n_latents": args.n_latents,
+        "mlp_hidden_mult": args.mlp_hidden_mult, "lca_iters": args.lca_iters, "lca_steps": args.lca_steps, "n_latents": args.n_latents,
         "window": args.window,
     }.items() if v is not None}
     lm = replace(base, seed=args.seed, **overrides)
