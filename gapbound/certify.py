@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-class", choices=["linear-gated", "relu"], default="linear-gated",
                    help="encoders the bound covers (default linear-gated: ReLU, JumpReLU, TopK)")
     p.add_argument("--max-partners", type=int, default=None, help="partners per source in the witness set")
-    p.add_argument("--no-uniqueness", action="store_true", help="skip L1 certificates and the spark search")
+    p.add_argument("--l1-certificates", action="store_true", help="also certify L1 uniqueness per code (one LP each)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     return p
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             D = random_dictionary(args.M, args.N, args.seed)
         t0 = time.perf_counter()
         res = certify(D, args.K, design=args.design, encoder_class=args.encoder_class,
-                      max_partners=args.max_partners, check_uniqueness=not args.no_uniqueness)
+                      max_partners=args.max_partners, check_uniqueness=args.l1_certificates)
         seconds = time.perf_counter() - t0
     except (ValueError, TypeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

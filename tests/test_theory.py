@@ -144,13 +144,16 @@ def test_per_sample_inference_reaches_zero(size):
     D = _dict(M, N, seed)
     codes = witness_codes(N, 2)
     bound = lower_bound(D, codes).bound
-    dec = exact_decode(D, codes, K=2, check_uniqueness=False)
+    dec = exact_decode(D, codes, K=2, check_uniqueness=True)
     assert dec.unique_sparse is spark_exceeds(D, 4)
-    assert dec.error < 1e-12 * bound
-    assume(dec.bp_error < 1e-8)  # FISTA solves the L1 problem: only meaningful where L1 recovers
-    X = torch.from_numpy(witness_inputs(D, codes))
-    ito = solve(D, X, 1e-5, method="fista", max_iter=5000, tol=1e-12)
-    err = float(((ito.codes.double() - torch.from_numpy(codes)) ** 2).sum())
+    assert dec.error < 1e-10 * bound
+    # FISTA solves the L1 problem: it can only be expected to recover codes whose L1 solution is
+    # certified unique (strict dual certificate); those must reach ~0, the bound does not apply per code
+    sel = dec.l1_certified
+    assume(sel.sum() >= len(codes) // 2)
+    X = torch.from_numpy(witness_inputs(D, codes[sel]))
+    ito = solve(D, X, 1e-6, method="fista", max_iter=20000, tol=1e-14)
+    err = float(((ito.codes.double() - torch.from_numpy(codes[sel])) ** 2).sum())
     assert err < 1e-3 * bound
 
 
