@@ -710,8 +710,8 @@ def certify(
     parts = [f"K={K} >= 2", f"rank(D)={rank} < N={N}"]
     if check_uniqueness:
         parts.append(f"{int(dec.l1_certified.sum())}/{len(codes)} witness codes carry a strict L1 dual certificate")
-        if dec.unique_sparse is not None:
-            parts.append(f"every {2 * K} columns independent: {dec.unique_sparse}")
+    if dec.unique_sparse is not None:
+        parts.append(f"every {2 * K} columns independent (unique K-sparse solutions): {dec.unique_sparse}")
     # exact recovery is certified when basis pursuit returns the true codes and they are provably the
     # only admissible answer: unique K-sparse solutions (spark > 2K) or a strict L1 certificate per code
     # The gap needs a per-sample decoder that returns every witness code exactly (checked above); uniqueness
@@ -719,6 +719,7 @@ def certify(
     ok = recovered
     if dec.support_search_error is not None:
         parts.append(f"exhaustive support search error {dec.support_search_error:.2g}")
+    parts.append(f"exact decoder error {dec.error:.2g}")
     if not recovered:
         parts.append(f"basis pursuit error {dec.error:.3g} > 0: exact recovery not certified")
     reason = ("hypotheses hold: " if ok else "hypotheses partly fail: ") + "; ".join(parts)
