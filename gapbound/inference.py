@@ -75,6 +75,8 @@ __all__ = [
     "sklearn_encode",
     "cvxpy_encode",
     "warm_start",
+    "fista_l1_ball",
+    "project_capped_simplex",
     "SOLVERS",
 ]
 
@@ -354,11 +356,25 @@ def _neg_grad(prob: _Problem, Y: torch.Tensor, rows: torch.Tensor, cache: dict) 
     return torch.addmm(cache["X"], Y, prob.D.T, alpha=-1.0) @ prob.D
 
 
+Prox = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+Certify = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 def _proximal_gradient(
-    prob: _Problem, max_iter: int, tol: float, check_every: int, momentum: bool, polish: bool
+    prob: _Problem, max_iter: int, tol: float, check_every: int, momentum: bool, polish: bool,
+    prox: Prox | None = None, certify: Certify | None = None,
 ) -> InferenceResult:
-    """Projected ISTA, or FISTA with gradient restart; certificates and optional polish every ``check_every``."""
+    """Projected ISTA, or FISTA with gradient restart; certificates and optional polish every ``check_every``.
+
+    ``prox(Z, rows, step)`` maps a gradient step to the feasible set (default:
+    the non-negative soft threshold of the LASSO) and ``certify(S, rows)``
+    returns per-sample ``(objective, gap, D^T r)`` in float64 (default:
+    :meth:`_Problem.certify`); the L1-ball variant swaps both.
+    """
     step, lam = 1.0 / lipschitz(prob.D64), prob.lam
+    if prox is None:
+        prox = lambda Z, rows, step: Z.sub_(step * lam).clamp_(min=0.0)  # noqa: E731
+    certify = certify or prob.certify
     S_all = prob.S0.clone()
     rows = torch.arange(prob.n, device=prob.device)  # samples still being optimised
     S, Y = S_all.clone(), S_all.clone()
@@ -366,7 +382,7 @@ def _proximal_gradient(
     cache: dict = {}
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        S_new = (Y + step * _neg_grad(prob, Y, rows, cache)).sub_(step * lam).clamp_(min=0.0)
+        S_new = prox(Y + step * _neg_grad(prob, Y, rows, cache), rows, step)
         if momentum:
             diff = S_new - S
             # O'Donoghue & Candes gradient restart: drop momentum where it points uphill.
@@ -380,7 +396,7 @@ def _proximal_gradient(
         S = S_new
         if n_iter % check_every and n_iter != max_iter:
             continue
-        P, gap, C = prob.certify(S, rows)
+        P, gap, C = certify(S, rows)
         if polish:
             cand, Pc, gapc = _active_set(prob, S, C, rows, tol)
             better = Pc < P
@@ -397,7 +413,8 @@ def _proximal_gradient(
             keep = ~done
             rows, S, Y, t = rows[keep], S[keep], Y[keep], t[keep]
     S_all[rows] = S
-    return prob.result(S_all, n_iter, tol)
+    P, gap, _ = certify(S_all, torch.arange(prob.n, device=prob.device))
+    return InferenceResult(S_all, gap, P, n_iter, bool((gap <= tol).all()))
 
 
 @register_solver("ista")
@@ -459,6 +476,67 @@ def fista(
     _check_common(max_iter, tol, check_every)
     prob = _Problem(D, X, lam, init, dtype)
     return _proximal_gradient(prob, max_iter, tol, check_every, momentum=True, polish=bool(polish))
+
+
+def project_capped_simplex(Z: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of each row of ``Z`` onto ``{s >= 0, sum(s) <= radius_i}`` (sort-based, batched)."""
+    P = Z.clamp_min(0.0)
+    over = P.sum(1) > radius
+    if not over.any():
+        return P
+    Zo, r = Z[over], radius[over]
+    u = Zo.sort(1, descending=True).values
+    css = u.cumsum(1) - r[:, None]
+    j = torch.arange(1, Z.shape[1] + 1, dtype=Z.dtype, device=Z.device)
+    rho = ((u - css / j) > 0).sum(1, keepdim=True).clamp_min(1)  # number of coordinates left positive
+    theta = css.gather(1, rho - 1) / rho.to(Z.dtype)
+    P[over] = (Zo - theta).clamp_min(0.0)
+    return P
+
+
+def fista_l1_ball(
+    D: Any, X: Any, radius: Any, init: Any = None, max_iter: int = 1000, tol: float = 1e-6, check_every: int = 10,
+    dtype: torch.dtype | None = None,
+) -> InferenceResult:
+    """Best reconstruction under an L1 budget: ``min 0.5 ||x - D s||^2`` s.t. ``s >= 0``, ``sum(s) <= radius_i``.
+
+    FISTA with projection onto the capped simplex. The certificate is the
+    Frank-Wolfe gap ``grad.(s - v)``, ``v`` the best vertex of the feasible
+    set (``0`` or ``radius_i e_j``), an upper bound on suboptimality for
+    this convex problem over a compact set. Used by :mod:`gapbound.meter` to
+    compare an SAE's reconstruction with the best one at the same L1.
+
+    Parameters
+    ----------
+    radius : array-like
+        Length-``n`` non-negative L1 budgets, one per sample.
+    D, X, init, max_iter, tol, check_every, dtype
+        As in :func:`fista` (``init`` is projected onto the feasible set).
+
+    Returns
+    -------
+    InferenceResult
+        ``objective`` is ``0.5 ||x - D s||^2`` and ``duality_gap`` the per-sample Frank-Wolfe gap.
+    """
+    _check_common(max_iter, tol, check_every)
+    prob = _Problem(D, X, 0.0, init, dtype)
+    r = as_tensor("radius", radius, dtype=torch.float64, device=prob.device).detach().reshape(-1)
+    if r.shape[0] != prob.n or not torch.isfinite(r).all() or bool((r < 0).any()):
+        raise ValueError(f"radius must hold {prob.n} finite non-negative L1 budgets, got shape {tuple(r.shape)}")
+    r_work = r.to(prob.dtype)
+    prob.S0 = project_capped_simplex(prob.S0, r_work)
+
+    def certify(S: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        S = S.double()
+        R = prob.X64[rows] - S @ prob.D64.T
+        C = R @ prob.D64  # minus the gradient
+        fw = -(C * S).sum(1) + (r[rows] * C.amax(1)).clamp_min(0.0)
+        return 0.5 * (R * R).sum(1), fw.clamp_min(0.0), C
+
+    return _proximal_gradient(
+        prob, max_iter, tol, check_every, momentum=True, polish=False,
+        prox=lambda Z, rows, step: project_capped_simplex(Z, r_work[rows]), certify=certify,
+    )
 
 
 # --------------------------------------------------------------------------- LCA

@@ -1,0 +1,259 @@
+"""Gap meter: how much per-sample optimal inference under the *same* decoder improves an SAE.
+
+Given an encoder (any callable: a gapbound SAE, a :class:`~gapbound.saelens.SAELensSAE`,
+a function), its decoder ``x_hat = D s + b_dec`` (``D`` is ``M x N``) and activations
+``X`` (``n x M``), the meter compares the SAE's codes with per-sample optimal codes
+for the same decoder, sample by sample:
+
+- **LASSO objective** ``P(s) = 0.5 ||x - b_dec - D s||^2 + lam ||s||_1`` (``s >= 0``):
+  the amortisation gap ``P(s_sae) - min P``. The optimum comes from FISTA
+  warm-started at the SAE's codes; the reported ``gap = P(s_sae) - P(s_opt) >= 0``
+  is a lower bound and ``gap + certificate`` an upper bound on the true gap,
+  ``certificate`` being the optimum's duality gap.
+- **Reconstruction at matched L1**: the best squared error reachable with
+  ``s >= 0, ||s||_1 <= ||s_sae||_1`` (same L1 budget per sample), with a
+  Frank-Wolfe certificate (:func:`gapbound.inference.fista_l1_ball`).
+
+``lam`` defaults to the value at which the SAE's own codes are closest to
+stationary: the median of ``d_j . r`` over the SAE's active latents (at a
+LASSO optimum every active latent has ``d_j . r = lam`` exactly).
+
+Command line::
+
+    python -m gapbound.meter PATH_TO_SAE ACTIVATIONS.npy [--lam L] [--json]
+
+``PATH_TO_SAE`` is a directory in the SAELens layout (see :mod:`gapbound.saelens`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .inference import duality_gap, fista, fista_l1_ball, objective
+from .validation import as_tensor, check_data, check_dictionary, check_float, check_int
+
+__all__ = ["GapReport", "measure_gap", "implied_lam", "main"]
+
+
+@dataclass
+class GapReport:
+    """Per-sample and aggregate amortisation gaps of an SAE under its own decoder.
+
+    Per-sample arrays (length ``n``, float64 numpy):
+
+    Attributes
+    ----------
+    lam : float
+        L1 weight of the LASSO comparison.
+    lam_source : str
+        ``"given"`` or ``"implied"`` (see :func:`implied_lam`).
+    lasso_sae, lasso_opt : numpy.ndarray
+        ``P`` of the SAE's codes and of the per-sample optimum.
+    lasso_gap : numpy.ndarray
+        ``lasso_sae - lasso_opt >= 0`` (certified lower bound on the gap).
+    lasso_certificate : numpy.ndarray
+        Duality gap of the optimum: the true gap is at most ``lasso_gap + lasso_certificate``.
+    sq_err_sae, sq_err_l1 : numpy.ndarray
+        ``||x - x_hat||^2`` of the SAE and of the best codes at the SAE's L1.
+    l1_certificate : numpy.ndarray
+        Frank-Wolfe gap of the matched-L1 problem (bound on ``0.5 * sq_err_l1``'s suboptimality).
+    l0_sae, l0_opt : numpy.ndarray
+        Active latents of the SAE's codes and of the LASSO optimum.
+    tol_lasso, tol_l1 : float
+        Absolute certificate tolerances: ``rtol`` times the median SAE value of each problem.
+    """
+
+    lam: float
+    lam_source: str
+    lasso_sae: np.ndarray
+    lasso_opt: np.ndarray
+    lasso_gap: np.ndarray
+    lasso_certificate: np.ndarray
+    sq_err_sae: np.ndarray
+    sq_err_l1: np.ndarray
+    l1_certificate: np.ndarray
+    l0_sae: np.ndarray
+    l0_opt: np.ndarray
+    tol_lasso: float
+    tol_l1: float
+
+    @property
+    def certified(self) -> bool:
+        """Every sample's LASSO and matched-L1 certificates are within ``tol_lasso`` / ``tol_l1``."""
+        return bool((self.lasso_certificate <= self.tol_lasso).all() and (self.l1_certificate <= self.tol_l1).all())
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregate numbers (JSON-serialisable)."""
+        mse_sae, mse_l1 = float(self.sq_err_sae.mean()), float(self.sq_err_l1.mean())
+        return {
+            "n_samples": int(self.lasso_sae.shape[0]),
+            "lam": self.lam,
+            "lam_source": self.lam_source,
+            "gap_mean": float(self.lasso_gap.mean()),
+            "gap_upper_mean": float((self.lasso_gap + self.lasso_certificate).mean()),
+            "gap_rel": float(self.lasso_gap.sum() / max(self.lasso_sae.sum(), 1e-300)),
+            "gap_max": float(self.lasso_gap.max()),
+            "lasso_sae_mean": float(self.lasso_sae.mean()),
+            "lasso_opt_mean": float(self.lasso_opt.mean()),
+            "certificate_max": float(self.lasso_certificate.max()),
+            "sq_err_sae_mean": mse_sae,
+            "sq_err_matched_l1_mean": mse_l1,
+            "sq_err_matched_l1_reduction": 1.0 - mse_l1 / mse_sae if mse_sae > 0 else 0.0,
+            "l1_certificate_max": float(self.l1_certificate.max()),
+            "l0_sae_mean": float(self.l0_sae.mean()),
+            "l0_opt_mean": float(self.l0_opt.mean()),
+            "tol_lasso": self.tol_lasso,
+            "tol_l1": self.tol_l1,
+            "certified": self.certified,
+        }
+
+
+def implied_lam(D: torch.Tensor, Xc: torch.Tensor, codes: torch.Tensor) -> float:
+    """The L1 weight at which ``codes`` are closest to LASSO-stationary.
+
+    Median of ``d_j . (x - D s)`` over active latents (``s_j > 0``); if no
+    latent is active, 10% of the median per-sample ``max_j d_j . x`` (the
+    smallest ``lam`` giving all-zero codes).
+    """
+    C = (Xc - codes @ D.T) @ D
+    active = codes > 0
+    if active.any():
+        lam = float(C[active].median())
+        if lam > 0:
+            return lam
+    return 0.1 * float((Xc @ D).amax(1).clamp_min(0).median()) or 1e-3
+
+
+def measure_gap(
+    encoder: Callable[[torch.Tensor], torch.Tensor] | torch.nn.Module,
+    D: Any,
+    X: Any,
+    lam: float | None = None,
+    b_dec: Any = None,
+    rtol: float = 1e-6,
+    max_iter: int = 5000,
+    dtype: torch.dtype = torch.float64,
+) -> GapReport:
+    """Measure an SAE's amortisation gap under its own decoder, with certificates.
+
+    Parameters
+    ----------
+    encoder : callable
+        Maps raw activations ``n x M`` to codes ``n x N`` (negative entries are clipped).
+    D : array-like
+        ``M x N`` decoder (``x_hat = D s + b_dec``; for SAELens ``D = W_dec^T``).
+    X : array-like
+        ``n x M`` activations.
+    lam : float, optional
+        LASSO L1 weight; default :func:`implied_lam`.
+    b_dec : array-like, optional
+        Decoder bias (length ``M``); zeros if omitted.
+    rtol : float
+        Certificate target relative to the median SAE value of each problem;
+        the solvers stop there and ``certified`` reports whether every sample reached it.
+    max_iter : int
+        Iteration cap of each solver.
+    dtype : torch.dtype
+        Working precision (float64 by default: the meter measures small differences).
+
+    Returns
+    -------
+    GapReport
+    """
+    if not callable(encoder):
+        raise TypeError(f"encoder must be callable (an nn.Module or function), got {type(encoder).__name__}")
+    Dt = check_dictionary(D).detach()
+    Xt = check_data(X, Dt, dtype=Dt.dtype, device=Dt.device).detach()
+    M = Dt.shape[0]
+    b = torch.zeros(M, dtype=Dt.dtype, device=Dt.device) if b_dec is None else as_tensor("b_dec", b_dec, dtype=Dt.dtype, device=Dt.device).detach().reshape(-1)
+    if b.shape[0] != M or not torch.isfinite(b).all():
+        raise ValueError(f"b_dec must be a finite vector of length M={M}, got shape {tuple(b.shape)}")
+    check_float("rtol", rtol, minimum=0.0)
+    check_int("max_iter", max_iter, minimum=1)
+    with torch.no_grad():
+        codes = encoder(Xt)
+    codes = as_tensor("encoder output", codes).detach()
+    if codes.shape != (Xt.shape[0], Dt.shape[1]):
+        raise ValueError(f"encoder output must have shape {(Xt.shape[0], Dt.shape[1])} (samples x decoder atoms), got {tuple(codes.shape)}")
+    if not torch.isfinite(codes).all():
+        raise ValueError("encoder output contains NaN or infinite values")
+    D64, Xc, S_sae = Dt.to(dtype), (Xt - b).to(dtype), codes.to(dtype=dtype, device=Dt.device).clamp_min(0.0)
+    if lam is None:
+        lam, source = implied_lam(D64, Xc, S_sae), "implied"
+    else:
+        lam, source = check_float("lam", lam, minimum=0.0), "given"
+
+    P_sae = objective(D64, Xc, S_sae, lam).double()
+    tol = rtol * float(P_sae.median().clamp_min(1e-12))
+    opt = fista(D64, Xc, lam, init=S_sae, tol=tol, max_iter=max_iter)
+    # The SAE's own codes are feasible, so never report a negative gap.
+    use_opt = opt.objective <= P_sae
+    P_opt = torch.where(use_opt, opt.objective, P_sae)
+    S_opt = torch.where(use_opt[:, None], opt.codes, S_sae)
+    cert = torch.where(use_opt, opt.duality_gap, duality_gap(D64.double(), Xc.double(), S_sae.double(), lam))
+
+    sq_sae = ((Xc - S_sae @ D64.T) ** 2).sum(1).double()
+    tol_l1 = rtol * float((0.5 * sq_sae).median().clamp_min(1e-12))
+    l1 = fista_l1_ball(D64, Xc, S_sae.sum(1), init=S_sae, tol=tol_l1, max_iter=max_iter)
+    sq_l1 = torch.minimum(2 * l1.objective, sq_sae)
+
+    def np64(t: torch.Tensor) -> np.ndarray:
+        return t.detach().double().cpu().numpy()
+
+    return GapReport(
+        lam=float(lam), lam_source=source, lasso_sae=np64(P_sae), lasso_opt=np64(P_opt),
+        lasso_gap=np64((P_sae - P_opt).clamp_min(0.0)), lasso_certificate=np64(cert),
+        sq_err_sae=np64(sq_sae), sq_err_l1=np64(sq_l1), l1_certificate=np64(l1.duality_gap),
+        l0_sae=np64((S_sae > 0).sum(1)), l0_opt=np64((S_opt > 0).sum(1)), tol_lasso=tol, tol_l1=tol_l1,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``python -m gapbound.meter PATH_TO_SAE ACTIVATIONS.npy [--lam L] [--json]``."""
+    from .saelens import load_sae
+
+    ap = argparse.ArgumentParser(prog="python -m gapbound.meter", description=__doc__.split("\n\n")[0])
+    ap.add_argument("sae", help="directory with an SAE in the SAELens layout (cfg.json + sae_weights.safetensors)")
+    ap.add_argument("activations", help=".npy file of activations, shape (n, d_in)")
+    ap.add_argument("--lam", type=float, default=None, help="LASSO L1 weight (default: implied by the SAE's codes)")
+    ap.add_argument("--rtol", type=float, default=1e-6, help="certificate tolerance relative to the median SAE objective")
+    ap.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap")
+    ap.add_argument("--max-samples", type=int, default=None, help="use only the first n activations")
+    ap.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    ap.add_argument("--out", metavar="FILE", help="also write per-sample arrays and the summary to FILE (.npz)")
+    args = ap.parse_args(argv)
+    try:
+        sae = load_sae(args.sae)
+        X = np.load(args.activations, allow_pickle=False)
+    except (FileNotFoundError, ValueError) as err:
+        ap.exit(2, f"error: {err}\n")
+    if X.ndim != 2:
+        ap.exit(2, f"error: activations must be a 2-D array (n, d_in), got shape {X.shape}\n")
+    if args.max_samples is not None:
+        X = X[: check_int("--max-samples", args.max_samples, minimum=1)]
+    try:
+        report = measure_gap(sae.encode, sae.dictionary, X.astype(np.float32, copy=False), lam=args.lam,
+                             b_dec=sae.b_dec.detach(), rtol=args.rtol, max_iter=args.max_iter)
+    except (TypeError, ValueError) as err:
+        ap.exit(2, f"error: {err}\n")
+    summary = {"sae": str(args.sae), "activations": str(args.activations), **report.summary()}
+    if args.out:
+        np.savez(args.out, **{k: v for k, v in vars(report).items() if isinstance(v, np.ndarray)}, summary=json.dumps(summary))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        width = max(map(len, summary))
+        for k, v in summary.items():
+            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
