@@ -250,7 +250,9 @@ def _sub_gram(prob: _Problem, idx: torch.Tensor, chunk: int = 512) -> torch.Tens
 _RIDGE = 1e-11
 
 
-def _lawson_hanson(Gk: torch.Tensor, q: torch.Tensor, s: torch.Tensor, free: torch.Tensor, max_inner: int = 10) -> torch.Tensor:
+def _lawson_hanson(
+    Gk: torch.Tensor, q: torch.Tensor, s: torch.Tensor, free: torch.Tensor, rank: int, max_inner: int = 10
+) -> torch.Tensor:
     """Minimise ``0.5 s'Gs - q's`` over ``s >= 0`` supported on ``free``, from the feasible ``s`` (batched, ``n x k``).
 
     The unconstrained minimiser on the free set comes from one Cholesky solve;
@@ -261,16 +263,18 @@ def _lawson_hanson(Gk: torch.Tensor, q: torch.Tensor, s: torch.Tensor, free: tor
     """
     n, k = s.shape
     eye = torch.eye(k, dtype=s.dtype, device=s.device)
-    # A tiny ridge keeps the factorisation defined when the free set outgrows the
-    # rank (more atoms than dimensions): the solve then points along the null
+    # When a free set outgrows the rank (more atoms than dimensions) a tiny ridge
+    # keeps the factorisation defined: the solve then points along the null
     # space of D_F, where only the L1 term changes, and the Lawson-Hanson step
     # follows it until an atom leaves, which is how the LASSO resolves ties.
-    Gk = Gk + _RIDGE * Gk.diagonal(dim1=1, dim2=2).amax(1)[:, None, None] * eye
+    # Full-rank free sets are solved without it, so exact solutions stay exact.
+    ridge = _RIDGE * Gk.diagonal(dim1=1, dim2=2).amax(1)
     s, free = s.clone(), free.clone()
     act = torch.arange(n, device=s.device)  # rows still stepping
     for _ in range(max_inner):
         sa, fa = s[act], free[act]
-        A = torch.where(fa[:, :, None] & fa[:, None, :], Gk[act], eye)
+        deficient = fa.sum(1) > rank
+        A = torch.where(fa[:, :, None] & fa[:, None, :], Gk[act], eye) + (ridge[act] * deficient)[:, None, None] * eye
         L, info = torch.linalg.cholesky_ex(A)
         ok = (info == 0)[:, None]
         s_new = torch.cholesky_solve((q[act] * fa)[..., None], torch.where(ok[..., None], L, eye))[..., 0]
@@ -326,7 +330,7 @@ def _active_set(
         if width > 0:
             val, idx = score.topk(width, dim=1)
             free = val > -math.inf
-            s = _lawson_hanson(_sub_gram(prob, idx), prob.DtX64[rows[live]].gather(1, idx) - lam, Sl.gather(1, idx) * free, free)
+            s = _lawson_hanson(_sub_gram(prob, idx), prob.DtX64[rows[live]].gather(1, idx) - lam, Sl.gather(1, idx) * free, free, prob.M)
             Sl = torch.zeros_like(Sl).scatter_(1, idx, s.clamp_min(0.0))
             S[live] = Sl
         Pl, gl, C = prob.certify(Sl, rows[live])

@@ -1,0 +1,210 @@
+"""Solvers of gapbound.inference against cvxpy and scikit-learn, certificates, warm starts, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gapbound.data import SyntheticConfig, make_problem
+from gapbound.flops import count_flops
+from gapbound.inference import (
+    SOLVERS,
+    cvxpy_encode,
+    duality_gap,
+    fista,
+    fista_l1_ball,
+    objective,
+    project_capped_simplex,
+    solve,
+    warm_start,
+)
+
+SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def problems(draw):
+    """A random non-negative LASSO: Gaussian unit-column dictionary, data from sparse codes plus noise."""
+    M = draw(st.integers(2, 8))
+    N = draw(st.integers(2, 16))
+    n = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**31 - 1))
+    lam = draw(st.floats(1e-3, 1.0))
+    rng = np.random.default_rng(seed)
+    D = rng.normal(size=(M, N))
+    D /= np.linalg.norm(D, axis=0)
+    S = np.abs(rng.normal(size=(n, N))) * (rng.random((n, N)) < 0.3)
+    X = S @ D.T + 0.1 * rng.normal(size=(n, M))
+    return D, X, lam
+
+
+def _total(res) -> float:
+    return float(res.objective.sum())
+
+
+@SETTINGS
+@given(problems())
+def test_fista_matches_cvxpy_and_sklearn(prob):
+    D, X, lam = prob
+    f = fista(D, X, lam, tol=1e-11, max_iter=20000)
+    ref = cvxpy_encode(D, X, lam)
+    lars = solve(D, X, lam, method="sklearn_lars")
+    assert f.converged
+    assert (f.codes >= 0).all() and f.codes.shape == (X.shape[0], D.shape[1])
+    # sparse_encode's alpha is lam in 0.5||x - Ds||^2 + lam||s||_1: its optimum is ours. A
+    # reference is itself only as exact as its own certificate, hence that slack.
+    for other in (ref, lars):
+        slack = 1e-6 * max(abs(_total(other)), 1e-8) + float(other.duality_gap.sum())
+        assert abs(_total(f) - _total(other)) <= slack
+    # FISTA is never worse than the references beyond its own certificate.
+    assert _total(f) <= _total(ref) + float(f.duality_gap.sum()) + 1e-12
+
+
+@SETTINGS
+@given(problems(), st.integers(0, 2**31 - 1))
+def test_duality_gap_bounds_suboptimality(prob, seed):
+    D, X, lam = prob
+    opt = cvxpy_encode(D, X, lam)
+    S = np.abs(np.random.default_rng(seed).normal(size=(X.shape[0], D.shape[1])))
+    S[np.random.default_rng(seed + 1).random(S.shape) < 0.5] = 0.0
+    Dt, Xt, St = (torch.as_tensor(a) for a in (D, X, S))
+    gap = duality_gap(Dt, Xt, St, lam)
+    subopt = objective(Dt, Xt, St, lam) - opt.objective
+    # cvxpy's optimum is itself within ~1e-9, hence the slack.
+    assert (gap >= subopt - 1e-7 * (1 + opt.objective.abs())).all()
+    assert (gap >= 0).all()
+    f = fista(D, X, lam, tol=1e-9, max_iter=5000)
+    assert (f.duality_gap >= f.objective - opt.objective - 1e-7 * (1 + opt.objective.abs())).all()
+
+
+@pytest.mark.parametrize("method", ["fista", "ista", "lca"])
+def test_iterative_solvers_reach_tolerance(method, device):
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=64, n_test=1, seed=3))
+    D, X = p.D.double().to(device), p.X_train.double().to(device)
+    ref = fista(D, X, 0.05, tol=1e-12, max_iter=20000)
+    res = solve(D, X, 0.05, method=method, tol=1e-7, max_iter=50000)
+    assert res.converged and res.codes.device.type == torch.device(device).type
+    assert (res.codes >= 0).all()
+    assert (res.duality_gap <= 1e-7).all()
+    assert (res.objective - ref.objective).abs().max() <= 1e-7 + float(ref.duality_gap.max())
+
+
+def test_polish_beats_plain_fista_and_freezes_samples():
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=256, n_test=1, seed=1))
+    plain = fista(p.D.double(), p.X_train.double(), 0.01, tol=1e-10, max_iter=20000, polish=False)
+    polished = fista(p.D.double(), p.X_train.double(), 0.01, tol=1e-10, max_iter=20000)
+    assert plain.converged and polished.converged
+    assert polished.n_iter < plain.n_iter
+    assert abs(_total(plain) - _total(polished)) <= 1e-8 * _total(plain)
+
+
+def test_float32_iterates_keep_float64_certificates():
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=32, n_test=1, seed=2))
+    res = fista(p.D, p.X_train, 0.1, tol=1e-5)
+    assert res.codes.dtype == torch.float32 and res.duality_gap.dtype == torch.float64
+    recomputed = duality_gap(p.D.double(), p.X_train.double(), res.codes.double(), 0.1)
+    assert torch.allclose(res.duality_gap, recomputed, rtol=1e-9, atol=1e-15)
+
+
+def test_warm_start_from_optimum_and_from_encoder():
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=128, n_test=1, seed=4))
+    D, X = p.D.double(), p.X_train.double()
+    cold = fista(D, X, 0.05, tol=1e-10, max_iter=20000)
+    hot = fista(D, X, 0.05, init=cold.codes, tol=1e-10, check_every=1)
+    assert hot.n_iter == 1 and torch.allclose(hot.objective, cold.objective, rtol=1e-10, atol=1e-12)
+    torch.manual_seed(0)
+    enc = torch.nn.Sequential(torch.nn.Linear(8, 16, dtype=torch.float64), torch.nn.ReLU())
+    ito = warm_start(enc, D, X, 0.05, tol=1e-10, max_iter=20000)
+    assert ito.converged
+    assert torch.allclose(ito.objective, cold.objective, rtol=1e-8, atol=1e-10)
+
+
+def test_adam_exp_baseline_decreases_objective_towards_optimum():
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=64, n_test=1, seed=5))
+    D, X = p.D.double(), p.X_train.double()
+    opt = fista(D, X, 0.05, tol=1e-12, max_iter=20000)
+    init = torch.full((64, 16), 0.1, dtype=torch.float64)
+    short = solve(D, X, 0.05, method="adam_exp", init=init, max_iter=300)
+    res = solve(D, X, 0.05, method="adam_exp", init=init, max_iter=3000)
+    assert (res.codes > 0).all() and res.n_iter == 3000
+    start = objective(D, X, init, 0.05)
+    assert (res.objective < start).all() and res.objective.sum() < short.objective.sum()
+    # s = exp(u) only approaches zero geometrically, so it converges slowly: within 20% after 3000 steps.
+    assert float((res.objective.sum() - opt.objective.sum()) / opt.objective.sum()) < 0.2
+    assert (res.duality_gap >= res.objective - opt.objective - 1e-9).all()
+
+
+def test_flops_are_counted_including_cholesky():
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=64, n_test=1, seed=6))
+    D, X = p.D.double(), p.X_train.double()
+    flops, res = count_flops(fista, D, X, 0.05, max_iter=10, tol=0.0, check_every=10)
+    # ten Gram-form gradient products of 2 n N^2 each at least
+    assert flops >= 10 * 2 * 64 * 16 * 16
+    A = torch.eye(4, dtype=torch.float64).expand(3, 4, 4).contiguous()
+    assert count_flops(torch.linalg.cholesky_ex, A)[0] == 3 * 4**3 // 3
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(), st.floats(0.0, 3.0))
+def test_l1_ball_matches_cvxpy(prob, radius):
+    import cvxpy as cp
+
+    D, X, _ = prob
+    r = np.full(X.shape[0], radius)
+    res = fista_l1_ball(D, X, r, tol=1e-10, max_iter=20000)
+    assert (res.codes.sum(1) <= torch.as_tensor(r) + 1e-9).all() and (res.codes >= 0).all()
+    S = cp.Variable((X.shape[0], D.shape[1]), nonneg=True)
+    cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - S @ D.T)), [cp.sum(S, axis=1) <= radius]).solve(solver="CLARABEL")
+    ref = 0.5 * ((X - np.maximum(S.value, 0) @ D.T) ** 2).sum(1)
+    ours, cert = res.objective.numpy(), res.duality_gap.numpy()
+    # Never worse than cvxpy beyond 1e-6 relative, and cvxpy can't beat our certified lower bound.
+    assert np.all(ours <= ref + 1e-6 * np.maximum(ref, 1e-6))
+    assert np.all(ours - cert <= ref + 1e-9)
+
+
+def test_capped_simplex_projection_is_a_projection():
+    g = torch.Generator().manual_seed(0)
+    Z = torch.randn(50, 7, generator=g, dtype=torch.float64) * 2
+    r = torch.rand(50, generator=g, dtype=torch.float64) * 3
+    P = project_capped_simplex(Z, r)
+    assert (P >= 0).all() and (P.sum(1) <= r + 1e-12).all()
+    # Optimality: <Z - P, Y - P> <= 0 for feasible Y (random feasible points).
+    for _ in range(20):
+        Y = project_capped_simplex(torch.randn(50, 7, generator=g, dtype=torch.float64), r)
+        assert (((Z - P) * (Y - P)).sum(1) <= 1e-10).all()
+
+
+@pytest.mark.parametrize(
+    "D, X, lam, match",
+    [
+        (np.array([[1.0, 0.0], [0.0, 0.0]]), np.ones((2, 2)), 0.1, "zero columns"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), np.ones((2, 2)), 0.1, "NaN or infinite"),
+        (np.eye(2), np.ones((2, 2)), -0.1, "lam must be >= 0"),
+        (np.eye(2), np.ones((2, 3)), 0.1, "matching the dictionary's rows"),
+        (np.eye(2), np.ones(2), 0.1, "2-D"),
+    ],
+)
+def test_bad_input_raises_clear_errors(D, X, lam, match):
+    for method in ("fista", "ista", "lca", "adam_exp", "sklearn_cd"):
+        with pytest.raises(ValueError, match=match):
+            solve(D, X, lam, method=method)
+
+
+def test_bad_options_raise():
+    D, X = np.eye(2), np.ones((3, 2))
+    with pytest.raises(ValueError, match="method must be one of"):
+        solve(D, X, 0.1, method="newton")
+    with pytest.raises(ValueError, match="init must have shape"):
+        fista(D, X, 0.1, init=np.ones((3, 5)))
+    with pytest.raises(TypeError, match="max_iter must be an integer"):
+        fista(D, X, 0.1, max_iter=1.5)
+    with pytest.raises(ValueError, match="dtype"):
+        fista(D, X, 0.1, dtype=torch.int64)
+    with pytest.raises(ValueError, match="radius"):
+        fista_l1_ball(D, X, [1.0, -1.0, 1.0])
+    with pytest.raises(TypeError, match="encoder must be callable"):
+        warm_start(3, D, X, 0.1)
+    assert {"fista", "ista", "lca", "adam_exp", "sklearn_cd", "sklearn_lars", "cvxpy"} <= set(SOLVERS)
