@@ -148,7 +148,7 @@ class LMConfig:
 
 
 # Scaled down to run end to end on a 2-core CPU in minutes (see notes/issue-6.md for timings).
-QUICK = LMConfig(expansion=4, mlp_hidden_mult=2, steps=1500, batch_size=256, lr=1e-3, resample_every=500,
+QUICK = LMConfig(expansion=4, mlp_hidden_mult=2, steps=1500, batch_size=256, lr=3e-4, resample_every=500,
                  lca_iters=20, lca_steps=200, gap_samples=512, gap_iters=200, n_latents=50, eval_batch=1024)
 
 

@@ -19,7 +19,7 @@ Tokens are kept next to the activations because interpretability scoring
 (:mod:`gapbound.autointerp`) explains latents from the text that drives them.
 
 Training reads the store as a stream of shuffled minibatches
-(:class:`ActivationStream`), holding one memory-mapped shard at a time.
+(:class:`ActivationStream`), holding at most two shards in memory at a time.
 """
 
 from __future__ import annotations

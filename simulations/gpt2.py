@@ -31,6 +31,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from gapbound.cli import add_common_args, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.harvest import OFFLINE_MODEL, OFFLINE_TEXT, SITES, HarvestConfig, UnavailableError, harvest
 from gapbound.lm_training import METHODS, QUICK, LMConfig, run_method
@@ -72,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=positive_int, default=None, help=f"tokens per autointerp window (default {d.window})")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="recompute finished methods")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; use 1 on a machine shared with other jobs, "
+                        "where 2 contending threads ran 10x slower than 1 in our measurements)")
     add_common_args(p, "results/gpt2")
     return p
 
@@ -121,6 +126,8 @@ def format_table(methods: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     hv_cfg, lm_cfg = configs_from_args(args)
     out = Path(args.out)
     store_dir = Path(args.store) if args.store else out / "store"
