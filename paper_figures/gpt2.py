@@ -36,7 +36,10 @@ def _panel(ax: plt.Axes, methods: dict, key: str, label: str, chance: float | No
     for i, d in enumerate(data, start=1):
         ax.plot(i, d.mean(), "D", color="black", ms=6, zorder=3)
         ax.annotate(f"{d.mean():.2f}", (i, d.mean()), xytext=(14, 0), textcoords="offset points", va="center", fontsize=9)
-    ax.set_xticks(range(1, len(names) + 1), [f"{n}\n(n={len(d)})" for n, d in zip(names, data)])
+    # L0 and NMSE next to each name: a latent set that barely fires can detect well and reconstruct nothing
+    ax.set_xticks(range(1, len(names) + 1), [
+        f"{n} (n={len(d)})\nL0 {methods[n]['l0']:.1f}, NMSE {methods[n]['nmse']:.2f}" for n, d in zip(names, data)
+    ], fontsize=8)
     if chance is not None:
         ax.axhline(chance, color="gray", ls=":", lw=1)
     ax.set_ylim(-0.02, 1.02)
