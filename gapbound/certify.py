@@ -3,6 +3,7 @@
     python -m gapbound.certify --N 16 --M 8 --K 3 --seed 0
     python -m gapbound.certify --dictionary D.npy --K 3 --json
     python -m gapbound.certify --N 16 --M 8 --K 3 --encoder-class relu
+    python -m gapbound.certify --N 16 --M 8 --K 3 --encoder-class jumprelu
 
 Prints a readable report, or with ``--json`` one JSON object with
 ``lower_bound``, ``witness_codes``, ``exact_decoder_error``, ``hypotheses_hold``,
@@ -35,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--K", type=int, required=True, help="sparsity K (>= 2 for a gap)")
     p.add_argument("--seed", type=int, default=0, help="dictionary seed (default 0)")
     p.add_argument("--design", choices=["pairs", "exact"], default="pairs", help="witness set design (default pairs)")
-    p.add_argument("--encoder-class", choices=["linear-gated", "relu"], default="linear-gated",
-                   help="encoders the bound covers (default linear-gated: ReLU, JumpReLU, TopK)")
+    p.add_argument("--encoder-class", choices=["linear-gated", "jumprelu", "relu"], default="linear-gated",
+                   help="encoders the bound covers (default linear-gated: ReLU, JumpReLU, TopK; "
+                   "jumprelu: JumpReLU with any thresholds, a tighter bound for that class; relu)")
     p.add_argument("--max-partners", type=int, default=None, help="partners per source in the witness set")
     p.add_argument("--l1-certificates", action="store_true", help="also certify L1 uniqueness per code (one LP each)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")

@@ -19,6 +19,13 @@ Encoder classes (``encoder_class``)
     inactive coordinate can always be gated off at no cost, so only the active
     entries of each row constrain it:
     ``E >= sum_i min_{w, beta} sum_{t: s_ti > 0} min((w.x_t + beta - s_ti)^2, s_ti^2)``.
+``"jumprelu"``
+    ``f_i = z_i 1[z_i > theta_i]`` with any per-latent ``theta_i >= 0``. The
+    row's threshold is covered by intervals ``[t0, t1]`` (branch and bound,
+    plus the analytic tail ``theta >= 2 max s``); inside one, kept entries have
+    ``z >= t0``, dropped ones ``z <= t1`` and an inactive entry costs at least
+    the (smoothed) convex envelope of ``z^2 1[z > t1]``. Never below the
+    linear-gated bound, never above the ReLU one (``theta = 0``).
 ``"relu"``
     ``f = relu(W x + b)``. An inactive entry costs ``relu(z)^2`` and an active
     entry is dropped (cost ``s^2``) exactly when ``z <= 0``. With the drop
@@ -35,6 +42,7 @@ below the true minimum whatever the solver's accuracy.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
@@ -62,11 +70,13 @@ __all__ = [
     "fit_encoder",
 ]
 
-EncoderClass = Literal["linear-gated", "relu"]
-_CLASSES = ("linear-gated", "relu")
+EncoderClass = Literal["linear-gated", "jumprelu", "relu"]
+_CLASSES = ("linear-gated", "jumprelu", "relu")
 _COVERS = {
     "linear-gated": "every linear-gated encoder g(Wx+b) whose outputs are each either the pre-activation or 0 "
     "(ReLU, JumpReLU with any thresholds, TopK with any k, BatchTopK)",
+    "jumprelu": "JumpReLU encoders z 1[z > theta_i] with z = Wx+b and any per-latent thresholds theta_i >= 0 "
+    "(includes ReLU, theta = 0)",
     "relu": "ReLU encoders relu(Wx+b)",
 }
 _UNIT_ROUNDOFF = 2.0**-53
@@ -74,6 +84,9 @@ _UNIT_ROUNDOFF = 2.0**-53
 # z <= 0" in the ReLU class: a penalty is zero on the feasible set, so any
 # weight gives a valid lower bound; a large one makes it nearly exact.
 _DROP_PENALTY = 1e4
+# Moreau smoothing of the JumpReLU inactive-entry envelope (proofs/02 section 2.6): it
+# lowers a leaking entry's cost by at most 8 tau^2 gamma, and keeps Newton and the duals well posed.
+_ENVELOPE_SMOOTHING = 1e-3
 
 
 # --------------------------------------------------------------------------- witness sets
@@ -169,46 +182,77 @@ def _gamma(n: int) -> float:
     return nu / (1.0 - nu)
 
 
-def _newton(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, keep: np.ndarray, rho: float, iters: int = 100) -> np.ndarray:
-    """Batched semismooth Newton for ``min_u ||keep*(Aa u - y)||^2 + ||relu(Bi u)||^2 + rho ||drop*relu(Aa u)||^2``.
+def _envelope(z: np.ndarray, tau: float, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Moreau envelope ``e_{tau,gamma}`` of the convex envelope of ``z^2 1[z > tau]`` (``tau >= 0``).
 
-    ``keep`` is ``n_Z x n_active`` (1 kept, 0 dropped). Returns ``u`` (``n_Z x p``).
-    Each step solves the quadratic of the current active set, then backtracks
-    until the objective decreases (plain semismooth Newton can cycle between
-    active sets); converged problems leave the batch. The iterate only needs
-    to be good: the certificate is valid for any ``u``.
+    The convex envelope ``e_tau`` is 0 up to ``tau``, the tangent line
+    ``4 tau (z - tau)`` up to ``2 tau``, then ``z^2``; its kink at ``tau``
+    would stall Newton and spoil the dual certificate, so it is smoothed by the
+    Moreau envelope with parameter ``gamma`` (``e_gamma <= e_tau``: still a lower
+    bound). Returns ``(value, nu, curvature)`` with ``nu = e'(z) / 2``.
+    """
+    g = max(gamma, 1e-300)
+    r1, r2 = tau + 4 * tau * gamma, 2 * tau + 4 * tau * gamma
+    # prox point v: z (flat part), tau (kink), z - 4 tau gamma (line), z / (1 + 2 gamma) (parabola)
+    v = np.where(z <= tau, z, np.where(z <= r1, tau, np.where(z <= r2, z - 4 * tau * gamma, z / (1 + 2 * gamma))))
+    ev = np.where(v <= tau, 0.0, np.where(v <= 2 * tau, 4 * tau * (v - tau), v**2))
+    value = ev + np.where(z <= tau, 0.0, (z - v) ** 2 / (2 * g))
+    nu = np.where(z <= tau, 0.0, np.where(z <= r1, (z - tau) / (2 * g), np.where(z <= r2, 2 * tau, z / (1 + 2 * gamma))))
+    curv = np.where(z <= tau, 0.0, np.where(z <= r1, 1 / (2 * g), np.where(z <= r2, 0.0, 1 / (1 + 2 * gamma))))
+    return value, nu, curv
+
+
+def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, Wt: np.ndarray,
+            Bi: np.ndarray, tau: float, gamma: float, iters: int = 100) -> np.ndarray:
+    """Batched damped Newton for the convex problem of each drop set.
+
+    ``f(u) = ||keep*(Aa u - y)||^2 + sum_j Wt_j relu(L_j.u - c_j)^2 + sum_t e(B_t.u)``
+    with ``e`` the inactive entries' smoothed envelope (:func:`_envelope`;
+    ``tau = 0, gamma = 0`` gives ``relu(z)^2``, ``tau = inf`` switches them off). ``keep`` is
+    ``n_Z x n_active`` (1 kept, 0 dropped), ``Wt`` is ``n_Z x n_L`` (penalties
+    standing in for gate constraints). The step uses the generalised Hessian
+    (plus a small ridge, so it is a descent direction) and backtracks until
+    ``f`` decreases.
+    Converged problems leave the batch. The iterate only needs to be good:
+    the certificate is valid for any ``u``.
     """
     p = Aa.shape[1]
-    drop = 1.0 - keep
+    if math.isinf(tau):
+        Bi = Bi[:0]
     AA = np.einsum("ti,tj->tij", Aa, Aa)
+    LL = np.einsum("ti,tj->tij", L, L)
     BB = np.einsum("ti,tj->tij", Bi, Bi)
-    rhs_all = (keep * y) @ Aa
     ridge = 1e-12 * np.eye(p)
-    u_all = np.linalg.solve(np.einsum("zt,tij->zij", keep, AA) + ridge, rhs_all[..., None])[..., 0]
-    if Bi.shape[0] == 0 and rho == 0.0:
+    u_all = np.linalg.solve(np.einsum("zt,tij->zij", keep, AA) + ridge, ((keep * y) @ Aa)[..., None])[..., 0]
+    if not Wt.any() and len(Bi) == 0:
         return u_all  # plain least squares: one solve is exact
 
-    def objective(u: np.ndarray, kp: np.ndarray, dp: np.ndarray) -> np.ndarray:
-        za, zi = u @ Aa.T, u @ Bi.T
-        return (kp * (za - y) ** 2).sum(1) + (np.maximum(zi, 0.0) ** 2).sum(1) + rho * (dp * np.maximum(za, 0.0) ** 2).sum(1)
+    def objective(u: np.ndarray, kp: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        za, zl = u @ Aa.T, u @ L.T - c
+        return ((kp * (za - y) ** 2).sum(1) + (wt * np.maximum(zl, 0.0) ** 2).sum(1)
+                + _envelope(u @ Bi.T, tau, gamma)[0].sum(1))
 
     todo = np.arange(len(keep))
-    f_all = objective(u_all, keep, drop)
+    f_all = objective(u_all, keep, Wt)
     for _ in range(iters):
         if len(todo) == 0:
             break
-        u, kp, dp, f = u_all[todo], keep[todo], drop[todo], f_all[todo]
-        za, zi = u @ Aa.T, u @ Bi.T
-        H = np.einsum("zt,tij->zij", kp + rho * dp * (za > 0), AA) + np.einsum("zt,tij->zij", (zi > 0) * 1.0, BB)
-        d = np.linalg.solve(H + ridge, rhs_all[todo][..., None])[..., 0] - u
+        u, kp, wt, f = u_all[todo], keep[todo], Wt[todo], f_all[todo]
+        za, zl, zb = u @ Aa.T, u @ L.T - c, u @ Bi.T
+        hl = wt * np.maximum(zl, 0.0)
+        _, eb, cb = _envelope(zb, tau, gamma)
+        grad = (kp * (za - y)) @ Aa + hl @ L + eb @ Bi
+        H = (np.einsum("zt,tij->zij", kp, AA) + np.einsum("zt,tij->zij", wt * (zl > 0), LL)
+             + np.einsum("zt,tij->zij", cb, BB))
+        d = -np.linalg.solve(H + 1e-9 * np.eye(p), grad[..., None])[..., 0]
         step = np.ones(len(todo))
-        fc = objective(u + d, kp, dp)
+        fc = objective(u + d, kp, wt)
         for _ in range(40):
             bad = fc > f - 1e-14 * (1.0 + np.abs(f))
             if not bad.any():
                 break
             step[bad] *= 0.5
-            fc[bad] = objective(u[bad] + step[bad, None] * d[bad], kp[bad], dp[bad])
+            fc[bad] = objective(u[bad] + step[bad, None] * d[bad], kp[bad], wt[bad])
         moved = fc < f - 1e-14 * (1.0 + np.abs(f))
         u_all[todo[moved]] = u[moved] + step[moved, None] * d[moved]
         f_all[todo[moved]] = fc[moved]
@@ -219,32 +263,40 @@ def _newton(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, keep: np.ndarray, rho
 
 
 def _certify_batch(
-    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, keep: np.ndarray, rho: float, u: np.ndarray
+    Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
+    Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray,
 ) -> np.ndarray:
     """Certified lower bounds on ``drops(Z) + min_u (convex problem of Z)`` for a batch of subsets.
 
-    Weak duality: for ``lam`` (kept residuals), ``mu >= 0`` (inactive), ``nu >= 0``
-    (dropped, penalised) and every ``u``,
-    ``f(u) >= 2 u.g + dual`` with ``g = Aa^T lam + Bi^T mu + sqrt(rho) Aa^T nu`` and
-    ``dual = -2 lam.y - |lam|^2 - |mu|^2 - |nu|^2``. ``g`` is ~0 but not exactly;
-    the term ``2 u.g`` is bounded using ``|u| <= U`` for every ``u`` whose cost is
-    below ``cap``, ``U = (|y_kept| + sqrt(cap)) / sigma_min(Aa_kept)``. Every
-    float64 sum is widened by Higham's ``gamma_n`` bound.
+    The hinge terms are ``(sw_j relu(L_j.u - c_j))^2`` with ``sw`` the float
+    square roots of the penalty weights (a penalty of any weight is valid, so
+    the weight *is* ``sw^2``). Weak duality: for ``lam`` (kept residuals),
+    ``mu >= 0`` (hinges), ``nu >= 0`` (inactive envelopes) and every ``u``,
+    ``f(u) >= 2 u.g + dual`` with ``g = Aa^T lam + L^T (sw mu) + B^T nu`` and
+    ``dual = -2 lam.y - |lam|^2 - |mu|^2 - 2 (sw mu).c - sum [max(2 nu tau, nu^2) + 2 gamma nu^2]``
+    (the last term is the smoothed envelope's conjugate ``e*(2 nu)``). ``g`` is ~0 but
+    not exactly; ``2 u.g`` is bounded using ``|u| <= U`` for every ``u`` whose
+    cost is below ``cap``, ``U = (|y_kept| + sqrt(cap)) / sigma_min(Aa_kept)``.
+    Every float64 sum is widened by Higham's ``gamma_n`` bound.
     """
+    if math.isinf(tau):
+        Bi = Bi[:0]
     drop = 1.0 - keep
-    n_terms = Aa.shape[0] + Bi.shape[0] + 2
-    gam = _gamma(n_terms)
-    sr = math.sqrt(rho)
-    za, zi = u @ Aa.T, u @ Bi.T
+    n_terms = Aa.shape[0] + L.shape[0] + Bi.shape[0] + 2
+    gam = _gamma(n_terms + 2)
+    za = u @ Aa.T
     lam = keep * (za - y)
-    mu = np.maximum(zi, 0.0)
-    nu = sr * drop * np.maximum(za, 0.0)
+    mu = sw * np.maximum(u @ L.T - c, 0.0)
+    smu = sw * mu
+    zb = u @ Bi.T
+    nu = _envelope(zb, tau, gamma)[1]
+    conj = np.maximum(2 * nu * tau, nu**2) + 2 * gamma * nu**2
     drops = drop @ (y**2)
-    terms = np.concatenate([-2 * lam * y, -(lam**2), -(mu**2), -(nu**2)], axis=1)
+    terms = np.concatenate([-2 * lam * y, -(lam**2), -(mu**2), -2 * smu * c, -conj], axis=1)
     dual = terms.sum(1)
     dual_err = gam * np.abs(terms).sum(1) + gam * drops
-    g = lam @ Aa + mu @ Bi + sr * (nu @ Aa)
-    g_err = gam * (np.abs(lam) @ np.abs(Aa) + mu @ np.abs(Bi) + sr * (nu @ np.abs(Aa)))
+    g = lam @ Aa + smu @ L + nu @ Bi
+    g_err = gam * (np.abs(lam) @ np.abs(Aa) + np.abs(smu) @ np.abs(L) + nu @ np.abs(Bi))
     g_norm = np.linalg.norm(np.abs(g) + g_err, axis=1) * (1 + 1e-12)
     # conservative cap on the cost we need to rule out: above it the bound holds trivially
     cap = drops + np.maximum(dual, 0.0) + 1.0
@@ -289,6 +341,8 @@ class RowBound:
         Convex subproblems solved and certified.
     weights : list[float]
         The minimising ``(w, beta)`` found (a near-optimal row for this class).
+    threshold_interval : list[float] or None
+        ``"jumprelu"`` only: the threshold interval ``[t0, t1]`` attaining the row bound.
     """
 
     row: int
@@ -301,21 +355,43 @@ class RowBound:
     tail_bound: float
     n_subproblems: int
     weights: list[float]
+    threshold_interval: list[float] | None = None
 
 
-def _row_bound(
-    row: int, A: np.ndarray, codes: np.ndarray, encoder_class: str, max_subproblems: int, batch: int = 4096
-) -> RowBound:
-    """Certified ``min_Z [drops(Z) + convex(Z)]`` for row ``row`` (see module docstring)."""
-    active = np.flatnonzero(codes[:, row] > 0)
-    inactive = np.flatnonzero(codes[:, row] == 0)
-    Aa, y = A[active], codes[active, row]
-    Bi = A[inactive] if encoder_class == "relu" else A[:0]
-    rho = _DROP_PENALTY if encoder_class == "relu" else 0.0
-    n = len(active)
+@dataclass
+class _Search:
+    """Outcome of one drop enumeration (one threshold interval)."""
+
+    value: float
+    drop_set: list[int]
+    u: np.ndarray | None
+    no_drop: float
+    k_done: int
+    tail: float
+    solved: int
+
+
+def _drop_search(
+    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, t0: float, t1: float, rho_keep: float,
+    rho_drop: float, best: float, max_subproblems: int, batch: int = 4096,
+) -> _Search:
+    """Certified ``min(best, min_Z [drops(Z) + convex(Z)])`` over drop sets ``Z`` of the active entries.
+
+    The convex problem of ``Z`` (threshold interval ``[t0, t1]``) has the
+    inactive entries' envelope ``e_t1(B u)`` (none when ``t1 = inf``) and hinge
+    penalties ``rho_keep relu(t0 - z)^2`` on kept and ``rho_drop relu(z - t1)^2``
+    on dropped active entries (zero on the feasible set, so valid at any weight). ``best`` prunes: a subset whose drop cost alone
+    reaches it cannot lower the minimum, and the result never exceeds it.
+    """
+    n = len(y)
     ysq = y**2
+    t1c = 0.0 if math.isinf(t1) else t1  # an infinite ceiling switches its terms off (weight 0)
+    if math.isinf(t1):
+        rho_drop = 0.0
+    L = np.vstack([-Aa, Aa])
+    c = np.concatenate([np.full(n, -t0), np.full(n, t1c)])
     cheapest = np.concatenate([[0.0], np.cumsum(np.sort(ysq))])  # cheapest cost of k drops
-    best, best_Z, best_u, no_drop = np.inf, [], np.zeros(A.shape[1]), 0.0
+    best_Z, best_u, no_drop = [], None, 0.0  # no_drop stays 0 (a trivial bound) when pruned before k = 0
     solved, k_done = 0, -1
     for k in range(n + 1):
         if cheapest[k] >= best:
@@ -329,29 +405,100 @@ def _row_bound(
             keep = np.ones((len(chunk), n))
             for r, Z in enumerate(chunk):
                 keep[r, list(Z)] = 0.0
-            u = _newton(Aa, y, Bi, keep, rho)
-            vals = _certify_batch(Aa, y, Bi, keep, rho, u)
+            Wt = np.hstack([rho_keep * keep, rho_drop * (1.0 - keep)])
+            gamma = 0.0 if t1 == 0.0 else _ENVELOPE_SMOOTHING
+            u = _newton(Aa, y, L, c, keep, Wt, Bi, t1, gamma)
+            vals = _certify_batch(Aa, y, L, c, keep, np.sqrt(Wt), Bi, t1, gamma, u)
             solved += len(chunk)
             j = int(np.argmin(vals))
             if k == 0:
                 no_drop = float(vals[0])
             if vals[j] < best:
-                best, best_Z, best_u = float(vals[j]), [int(active[t]) for t in chunk[j]], u[j]
+                best, best_Z, best_u = float(vals[j]), list(chunk[j]), u[j]
         k_done = k
     tail = float(cheapest[k_done + 1]) if k_done + 1 <= n else math.inf
-    bound = max(0.0, min(best, tail))
+    return _Search(min(best, tail), best_Z, best_u, no_drop, k_done, tail, solved)
+
+
+def _row_bound(
+    row: int, A: np.ndarray, codes: np.ndarray, encoder_class: str, max_subproblems: int,
+    theta_grid: int = 8, theta_splits: int = 12,
+) -> RowBound:
+    """Certified row bound for the class (module docstring; ``proofs/02_witness_bound.md``)."""
+    active = np.flatnonzero(codes[:, row] > 0)
+    inactive = np.flatnonzero(codes[:, row] == 0)
+    Aa, y = A[active], codes[active, row]
+    Bi = A[inactive]
+    interval = None
+    if encoder_class == "linear-gated":
+        res = _drop_search(Aa, y, Bi, 0.0, math.inf, 0.0, 0.0, math.inf, max_subproblems)
+        best_res, bound, solved = res, res.value, res.solved
+    elif encoder_class == "relu":
+        # a dropped active entry has z <= 0 (penalty); kept entries with z <= 0 already cost >= s^2
+        res = _drop_search(Aa, y, Bi, 0.0, 0.0, 0.0, _DROP_PENALTY, math.inf, max_subproblems)
+        best_res, bound, solved = res, res.value, res.solved
+    else:
+        best_res, bound, solved, interval = _jumprelu_row(Aa, y, Bi, max_subproblems, theta_grid, theta_splits)
+    u = best_res.u if best_res.u is not None else np.zeros(A.shape[1])
     return RowBound(
         row=row,
-        bound=bound,
-        n_active=n,
+        bound=max(0.0, bound),
+        n_active=len(active),
         n_inactive=len(inactive),
-        best_drop_set=best_Z,
-        no_drop_value=no_drop,
-        max_drops_enumerated=k_done,
-        tail_bound=tail,
+        best_drop_set=[int(active[t]) for t in best_res.drop_set],
+        no_drop_value=best_res.no_drop,
+        max_drops_enumerated=best_res.k_done,
+        tail_bound=best_res.tail,
         n_subproblems=solved,
-        weights=[float(v) for v in best_u],
+        weights=[float(v) for v in u],
+        threshold_interval=interval,
     )
+
+
+def _jumprelu_row(
+    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_subproblems: int, grid: int, splits: int
+) -> tuple[_Search, float, int, list[float]]:
+    """Branch and bound over the row's threshold ``theta >= 0``.
+
+    For ``theta`` in ``[t0, t1]``: kept entries have ``z >= t0``, dropped ones
+    ``z <= t1`` (penalties), inactive ones cost ``z^2 1[z > theta] >= z^2 1[z > t1]``,
+    at least its convex envelope ``e_t1(z)``.
+    ``theta >= 2 max(s)``: every kept active entry costs ``(z - s)^2 >= s^2``,
+    so the row costs at least ``sum s^2`` (analytic tail). The row bound is the
+    minimum over a cover of ``[0, inf)``; the interval attaining it is split
+    ``splits`` times (children can only raise it). Returns the best search,
+    the bound, the subproblem count and the attaining interval.
+    """
+    T = 2.0 * float(y.max())
+    tail = float(math.fsum(y**2)) * (1 - 1e-12)
+    heap: list[tuple[float, float, float]] = [(tail, T, math.inf)]
+    solved, best_res = 0, None
+
+    def evaluate(t0: float, t1: float, cap: float) -> float:
+        nonlocal solved, best_res
+        res = _drop_search(Aa, y, Bi, t0, t1, _DROP_PENALTY, _DROP_PENALTY, cap, max_subproblems)
+        solved += res.solved
+        if res.u is not None and (best_res is None or res.value < best_res.value):
+            best_res = res
+        return res.value
+
+    edges = np.linspace(0.0, T, grid + 1)
+    for t0, t1 in zip(edges[:-1], edges[1:]):
+        heapq.heappush(heap, (evaluate(float(t0), float(t1), heap[0][0]), float(t0), float(t1)))
+    for _ in range(splits):
+        v, t0, t1 = heapq.heappop(heap)
+        if math.isinf(t1):
+            heapq.heappush(heap, (v, t0, t1))
+            break  # the analytic tail is the minimum: nothing left to refine
+        # each child is bounded at the next-smallest leaf: above it, it cannot be the row minimum
+        cap = heap[0][0]
+        mid = 0.5 * (t0 + t1)
+        for a, b in ((t0, mid), (mid, t1)):
+            heapq.heappush(heap, (max(v, evaluate(a, b, cap)), a, b))
+    v, t0, t1 = heap[0]
+    if best_res is None:
+        best_res = _Search(v, [], None, 0.0, -1, math.inf, 0)
+    return best_res, v, solved, [t0, t1]
 
 
 @dataclass
@@ -399,7 +546,7 @@ def lower_bound(
     codes : array-like
         ``n x N`` non-negative witness codes; inputs are ``x_t = D s_t`` in float64
         (:func:`witness_inputs`).
-    encoder_class : {"linear-gated", "relu"}
+    encoder_class : {"linear-gated", "jumprelu", "relu"}
         Which encoders the bound covers (module docstring).
     max_subproblems : int
         Per-row budget of convex subproblems; beyond it the drop enumeration
@@ -665,7 +812,7 @@ def certify(
         Sparsity, ``1 <= K <= N``.
     design : {"pairs", "exact"}
         Witness set (:func:`witness_codes`).
-    encoder_class : {"linear-gated", "relu"}
+    encoder_class : {"linear-gated", "jumprelu", "relu"}
         Encoders covered (module docstring).
     max_partners : int, optional
         Passed to :func:`witness_codes`; defaults to all pairs for ``N <= 24`` and ``2 M`` beyond.

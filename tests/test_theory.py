@@ -20,6 +20,7 @@ from gapbound.certify import main as certify_main
 from gapbound.data import random_dictionary
 from gapbound.inference import solve
 from gapbound.theory import (
+    _envelope,
     certify,
     exact_decode,
     fit_encoder,
@@ -124,6 +125,44 @@ def test_validity_trained_encoders_never_beat_bound(device, size):
         if act == "relu":
             assert err >= relu.bound, (err, relu.bound)
     assert relu.bound >= gated - 1e-9  # the ReLU class is smaller, its bound can only be larger
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.tuples(st.integers(5, 7), st.integers(0, 10_000)).flatmap(
+    lambda t: st.tuples(st.just(t[0]), st.integers(3, t[0] - 2), st.just(t[1]))))
+def test_jumprelu_bound_valid_and_ordered(size):
+    """JumpReLU class: trained JumpReLU SAEs (exact threshold search) and the JumpReLU encoder built from the
+    bound's own rows never go below it; it lies between the free-gate and the ReLU (theta = 0) bounds."""
+    N, M, seed = size
+    D = _dict(M, N, seed)
+    codes = witness_codes(N, 2)
+    gated = lower_bound(D, codes, "linear-gated").bound
+    relu = lower_bound(D, codes, "relu").bound
+    jump = lower_bound(D, codes, "jumprelu")
+    assert gated * (1 - 1e-9) <= jump.bound <= relu * (1 + 1e-9)
+    err, enc = fit_encoder(D, codes, "jumprelu", restarts=2, steps=300, seed=seed, init=jump.weights)
+    assert err >= jump.bound, (err, jump.bound)
+    # the bound's own minimising rows, with each latent's best threshold, form a JumpReLU encoder
+    Z = np.hstack([witness_inputs(D, codes), np.ones((len(codes), 1))]) @ jump.weights.T
+    own = sum(min(((Z[:, i] * (Z[:, i] > th) - codes[:, i]) ** 2).sum() for th in np.r_[0.0, np.maximum(Z[:, i], 0)])
+              for i in range(N))
+    assert own >= jump.bound
+    assert all(r.threshold_interval is not None and 0 <= r.threshold_interval[0] <= r.threshold_interval[1]
+               for r in jump.rows)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 3.0), st.floats(0.0, 0.1), st.lists(st.floats(-5.0, 8.0), min_size=1, max_size=20))
+def test_envelope_is_convex_minorant_of_leak_cost(tau, gamma, zs):
+    """The smoothed envelope never exceeds z^2 1[z > tau], and nu = e'/2 gives a valid conjugate inequality."""
+    z = np.array(zs)
+    val, nu, curv = _envelope(z, tau, gamma)
+    assert (val <= z**2 * (z > tau) + 1e-12).all() and (curv >= 0).all() and (nu >= 0).all()
+    # Fenchel-Young at every other point: e(w) >= 2 nu w - e*(2 nu), with equality at w = z
+    conj = np.maximum(2 * nu * tau, nu**2) + 2 * gamma * nu**2
+    assert np.allclose(val, 2 * nu * z - conj, atol=1e-9 * (1 + np.abs(val)))
+    w = np.linspace(-5, 8, 101)[:, None]
+    assert (_envelope(w, tau, gamma)[0] >= 2 * nu * w - conj - 1e-9 * (1 + w**2)).all()
 
 
 @settings(**SETTINGS)
