@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from gapbound.cli import add_common_args, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.cli import add_common_args, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.data import SyntheticConfig
 from gapbound.methods import SETTINGS, ExperimentConfig, run_seed
 from gapbound.results import atomic_write_json, jsonable, read_json
@@ -194,11 +194,10 @@ def run_grid(cfg: PhaseConfig, cells: list[Cell], skipped: list[dict], out: str 
     if not todo:
         atomic_write_json(path, doc)
         return doc
-    workers = default_jobs() if jobs == -1 else min(jobs, len(todo))
-    threads = max(1, default_jobs() // max(1, workers))
+    # Cells are small: one torch thread each, parallelism comes from running cells side by side.
     t0 = time.perf_counter()
-    results = Parallel(n_jobs=jobs if jobs == -1 else workers, return_as="generator_unordered")(
-        delayed(run_cell)(cfg, c, threads, device) for c in todo)
+    results = Parallel(n_jobs=jobs if jobs == -1 else min(jobs, len(todo)), return_as="generator_unordered")(
+        delayed(run_cell)(cfg, c, 1, device) for c in todo)
     for rows in tqdm(results, total=len(todo), desc="phase cells", unit="cell", disable=not progress):
         key = Cell(rows[0]["N"], rows[0]["M"], rows[0]["K"], rows[0]["seed"])
         doc["rows"] = [r for r in doc["rows"] if Cell(r["N"], r["M"], r["K"], r["seed"]) != key] + rows
