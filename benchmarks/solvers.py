@@ -26,13 +26,9 @@ the README). Run::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -44,6 +40,7 @@ from gapbound.encoders import SAE, Dictionary
 from gapbound.flops import count_flops
 from gapbound.inference import solve
 from gapbound.metrics import mcc
+from gapbound.results import atomic_write_json
 from gapbound.training import Autoencoder, TrainConfig, tensor_batches, train
 
 
@@ -91,9 +88,12 @@ def lasso_rows(size: Size, lam: float, tol: float, reach_rtol: float, repeats: i
     ref = min(sk, key=lambda r: r["wall_s"])
     run("fista", "fista (float64)", repeats, tol=tol, max_iter=5000)
     run("fista", "fista (float32 iterates)", repeats, tol=tol, max_iter=5000, dtype=torch.float32)
-    run("fista", "fista, no polish", 1, tol=tol, max_iter=20000, check_every=50)
-    run("ista", "ista", 1, tol=tol, max_iter=20000 if not big else 3000, check_every=50)
-    run("lca", "lca", 1, tol=tol, max_iter=20000 if not big else 3000, check_every=50)
+    # First-order baselines; on the large problem they get a fixed cap (they would need
+    # thousands of 2-product iterations) and their certified gap is reported as reached.
+    cap = 200 if big else 20000
+    run("fista", "fista, no polish", 1, tol=tol, max_iter=cap, check_every=50)
+    run("ista", "ista", 1, tol=tol, max_iter=cap, check_every=50)
+    run("lca", "lca", 1, tol=tol, max_iter=cap, check_every=50)
     for r in rows:
         r["reference"] = ref["solver"]
         r["rel_excess_vs_reference"] = (r["objective"] - ref["objective"]) / abs(ref["objective"])
@@ -169,16 +169,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def write_json(obj: Any, path: str) -> None:
-    """Atomic JSON write (temporary file + ``os.replace``)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, target)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", metavar="FILE", help="write the rows as a JSON list to FILE")
@@ -211,7 +201,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         r["threads"] = args.threads
     print(table(rows))
     if args.json:
-        write_json(rows, args.json)
+        atomic_write_json(args.json, rows)
     return rows
 
 

@@ -248,6 +248,7 @@ def _sub_gram(prob: _Problem, idx: torch.Tensor, chunk: int = 512) -> torch.Tens
 
 
 _RIDGE = 1e-11
+_ACTIVE_SET_FIRST_FLOPS = 2e7
 
 
 def _lawson_hanson(
@@ -310,17 +311,25 @@ def _active_set(
     n = S.shape[0]
     P = torch.full((n,), math.inf, dtype=torch.float64, device=S.device)
     gap = torch.full_like(P, math.inf)
-    live = torch.arange(n, device=S.device)  # rows (of the batch) still refined
-    adds = torch.zeros(n, 1, dtype=torch.long, device=S.device)
+    # Rows whose support is still wide are far from a LASSO solution (which
+    # has at most M atoms, usually far fewer); refining them would cost
+    # O(width^3) per step for nothing, so they stay with the first-order solver.
+    cap = min(prob.M, max(8, prob.M // 4))
+    live = torch.nonzero((S > 0).sum(1) <= cap).flatten()  # rows (of the batch) being refined
+    if live.numel() == 0:
+        P, gap, _ = prob.certify(S, rows)
+        return S, P, gap
+    C = C[live]
+    adds = torch.zeros(live.numel(), 1, dtype=torch.long, device=S.device)
     for outer in range(max_outer + 1):
         Sl = S[live]
         support = Sl > 0
         # Support first (largest codes), then the largest KKT violations, as many as each sample may add.
         viol = torch.where(support, torch.full_like(Sl, -math.inf), C - lam)
-        vv, vi = viol.topk(min(n_add, prob.N), dim=1)
+        vv, vi = viol.topk(min(max(n_add, cap // 2), prob.N), dim=1)  # the most a round may add
         take = (torch.arange(vv.shape[1], device=S.device) < adds) & (vv > 0)
         if outer > 0:  # a sample with nothing to add is exact on a KKT-optimal support
-            keep = take.any(1)
+            keep = take.any(1) & (support.sum(1) + take.sum(1) <= cap)
             live, Sl, support, vv, vi, take, adds = (t[keep] for t in (live, Sl, support, vv, vi, take, adds))
             if live.numel() == 0:
                 break
@@ -340,7 +349,12 @@ def _active_set(
         if outer == max_outer or not todo.any():
             break
         live, C, stalled = live[todo], C[todo], stalled[todo]
-        adds = torch.where(stalled, 1, n_add)[:, None] if outer > 0 else torch.full((live.numel(), 1), n_add, device=S.device)
+        if live.numel() == 0:
+            break
+        # Working sets grow geometrically while the objective falls (few rounds from a cold
+        # start), and by one atom where it stalled (the Lawson-Hanson rule that ensures progress).
+        grown = (adds[todo] * 2).clamp(min=n_add, max=max(n_add, cap // 2)) if outer > 0 else torch.full_like(adds[todo], n_add)
+        adds = torch.where(stalled[:, None] & (outer > 0), torch.ones_like(grown), grown)
     return S, P, gap
 
 
@@ -382,19 +396,38 @@ def _proximal_gradient(
     S_all = prob.S0.clone()
     rows = torch.arange(prob.n, device=prob.device)  # samples still being optimised
     S, Y = S_all.clone(), S_all.clone()
-    t = torch.ones(prob.n, 1, dtype=prob.dtype, device=prob.device)
+    # Momentum weights (t_k - 1) / t_{k+1} of the FISTA sequence, indexed by the
+    # iterations since each sample's last restart.
+    t = [1.0]
+    for _ in range(max_iter + 1):
+        t.append(0.5 * (1 + math.sqrt(1 + 4 * t[-1] ** 2)))
+    beta = torch.tensor([(t[j] - 1) / t[j + 1] for j in range(max_iter + 1)], dtype=prob.dtype, device=prob.device)
+    k = torch.zeros(prob.n, 1, dtype=torch.long, device=prob.device)
     cache: dict = {}
     n_iter = 0
+    # Where one dense product costs far more than the Python overhead of an active-set
+    # round (large n N M), start with the active set: from a cold or warm start with a
+    # small support it often finishes in a few rounds, each costing one KKT product,
+    # instead of tens of first-order iterations costing two products each.
+    if polish and prob.n * prob.N * min(prob.N, 2 * prob.M) > _ACTIVE_SET_FIRST_FLOPS:
+        P, gap, C = certify(S, rows)
+        cand, Pc, gapc = _active_set(prob, S, C, rows, tol, max_outer=16)
+        better = Pc < P
+        S = torch.where(better[:, None], cand.to(prob.dtype), S)
+        Y = S.clone()
+        done = torch.where(better, gapc, gap) <= tol
+        S_all = S.clone()
+        if done.all():
+            return prob.result(S_all, 0, tol)
+        rows, S, Y, k = rows[~done], S[~done], Y[~done], k[~done]
     for n_iter in range(1, max_iter + 1):
-        S_new = prox(Y + step * _neg_grad(prob, Y, rows, cache), rows, step)
+        S_new = prox(torch.add(Y, _neg_grad(prob, Y, rows, cache), alpha=step), rows, step)
         if momentum:
             diff = S_new - S
             # O'Donoghue & Candes gradient restart: drop momentum where it points uphill.
-            restart = ((Y - S_new) * diff).sum(1, keepdim=True) > 0
-            t.masked_fill_(restart, 1.0)
-            t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
-            Y = torch.addcmul(S_new, (t - 1) / t_new, diff)
-            t = t_new
+            restart = torch.linalg.vecdot(Y - S_new, diff)[:, None] > 0
+            k = torch.where(restart, 0, k + 1)
+            Y = torch.addcmul(S_new, beta[k], diff)
         else:
             Y = S_new
         S = S_new
@@ -407,7 +440,7 @@ def _proximal_gradient(
             if better.any():
                 S = torch.where(better[:, None], cand.to(prob.dtype), S)
                 Y = torch.where(better[:, None], S, Y)
-                t = torch.where(better[:, None], torch.ones_like(t), t)
+                k = torch.where(better[:, None], 0, k)
                 gap = torch.where(better, gapc, gap)
         S_all[rows] = S
         done = gap <= tol
@@ -415,7 +448,7 @@ def _proximal_gradient(
             break
         if done.any():  # freeze converged samples; the rest continue in a smaller batch
             keep = ~done
-            rows, S, Y, t = rows[keep], S[keep], Y[keep], t[keep]
+            rows, S, Y, k = rows[keep], S[keep], Y[keep], k[keep]
     S_all[rows] = S
     P, gap, _ = certify(S_all, torch.arange(prob.n, device=prob.device))
     return InferenceResult(S_all, gap, P, n_iter, bool((gap <= tol).all()))
@@ -459,7 +492,7 @@ def ista(
 
 @register_solver("fista")
 def fista(
-    D: Any, X: Any, lam: float, init: Any = None, max_iter: int = 1000, tol: float = 1e-6, check_every: int = 10,
+    D: Any, X: Any, lam: float, init: Any = None, max_iter: int = 1000, tol: float = 1e-6, check_every: int = 20,
     dtype: torch.dtype | None = None, polish: bool = True,
 ) -> InferenceResult:
     """FISTA with adaptive (gradient) restart and active-set polishing for the non-negative LASSO.

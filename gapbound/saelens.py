@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .encoders import SAE
+from .results import atomic_write
 from .validation import check_dictionary, check_int
 
 __all__ = ["SAELensSAE", "load_sae", "save_sae", "WEIGHTS_FILE", "CONFIG_FILE"]
@@ -134,17 +134,6 @@ class SAELensSAE(nn.Module):
                    apply_b_dec_to_input=False, threshold=thr, k=encoder.k, cfg=cfg)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_sae(path: str | os.PathLike, sae: SAELensSAE | SAE, D: Any = None, b_dec: Any = None, **cfg_extra: Any) -> Path:
     """Write ``sae`` in the SAELens layout (``cfg.json`` + ``sae_weights.safetensors``) under directory ``path``.
 
@@ -177,8 +166,8 @@ def save_sae(path: str | os.PathLike, sae: SAELensSAE | SAE, D: Any = None, b_de
     if sae.k is not None:
         cfg["k"] = sae.k
         cfg["activation_fn_kwargs"] = {"k": sae.k}
-    _atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-    _atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
     return out
 
 

@@ -1,0 +1,111 @@
+"""The compute frontier: test MCC against total FLOPs (training + inference), from ``OUT/frontier.json``.
+
+    python -m paper_figures.frontier results/frontier/frontier.json
+
+One panel per setting. SAE and each MLP width are single points (their
+inference cost is one forward pass); SAE+ITO and SC are curves over the
+per-sample inference budget (FISTA iterations). The dashed line is the
+Pareto frontier: for each FLOP budget, the best MCC any method reached with at
+most that many FLOPs. Points are seed means; error bars are seed standard
+deviations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gapbound.results import read_json  # noqa: E402
+
+FIG_DIR = Path(__file__).resolve().parent
+TITLES = {"known_d": "Known D", "unknown": "Unknown Z and D"}
+COLORS = {"SAE": "tab:blue", "SAE+ITO": "tab:red", "SC": "tab:green"}
+
+
+def aggregate(points: list[dict]) -> dict[tuple, tuple[float, float, float]]:
+    """``(setting, method, budget) -> (mean total FLOPs, mean MCC, std MCC)`` over seeds."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for p in points:
+        groups[(p["setting"], p["method"], p["budget"])].append(p)
+    return {k: (float(np.mean([p["total_flops"] for p in v])), float(np.mean([p["mcc"] for p in v])),
+                float(np.std([p["mcc"] for p in v]))) for k, v in groups.items()}
+
+
+def pareto(xy: list[tuple[float, float]]) -> np.ndarray:
+    """The running maximum of MCC over increasing FLOPs (the best reachable at each budget)."""
+    pts = sorted(xy)
+    best, out = -np.inf, []
+    for x, y in pts:
+        if y > best:
+            best = y
+            out.append((x, y))
+    return np.array(out)
+
+
+def plot_setting(agg: dict, setting: str, ax: plt.Axes) -> None:
+    """One setting's frontier onto ``ax``."""
+    rows = {k: v for k, v in agg.items() if k[0] == setting}
+    mlps = sorted((int(k[1].split("-")[1]), v) for k, v in rows.items() if k[1].startswith("MLP-"))
+    if mlps:
+        xs, ys, es = zip(*[v for _, v in mlps])
+        ax.errorbar(xs, ys, yerr=es, color="tab:purple", marker="s", lw=1, capsize=2, label="MLP (width)")
+        for (w, (x, y, _)) in mlps:
+            ax.annotate(f"h={w}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:purple")
+    for method in ("SAE+ITO", "SC"):
+        curve = sorted((k[2], v) for k, v in rows.items() if k[1] == method and k[2] is not None)
+        if curve:
+            xs, ys, es = zip(*[v for _, v in curve])
+            ax.errorbar(xs, ys, yerr=es, color=COLORS[method], marker="o", ms=3, lw=1, capsize=2, label=f"{method} (FISTA budget)")
+            ax.annotate(f"{curve[0][0]} it", (xs[0], ys[0]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=COLORS[method])
+    if (setting, "SAE", None) in rows:
+        x, y, e = rows[(setting, "SAE", None)]
+        ax.errorbar([x], [y], yerr=[e], color=COLORS["SAE"], marker="D", capsize=2, label="SAE")
+    front = pareto([(v[0], v[1]) for v in rows.values()])
+    if len(front):
+        ax.step(front[:, 0], front[:, 1], where="post", color="0.4", ls="--", lw=1, label="Pareto frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel("total FLOPs (training + test inference)")
+    ax.set_ylabel("test MCC")
+    ax.set_title(TITLES.get(setting, setting))
+    ax.grid(alpha=0.3)
+
+
+def render(path: str | Path, fig_dir: Path = FIG_DIR) -> list[Path]:
+    """Draw the frontier figure from ``frontier.json``; returns the PNG and PDF paths."""
+    data = read_json(path)
+    agg = aggregate(data["points"])
+    settings = [s for s in TITLES if any(k[0] == s for k in agg)]
+    if not settings:
+        raise ValueError(f"{path} has no frontier points")
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.2), squeeze=False)
+    for setting, ax in zip(settings, axes[0]):
+        plot_setting(agg, setting, ax)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Compute frontier: MCC vs total FLOPs (N=16, M=8, K=3)")
+    fig.tight_layout()
+    outs = [fig_dir / "frontier.png", fig_dir / "frontier.pdf"]
+    for o in outs:
+        fig.savefig(o, dpi=150)
+    plt.close(fig)
+    return outs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m paper_figures.frontier", description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", nargs="?", default="results/frontier/frontier.json", help="frontier.json to draw")
+    args = ap.parse_args(argv)
+    for p in render(args.results):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

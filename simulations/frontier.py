@@ -1,0 +1,125 @@
+"""Compute frontier: test MCC against total FLOPs (training + inference) for every inference budget.
+
+    python -m simulations.frontier            # quick (default): 1 seed, short training, minutes
+    python -m simulations.frontier --full     # the paper's step counts, 5 seeds, MLP-1024
+
+For the known-D and unknown settings (N=16, M=8, K=3) it trains each base
+model once per seed through :func:`gapbound.methods.run_seed` (SAE, MLP-h for
+each width, SC), then re-evaluates SAE+ITO and SC under a sweep of
+per-sample inference budgets (FISTA iterations, duality-gap tolerance 0 so the
+budget is what is spent) from the saved checkpoints, so no model is trained
+twice. Every point records measured training and inference FLOPs. Results go
+to ``OUT/frontier.json`` (atomic writes; finished (setting, seed, budget)
+points are skipped on rerun) and the figure to ``paper_figures/frontier.{png,pdf}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from gapbound.cli import add_common_args, limit_threads, positive_int, run_cli
+from gapbound.data import SyntheticConfig
+from gapbound.methods import ExperimentConfig, run_seed
+from gapbound.results import atomic_write_json, read_json
+from gapbound.training import TrainConfig
+
+SETTINGS = ("known_d", "unknown")
+QUICK = {"steps": {"known_d": 3_000, "unknown": 6_000}, "seeds": (0,), "widths": (32, 256), "budgets": (1, 2, 5, 10, 30, 100)}
+FULL = {"steps": {"known_d": 20_000, "unknown": 100_000}, "seeds": (0, 1, 2, 3, 4), "widths": (32, 256, 1024),
+        "budgets": (1, 2, 5, 10, 20, 50, 100, 300, 1000)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m simulations.frontier", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="short training, one seed, two MLP widths (the default)")
+    mode.add_argument("--full", action="store_true", help="the paper's step counts, 5 seeds, MLP widths 32/256/1024")
+    p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: quick 0; full 0-4)")
+    p.add_argument("--budgets", type=positive_int, nargs="+", default=None, help="FISTA iteration budgets for SAE+ITO and SC")
+    p.add_argument("--widths", type=positive_int, nargs="+", default=None, help="MLP hidden widths")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps for both settings")
+    p.add_argument("--ito-lam", type=float, default=1e-3, help="L1 weight of per-sample inference (default 1e-3)")
+    add_common_args(p, "results/frontier")
+    return p
+
+
+def base_config(setting: str, steps: int, widths: Sequence[int], args: argparse.Namespace) -> ExperimentConfig:
+    """Every trained method of a setting, with the checkpoints that the budget sweep reuses."""
+    return ExperimentConfig(
+        setting=setting, data=SyntheticConfig(N=16, M=8, K=3), batch_size=256, ito_lam=args.ito_lam,
+        methods=("SAE", *(f"MLP-{w}" for w in widths), "SC"), device=args.device,
+        train=TrainConfig(steps=steps, lr=3e-4, l1=1e-4, progress=not args.quiet, checkpoint_every=1000),
+    )
+
+
+def point(setting: str, seed: int, method: str, budget: int | None, res: dict) -> dict:
+    """One frontier point from a :func:`run_seed` method entry."""
+    return {"setting": setting, "seed": seed, "method": method, "budget": budget, "mcc": res["mcc"],
+            "train_flops": res["train_flops"], "inference_flops": res["inference_flops"],
+            "total_flops": res["train_flops"] + res["inference_flops"]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    preset = FULL if args.full else QUICK
+    seeds = args.seeds or list(preset["seeds"])
+    budgets = sorted(set(args.budgets or preset["budgets"]))
+    widths = args.widths or list(preset["widths"])
+    out = Path(args.out)
+    limit_threads(1)
+    path = out / "frontier.json"
+    done = read_json(path) if path.exists() else {"points": []}
+    run_cfg = {"preset": "full" if args.full else "quick", "ito_lam": args.ito_lam, "widths": widths}
+    if done.get("config", run_cfg) != run_cfg:
+        raise ValueError(f"{path} was produced with a different configuration; use another --out")
+    points: list[dict] = done["points"]
+    have = {(p["setting"], p["seed"], p["method"], p["budget"]) for p in points}
+    t0 = time.perf_counter()
+    jobs = [(s, seed) for s in args.settings for seed in seeds]
+    for setting, seed in tqdm(jobs, desc="frontier", disable=args.quiet):
+        steps = args.steps or preset["steps"][setting]
+        cfg = base_config(setting, steps, widths, args)
+        ckpt = str(out / "checkpoints")
+        if not all((setting, seed, m, None) in have for m in cfg.methods if m != "SC"):
+            res = run_seed(cfg, seed, checkpoint_dir=ckpt)
+            points += [point(setting, seed, m, None, r) for m, r in res.items() if m != "SC"]
+            atomic_write_json(path, {"config": run_cfg, "points": points})
+        for b in budgets:
+            if (setting, seed, "SAE+ITO", b) in have and (setting, seed, "SC", b) in have:
+                continue
+            # tol 0: spend exactly the budget; SAE and SC load their finished checkpoints.
+            res = run_seed(replace(cfg, methods=("SAE+ITO", "SC"), ito_max_iter=b, ito_tol=0.0), seed, checkpoint_dir=ckpt)
+            points += [point(setting, seed, m, b, r) for m, r in res.items()]
+            atomic_write_json(path, {"config": run_cfg, "points": points})
+        have = {(p["setting"], p["seed"], p["method"], p["budget"]) for p in points}
+    print(f"{len(points)} points in {path} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    print(format_table(points), file=sys.stderr)
+    if not args.no_figures:
+        from paper_figures.frontier import render
+
+        for fig in render(path):
+            print(f"figure: {fig}", file=sys.stderr)
+    return 0
+
+
+def format_table(points: list[dict]) -> str:
+    """Seed-averaged MCC and total FLOPs per (setting, method, budget)."""
+    from paper_figures.frontier import aggregate
+
+    lines = [f"{'setting':<8} {'method':<8} {'budget':>6} {'MCC':>6} {'total FLOPs':>12}"]
+    for (setting, method, budget), (flops, mcc, _) in sorted(aggregate(points).items(), key=lambda kv: (kv[0][0], kv[0][1], kv[1][0])):
+        lines.append(f"{setting:<8} {method:<8} {'-' if budget is None else budget:>6} {mcc:6.3f} {flops:12.3g}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
