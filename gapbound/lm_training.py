@@ -28,10 +28,9 @@ LCA and by the gap meter.
 
 **Evaluation** on held-out activations: normalised MSE, L0 (mean non-zeros per
 token), dead latents (never active on the held-out set), and the amortisation
-gap (:func:`amortisation_gap`: per-sample optimal inference under the *same*
-decoder against the encoder's codes, bracketed by duality certificates; it
-uses :func:`gapbound.inference.solve` directly because :mod:`gapbound.meter`
-was not available when this module was written).
+gap measured by :func:`gapbound.meter.measure_gap` (per-sample optimal
+inference under the *same* decoder against the encoder's codes, at the
+training objective's ``lam``, bracketed by duality certificates).
 """
 
 from __future__ import annotations
@@ -49,7 +48,8 @@ from torch import nn
 
 from .autointerp import TokenExplainer, make_windows, score_latents
 from .encoders import SAE, Dictionary, MLPEncoder
-from .inference import SOLVERS, objective, solve
+from .inference import SOLVERS, solve
+from .meter import measure_gap
 from .metrics import nmse
 from .shards import ActivationStream, ShardStore
 from .training import Autoencoder, TrainConfig, _high_loss_inputs, train
@@ -63,7 +63,6 @@ __all__ = [
     "InferredCoding",
     "build_model",
     "encode",
-    "amortisation_gap",
     "evaluate",
     "sparse_codes",
     "run_method",
@@ -97,6 +96,8 @@ class LMConfig:
         Held-out vectors on which the gap meter runs.
     gap_iters : int
         Iteration cap of the meter's per-sample optimisation.
+    gap_rtol : float
+        The meter's certificate tolerance, relative to the median encoder objective.
     n_latents : int
         Latents scored by autointerp per method (paper: 200).
     window : int
@@ -119,6 +120,7 @@ class LMConfig:
     lca_steps: int | None = None
     gap_samples: int = 4096
     gap_iters: int = 500
+    gap_rtol: float = 1e-4
     n_latents: int = 200
     window: int = 32
     eval_batch: int = 2048
@@ -138,6 +140,7 @@ class LMConfig:
             check_int("lca_steps", self.lca_steps, minimum=1)
         check_int("gap_samples", self.gap_samples, minimum=1)
         check_int("gap_iters", self.gap_iters, minimum=1)
+        check_float("gap_rtol", self.gap_rtol, minimum=0.0)
         check_int("n_latents", self.n_latents, minimum=1)
         check_int("window", self.window, minimum=1)
         check_int("eval_batch", self.eval_batch, minimum=1)
@@ -246,42 +249,6 @@ def encode(model: nn.Module, X: torch.Tensor, batch: int = 2048) -> torch.Tensor
 
 
 @torch.no_grad()
-def amortisation_gap(D: torch.Tensor, X: torch.Tensor, codes: torch.Tensor, lam: float, max_iter: int = 500,
-                     tol: float = 1e-3) -> dict[str, Any]:
-    """How much per-sample optimal inference under the same decoder ``D`` improves on ``codes``.
-
-    Per sample, ``P(s) = 0.5 ||x - D s||^2 + lam ||s||_1`` (the training
-    objective up to the factor ``2 / M``) is compared between the encoder's
-    codes and FISTA warm-started from them (:func:`gapbound.inference.solve`).
-    ``gap_lower = P(enc) - P(fista)`` is a certified lower bound on the true
-    gap ``P(enc) - min P`` and ``gap_upper = P(enc) - dual`` an upper bound
-    (``dual`` from the duality-gap certificate), so the true gap is bracketed.
-
-    Returns
-    -------
-    dict
-        Means over samples of ``objective_encoder``, ``objective_optimal``,
-        ``gap_lower``, ``gap_upper``, ``gap_relative`` (``gap_lower / P(enc)``),
-        plus ``nmse_optimal``, ``l0_optimal`` of the optimal codes, ``certified``
-        (every sample's duality gap <= ``tol``) and ``n_samples``.
-    """
-    p_enc = objective(D, X, codes, lam)
-    best = solve(D, X, lam, method="fista", init=codes, max_iter=max_iter, tol=tol)
-    gap_lower = (p_enc - best.objective).clamp_min(0.0)
-    return {
-        "objective_encoder": float(p_enc.mean()),
-        "objective_optimal": float(best.objective.mean()),
-        "gap_lower": float(gap_lower.mean()),
-        "gap_upper": float((gap_lower + best.duality_gap).mean()),
-        "gap_relative": float((gap_lower / p_enc.clamp_min(1e-12)).mean()),
-        "nmse_optimal": nmse(X.numpy(), (best.codes @ D.T).numpy()),
-        "l0_optimal": float((best.codes > 0).sum(1).float().mean()),
-        "certified": bool((best.duality_gap <= tol).all()),
-        "n_samples": int(X.shape[0]),
-    }
-
-
-@torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, config: LMConfig) -> dict[str, Any]:
     """NMSE, L0, dead latents and the amortisation gap of ``model`` on held-out (normalised) ``X``."""
     codes = encode(model, X, config.eval_batch)
@@ -290,12 +257,13 @@ def evaluate(model: nn.Module, X: torch.Tensor, config: LMConfig) -> dict[str, A
     n = min(config.gap_samples, X.shape[0])
     rows = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(config.seed))[:n]
     lam = config.l1_for(X.shape[1]) * X.shape[1] / 2
+    gap = measure_gap(model.encode, D, X[rows], lam=lam, max_iter=config.gap_iters, rtol=config.gap_rtol)
     return {
         "nmse": nmse(X.numpy(), recon.numpy()),
         "l0": float((codes > 0).sum(1).float().mean()),
         "dead_latents": int(((codes > 0).sum(0) == 0).sum()),
         "n_latents": int(codes.shape[1]),
-        "gap": amortisation_gap(D, X[rows], codes[rows], lam, config.gap_iters),
+        "gap": gap.summary(),
     }
 
 

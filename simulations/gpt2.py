@@ -118,7 +118,7 @@ def _decoder(store_meta: dict):
 def format_table(methods: dict) -> str:
     lines = [f"{'method':<6} {'NMSE':>7} {'L0':>8} {'dead':>6} {'rel.gap':>9} {'F1 mean':>8} {'acc':>6} {'scored':>6}"]
     for name, m in methods.items():
-        gap = m["gap"]["gap_relative"]
+        gap = m["gap"]["gap_rel"]
         lines.append(f"{name:<6} {m['nmse']:>7.3f} {m['l0']:>8.1f} {m['dead_latents']:>6d} "
                      f"{gap:>9.3f} {m['f1_mean']:>8.3f} {m['accuracy_mean']:>6.3f} {len(m['f1']):>6d}")
     return "\n".join(lines)

@@ -46,8 +46,8 @@ def test_results_schema_and_sanity(run):
         if m["f1"]:
             assert m["f1_mean"] == pytest.approx(np.mean(m["f1"]))
         gap = m["gap"]
-        assert 0 <= gap["gap_lower"] <= gap["gap_upper"] + 1e-6
-        assert gap["objective_optimal"] <= gap["objective_encoder"] + 1e-6
+        assert 0 <= gap["gap_mean"] <= gap["gap_upper_mean"] + 1e-9
+        assert gap["lasso_opt_mean"] <= gap["lasso_sae_mean"] and gap["lam"] == pytest.approx(m["l1"] * 32 / 2)
 
 
 def test_rerun_reuses_finished_methods_and_store(run, monkeypatch):
