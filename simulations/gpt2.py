@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-latents", type=positive_int, default=None, help=f"latents scored per method (default {d.n_latents}; quick {QUICK.n_latents})")
     p.add_argument("--window", type=positive_int, default=None, help=f"tokens per autointerp window (default {d.window})")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="recompute finished methods")
+    p.add_argument("--overwrite", action="store_true", help="re-evaluate finished methods (training resumes from OUT/checkpoints: delete them to retrain)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's choice; use 1 on a machine shared with other jobs, "
                         "where 2 contending threads ran 10x slower than 1 in our measurements)")
