@@ -36,7 +36,7 @@ training objective's ``lam``, bracketed by duality certificates).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
