@@ -314,7 +314,7 @@ def _active_set(
     # Rows whose support is still wide are far from a LASSO solution (which
     # has at most M atoms, usually far fewer); refining them would cost
     # O(width^3) per step for nothing, so they stay with the first-order solver.
-    cap = min(prob.M, max(8, prob.M // 4))
+    cap = min(prob.N, max(32, prob.M // 4))  # O(cap^3) per row and step
     live = torch.nonzero((S > 0).sum(1) <= cap).flatten()  # rows (of the batch) being refined
     if live.numel() == 0:
         P, gap, _ = prob.certify(S, rows)

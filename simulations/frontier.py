@@ -31,7 +31,7 @@ from gapbound.results import atomic_write_json, read_json
 from gapbound.training import TrainConfig
 
 SETTINGS = ("known_d", "unknown")
-QUICK = {"steps": {"known_d": 3_000, "unknown": 6_000}, "seeds": (0,), "widths": (32, 256), "budgets": (1, 2, 5, 10, 30, 100)}
+QUICK = {"steps": {"known_d": 1_500, "unknown": 3_000}, "seeds": (0,), "widths": (32, 256), "budgets": (1, 3, 10, 30)}
 FULL = {"steps": {"known_d": 20_000, "unknown": 100_000}, "seeds": (0, 1, 2, 3, 4), "widths": (32, 256, 1024),
         "budgets": (1, 2, 5, 10, 20, 50, 100, 300, 1000)}
 
