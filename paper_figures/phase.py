@@ -53,7 +53,8 @@ def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path
     table = mcc_table(doc["rows"])
     methods = list(dict.fromkeys(r["method"] for r in doc["rows"]))
     Ks = sorted({K for _, K in table})
-    fig, axes = plt.subplots(len(methods), len(Ks), figsize=(3.6 * len(Ks), 2.9 * len(methods)), squeeze=False)
+    fig, axes = plt.subplots(len(methods), len(Ks), figsize=(3.6 * len(Ks), 3.1 * len(methods)), squeeze=False,
+                             gridspec_kw={"hspace": 0.45})
     filled = None
     for a, method in enumerate(methods):
         for b, K in enumerate(Ks):
@@ -65,16 +66,20 @@ def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path
             x = np.log2(Ns)
             if np.isfinite(grid).sum() >= 4 and len(Ns) > 1 and len(Ms) > 1:
                 filled = ax.contourf(x, Ms, np.ma.masked_invalid(grid), levels=LEVELS, cmap="viridis", vmin=0, vmax=1)
-            for i, M in enumerate(Ms):
-                for j in range(len(Ns)):
-                    if np.isfinite(grid[i, j]):
-                        ax.plot(x[j], M, "k.", ms=3)
-                        ax.annotate(f"{grid[i, j]:.2f}", (x[j], M), textcoords="offset points", xytext=(0, 4),
-                                    ha="center", fontsize=7, color="w" if grid[i, j] < 0.55 else "k")
+            # Every computed cell is also a marker in the same colour scale, so a
+            # panel with a single row of M (no contour possible) still reads.
+            jj, ii = np.meshgrid(np.arange(len(Ns)), np.arange(len(Ms)))
+            ok = np.isfinite(grid)
+            ax.scatter(x[jj[ok]], np.asarray(Ms)[ii[ok]], c=grid[ok], cmap="viridis", vmin=0, vmax=1, s=60,
+                       edgecolors="k", linewidths=0.6, zorder=3)
+            for i, j in zip(ii[ok], jj[ok]):
+                ax.annotate(f"{grid[i, j]:.2f}", (x[j], Ms[i]), textcoords="offset points", xytext=(0, 7),
+                            ha="center", fontsize=7, zorder=4,
+                            bbox={"boxstyle": "round,pad=0.1", "fc": "w", "ec": "none", "alpha": 0.7})
             ax.set_xticks(x, [str(n) for n in Ns])
             ax.set_yticks(Ms)
             ax.set_xlim(x.min() - 0.3, x.max() + 0.3)
-            ax.set_ylim(min(Ms) - 2, max(Ms) + 2)
+            ax.set_ylim(min(Ms) - 3, max(Ms) + 5)
             ax.set_title(f"{method}, K={K}", fontsize=10)
             if a == len(methods) - 1:
                 ax.set_xlabel("N (sources)")
