@@ -484,7 +484,8 @@ def harvest(
     ValueError
         Unknown layer or site, context length 0 or longer than the model
         allows, a text source without a single full context, or an existing
-        store harvested with different settings.
+        store harvested with different settings or holding a truncated or
+        malformed shard (:class:`~gapbound.shards.ShardCorruptedError`).
     UnavailableError
         Model or text not available offline (message says how to provide them).
     """
@@ -520,6 +521,8 @@ def harvest(
         meta={"tokenizer": lm.source, "model_type": lm.model.config.model_type, "n_layers": lm.n_layers,
               "masked": lm.masked},
     )
+    for i in range(store.n_shards):  # cheap header/size check: never build on a truncated shard
+        store.load_shard(i)
     target = None if config.max_tokens is None else config.max_tokens // L
     done = store.n_contexts
     if store.complete or (target is not None and done >= target):

@@ -138,6 +138,8 @@ def test_corrupted_shards_give_clear_errors_and_repair(tiny, tmp_path):
         store.load_shard(1)
     with pytest.raises(ShardCorruptedError):
         list(map(ActivationStream(store, 16).batch, range(len(ActivationStream(store, 16)))))
+    with pytest.raises(ShardCorruptedError, match="shard 1"):  # resuming checks existing shards first
+        hv.harvest(cfg, tmp_path / "s", lm=lm, progress=False)
     assert store.repair() == 2 and store.n_shards == 1
     repaired = hv.harvest(cfg, tmp_path / "s", lm=lm, progress=False)
     np.testing.assert_array_equal(repaired.tokens(), reference)
