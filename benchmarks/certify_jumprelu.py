@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--N", type=int, default=16)
     p.add_argument("--M", type=int, default=8)
     p.add_argument("--design", default="pairs:2", help="design:K of the panel runs to use")
+    p.add_argument("--budget", type=int, default=40, help="jumprelu_budget (branch-and-bound refinements per row)")
     args = p.parse_args()
     torch.set_num_threads(1)
     design, K = args.design.split(":")
@@ -53,7 +54,7 @@ def main() -> None:
         prev = json.loads(path.read_text())
         D = random_dictionary(args.M, args.N, prev["seed"], dtype=torch.float64)
         t0 = time.perf_counter()
-        b = lower_bound(D, witness_codes(args.N, int(K), design), "jumprelu").bound
+        b = lower_bound(D, witness_codes(args.N, int(K), design), "jumprelu", jumprelu_budget=args.budget).bound
         r = {"seed": prev["seed"], "bound_jumprelu": b, "seconds": time.perf_counter() - t0,
              "bound_linear_gated": prev["bound_linear_gated"], "bound_relu": prev["bound_relu"],
              "trained": prev["trained"], "ratio_jumprelu": b / prev["trained"]["jumprelu"],

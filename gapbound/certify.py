@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-class", choices=["linear-gated", "jumprelu", "relu"], default="linear-gated",
                    help="encoders the bound covers (default linear-gated: ReLU, JumpReLU, TopK; "
                    "jumprelu: JumpReLU with any thresholds, a tighter bound for that class; relu)")
+    p.add_argument("--jumprelu-budget", type=int, default=40,
+                   help="branch-and-bound refinements per row for --encoder-class jumprelu (default 40)")
     p.add_argument("--max-partners", type=int, default=None, help="partners per source in the witness set")
     p.add_argument("--l1-certificates", action="store_true", help="also certify L1 uniqueness per code (one LP each)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             D = random_dictionary(args.M, args.N, args.seed)
         t0 = time.perf_counter()
         res = certify(D, args.K, design=args.design, encoder_class=args.encoder_class,
-                      max_partners=args.max_partners, check_uniqueness=args.l1_certificates)
+                      max_partners=args.max_partners, check_uniqueness=args.l1_certificates,
+                      jumprelu_budget=args.jumprelu_budget)
         seconds = time.perf_counter() - t0
     except (ValueError, TypeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -374,14 +374,17 @@ class _Search:
 def _drop_search(
     Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, t0: float, t1: float, rho_keep: float,
     rho_drop: float, best: float, max_subproblems: int, batch: int = 4096,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> _Search:
     """Certified ``min(best, min_Z [drops(Z) + convex(Z)])`` over drop sets ``Z`` of the active entries.
 
     The convex problem of ``Z`` (threshold interval ``[t0, t1]``) has the
     inactive entries' envelope ``e_t1(B u)`` (none when ``t1 = inf``) and hinge
     penalties ``rho_keep relu(t0 - z)^2`` on kept and ``rho_drop relu(z - t1)^2``
-    on dropped active entries (zero on the feasible set, so valid at any weight). ``best`` prunes: a subset whose drop cost alone
-    reaches it cannot lower the minimum, and the result never exceeds it.
+    on dropped active entries (zero on the feasible set, so valid at any weight);
+    ``extra = (L, c, w)`` adds hinge terms ``w relu(L u - c)^2`` shared by every
+    subset (fixed leak decisions). ``best`` prunes: a subset whose drop cost
+    alone reaches it cannot lower the minimum, and the result never exceeds it.
     """
     n = len(y)
     ysq = y**2
@@ -390,6 +393,9 @@ def _drop_search(
         rho_drop = 0.0
     L = np.vstack([-Aa, Aa])
     c = np.concatenate([np.full(n, -t0), np.full(n, t1c)])
+    wx = np.zeros(0)
+    if extra is not None:
+        L, c, wx = np.vstack([L, extra[0]]), np.concatenate([c, extra[1]]), extra[2]
     cheapest = np.concatenate([[0.0], np.cumsum(np.sort(ysq))])  # cheapest cost of k drops
     best_Z, best_u, no_drop = [], None, 0.0  # no_drop stays 0 (a trivial bound) when pruned before k = 0
     solved, k_done = 0, -1
@@ -405,7 +411,7 @@ def _drop_search(
             keep = np.ones((len(chunk), n))
             for r, Z in enumerate(chunk):
                 keep[r, list(Z)] = 0.0
-            Wt = np.hstack([rho_keep * keep, rho_drop * (1.0 - keep)])
+            Wt = np.hstack([rho_keep * keep, rho_drop * (1.0 - keep), np.broadcast_to(wx, (len(chunk), len(wx)))])
             gamma = 0.0 if t1 == 0.0 else _ENVELOPE_SMOOTHING
             u = _newton(Aa, y, L, c, keep, Wt, Bi, t1, gamma)
             vals = _certify_batch(Aa, y, L, c, keep, np.sqrt(Wt), Bi, t1, gamma, u)
@@ -422,7 +428,7 @@ def _drop_search(
 
 def _row_bound(
     row: int, A: np.ndarray, codes: np.ndarray, encoder_class: str, max_subproblems: int,
-    theta_grid: int = 8, theta_splits: int = 12,
+    jumprelu_budget: int = 40, theta_grid: int = 8,
 ) -> RowBound:
     """Certified row bound for the class (module docstring; ``proofs/02_witness_bound.md``)."""
     active = np.flatnonzero(codes[:, row] > 0)
@@ -438,7 +444,7 @@ def _row_bound(
         res = _drop_search(Aa, y, Bi, 0.0, 0.0, 0.0, _DROP_PENALTY, math.inf, max_subproblems)
         best_res, bound, solved = res, res.value, res.solved
     else:
-        best_res, bound, solved, interval = _jumprelu_row(Aa, y, Bi, max_subproblems, theta_grid, theta_splits)
+        best_res, bound, solved, interval = _jumprelu_row(Aa, y, Bi, max_subproblems, theta_grid, jumprelu_budget)
     u = best_res.u if best_res.u is not None else np.zeros(A.shape[1])
     return RowBound(
         row=row,
@@ -456,46 +462,78 @@ def _row_bound(
 
 
 def _jumprelu_row(
-    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_subproblems: int, grid: int, splits: int
+    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_subproblems: int, grid: int, budget: int
 ) -> tuple[_Search, float, int, list[float]]:
-    """Branch and bound over the row's threshold ``theta >= 0``.
+    """Branch and bound over the row's threshold ``theta >= 0`` and the inactive entries' leak decisions.
 
-    For ``theta`` in ``[t0, t1]``: kept entries have ``z >= t0``, dropped ones
-    ``z <= t1`` (penalties), inactive ones cost ``z^2 1[z > theta] >= z^2 1[z > t1]``,
-    at least its convex envelope ``e_t1(z)``.
-    ``theta >= 2 max(s)``: every kept active entry costs ``(z - s)^2 >= s^2``,
-    so the row costs at least ``sum s^2`` (analytic tail). The row bound is the
-    minimum over a cover of ``[0, inf)``; the interval attaining it is split
-    ``splits`` times (children can only raise it). Returns the best search,
-    the bound, the subproblem count and the attaining interval.
+    A leaf is a threshold interval ``[t0, t1]`` with inactive entries forced
+    out (``z <= t1``: penalty on top of the envelope), forced to leak (cost
+    ``z^2`` with ``z >= t0``) or free (envelope ``e_t1``). Kept entries have
+    ``z >= t0``, dropped ones ``z <= t1``. ``theta >= 2 max(s)``: every kept
+    active entry costs ``(z - s)^2 >= s^2``, so the row costs at least
+    ``sum s^2`` (analytic tail). The row bound is the smallest leaf value; the
+    smallest leaf is refined ``budget`` times: branch on the free inactive
+    entry whose envelope undercuts ``z^2 1[z > t1]`` most, else halve its
+    interval. Children only tighten the relaxation, so a child stores
+    ``max(parent, child)``. Returns the best search, the bound, the subproblem
+    count and the attaining interval.
     """
     T = 2.0 * float(y.max())
     tail = float(math.fsum(y**2)) * (1 - 1e-12)
-    heap: list[tuple[float, float, float]] = [(tail, T, math.inf)]
+    n_in = len(Bi)
+    heap: list[tuple[float, int, float, float, frozenset, frozenset]] = [(tail, 0, T, math.inf, frozenset(), frozenset())]
+    sols: dict[int, np.ndarray | None] = {0: None}
     solved, best_res = 0, None
 
-    def evaluate(t0: float, t1: float, cap: float) -> float:
+    def evaluate(t0: float, t1: float, out: frozenset, leak: frozenset, cap: float) -> tuple[float, np.ndarray | None]:
         nonlocal solved, best_res
-        res = _drop_search(Aa, y, Bi, t0, t1, _DROP_PENALTY, _DROP_PENALTY, cap, max_subproblems)
+        o, lk = sorted(out), sorted(leak)
+        free = np.setdiff1d(np.arange(n_in), lk)
+        # forced out: rho relu(z - t1)^2; forced leak: relu(z)^2 + relu(-z)^2 = z^2 and rho relu(t0 - z)^2
+        Lx = np.vstack([Bi[o], Bi[lk], -Bi[lk], -Bi[lk]])
+        cx = np.concatenate([np.full(len(o), t1), np.zeros(2 * len(lk)), np.full(len(lk), -t0)])
+        wx = np.concatenate([np.full(len(o), _DROP_PENALTY), np.ones(2 * len(lk)), np.full(len(lk), _DROP_PENALTY)])
+        res = _drop_search(Aa, y, Bi[free], t0, t1, _DROP_PENALTY, _DROP_PENALTY, cap, max_subproblems,
+                           extra=(Lx, cx, wx))
         solved += res.solved
         if res.u is not None and (best_res is None or res.value < best_res.value):
             best_res = res
-        return res.value
+        return res.value, res.u
+
+    def push(v: float, t0: float, t1: float, out: frozenset, leak: frozenset, u: np.ndarray | None) -> None:
+        key = len(sols)
+        sols[key] = u
+        heapq.heappush(heap, (v, key, t0, t1, out, leak))
 
     edges = np.linspace(0.0, T, grid + 1)
     for t0, t1 in zip(edges[:-1], edges[1:]):
-        heapq.heappush(heap, (evaluate(float(t0), float(t1), heap[0][0]), float(t0), float(t1)))
-    for _ in range(splits):
-        v, t0, t1 = heapq.heappop(heap)
+        v, u = evaluate(float(t0), float(t1), frozenset(), frozenset(), heap[0][0])
+        push(v, float(t0), float(t1), frozenset(), frozenset(), u)
+    for _ in range(budget):
+        v, key, t0, t1, out, leak = heapq.heappop(heap)
         if math.isinf(t1):
-            heapq.heappush(heap, (v, t0, t1))
+            heapq.heappush(heap, (v, key, t0, t1, out, leak))
             break  # the analytic tail is the minimum: nothing left to refine
-        # each child is bounded at the next-smallest leaf: above it, it cannot be the row minimum
+        u = sols[key]
+        if u is None:  # stored capped at a competitor's value: solve it to see what to refine
+            v2, u = evaluate(t0, t1, out, leak, math.inf)
+            push(max(v, v2), t0, t1, out, leak, u)
+            continue
         cap = heap[0][0]
-        mid = 0.5 * (t0 + t1)
-        for a, b in ((t0, mid), (mid, t1)):
-            heapq.heappush(heap, (max(v, evaluate(a, b, cap)), a, b))
-    v, t0, t1 = heap[0]
+        free = np.setdiff1d(np.arange(n_in), sorted(out | leak))
+        z = Bi[free] @ u
+        gap = z**2 * (z > t1) - _envelope(z, t1, _ENVELOPE_SMOOTHING)[0]
+        if len(free) and gap.max() > 1e-6 * (1.0 + v):
+            j = int(free[np.argmax(gap)])
+            children = [(t0, t1, out | {j}, leak), (t0, t1, out, leak | {j})]
+        else:
+            mid = 0.5 * (t0 + t1)
+            children = [(t0, mid, out, leak), (mid, t1, out, leak)]
+        for a, b, o, lk in children:
+            # bounded at the next-smallest leaf: above it, a child cannot be the row minimum
+            v2, u2 = evaluate(a, b, o, lk, cap)
+            push(max(v, v2), a, b, o, lk, u2)
+    v, _, t0, t1, _, _ = heap[0]
     if best_res is None:
         best_res = _Search(v, [], None, 0.0, -1, math.inf, 0)
     return best_res, v, solved, [t0, t1]
@@ -535,7 +573,8 @@ def witness_inputs(D: Any, codes: Any) -> np.ndarray:
 
 
 def lower_bound(
-    D: Any, codes: Any, encoder_class: EncoderClass = "linear-gated", max_subproblems: int = 20000
+    D: Any, codes: Any, encoder_class: EncoderClass = "linear-gated", max_subproblems: int = 20000,
+    jumprelu_budget: int = 40,
 ) -> BoundResult:
     """Certified lower bound on ``sum_t ||f(x_t) - s_t||^2`` over the witness set, for every ``f`` in the class.
 
@@ -551,6 +590,9 @@ def lower_bound(
     max_subproblems : int
         Per-row budget of convex subproblems; beyond it the drop enumeration
         stops and the (valid, looser) tail bound takes over.
+    jumprelu_budget : int
+        ``"jumprelu"`` only: branch-and-bound refinements per row (threshold
+        splits and leak branchings); more is tighter and slower, any is valid.
 
     Returns
     -------
@@ -559,11 +601,12 @@ def lower_bound(
     if encoder_class not in _CLASSES:
         raise ValueError(f"encoder_class must be one of {_CLASSES}, got {encoder_class!r}")
     check_int("max_subproblems", max_subproblems, minimum=1)
+    check_int("jumprelu_budget", jumprelu_budget, minimum=0)
     Dn = _as_numpy64(D)
     S = _check_codes(codes, Dn.shape[1])
     X = S @ Dn.T
     A = np.hstack([X, np.ones((len(X), 1))])
-    rows = [_row_bound(i, A, S, encoder_class, max_subproblems) for i in range(Dn.shape[1])]
+    rows = [_row_bound(i, A, S, encoder_class, max_subproblems, jumprelu_budget) for i in range(Dn.shape[1])]
     total = math.fsum(r.bound for r in rows)
     return BoundResult(bound=max(0.0, total * (1 - 1e-12)), encoder_class=encoder_class, rows=rows)
 
@@ -801,6 +844,7 @@ def certify(
     max_partners: int | None = None,
     max_subproblems: int = 20000,
     check_uniqueness: bool | None = None,
+    jumprelu_budget: int = 40,
 ) -> CertifyResult:
     """Certify the amortisation gap of dictionary ``D`` at sparsity ``K``.
 
@@ -820,6 +864,8 @@ def certify(
         Per-row enumeration budget (:func:`lower_bound`).
     check_uniqueness : bool, optional
         Also run the per-code L1 dual certificates (one LP per code, ~40 ms each); default off.
+    jumprelu_budget : int
+        Branch-and-bound refinements per row for ``encoder_class="jumprelu"`` (:func:`lower_bound`).
 
     Returns
     -------
@@ -852,7 +898,7 @@ def certify(
         reason = ("hypothesis fails: K = 1; the existence argument needs two active sources per code, and "
                   "1-sparse codes can be exactly recoverable by a linear-gated encoder")
         return CertifyResult(lower_bound=0.0, hypotheses_hold=False, reason=reason, **base)
-    res = lower_bound(Dn, codes, encoder_class, max_subproblems)
+    res = lower_bound(Dn, codes, encoder_class, max_subproblems, jumprelu_budget)
     recovered = dec.error <= 1e-8 * max(1.0, float((codes**2).sum()))
     parts = [f"K={K} >= 2", f"rank(D)={rank} < N={N}"]
     if check_uniqueness:

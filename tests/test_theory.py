@@ -151,6 +151,16 @@ def test_jumprelu_bound_valid_and_ordered(size):
                for r in jump.rows)
 
 
+def test_jumprelu_branch_and_bound_only_tightens():
+    """Refining the threshold/leak tree replaces the smallest leaf by children >= it: the bound never drops,
+    and it rises above the plain threshold cover (budget 0) on a generic dictionary."""
+    D, codes = _dict(3, 6, 2), witness_codes(6, 2)
+    b0, b12 = (lower_bound(D, codes, "jumprelu", jumprelu_budget=k).bound for k in (0, 12))
+    assert b12 > b0 * 1.01
+    with pytest.raises(ValueError, match="jumprelu_budget"):
+        lower_bound(D, codes, "jumprelu", jumprelu_budget=-1)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.floats(0.0, 3.0), st.floats(0.0, 0.1), st.lists(st.floats(-5.0, 8.0), min_size=1, max_size=20))
 def test_envelope_is_convex_minorant_of_leak_cost(tau, gamma, zs):
