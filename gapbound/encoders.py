@@ -102,6 +102,10 @@ class SAE(nn.Module):
             self.log_threshold = nn.Parameter(torch.full((N,), float(threshold)).clamp_min(1e-8).log())
             self.bandwidth = check_float("bandwidth", bandwidth, minimum=0.0, strict_minimum=True)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What :attr:`linear` reads: the input itself."""
+        return x
+
     def preactivation(self, x: torch.Tensor) -> torch.Tensor:
         """``W x + b`` for a batch ``x`` (``n x M``)."""
         if x.ndim != 2 or x.shape[1] != self.M:
@@ -145,6 +149,10 @@ class MLPEncoder(nn.Module):
     def linear(self) -> nn.Linear:
         """The output layer, whose rows are the latents' pre-activation maps."""
         return self.net[2]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What :attr:`linear` reads: the hidden activations ``relu(W1 x + b1)``."""
+        return self.net[1](self.net[0](x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.M:

@@ -52,7 +52,7 @@ from .inference import SOLVERS, solve
 from .meter import measure_gap
 from .metrics import nmse
 from .shards import ActivationStream, ShardStore
-from .training import Autoencoder, TrainConfig, _high_loss_inputs, train
+from .training import Autoencoder, TrainConfig, high_loss_inputs, train
 from .validation import check_float, check_int, resolve_device
 
 __all__ = [
@@ -222,7 +222,7 @@ class InferredCoding(nn.Module):
         x = batch[0]
         per_sample = ((self.dictionary(self.encode(x)) - x) ** 2).sum(1)
         dead_idx = dead.nonzero().flatten()
-        self.dictionary.weight[:, dead_idx] = _high_loss_inputs(x, per_sample, len(dead_idx), generator).T
+        self.dictionary.weight[:, dead_idx] = high_loss_inputs(x, per_sample, len(dead_idx), generator).T
         return [(self.dictionary.weight, 1)]
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "stream_batches",
     "train",
     "TrainResult",
+    "high_loss_inputs",
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
@@ -118,31 +119,27 @@ def _l1(codes: torch.Tensor) -> torch.Tensor:
     return codes.abs().sum(1).mean()
 
 
-def _resample_encoder_rows(encoder: nn.Module, dead_idx: torch.Tensor, directions: torch.Tensor) -> list[tuple[nn.Parameter, int]]:
-    """Point dead latents' pre-activation rows at ``directions`` (Bricken et al. 2023).
+def _resample_encoder_rows(encoder: nn.Module, dead_idx: torch.Tensor, inputs: torch.Tensor) -> list[tuple[nn.Parameter, int]]:
+    """Point dead latents at poorly reconstructed ``inputs`` (Bricken et al. 2023).
 
-    For an SAE the row becomes ``0.2 * mean alive row norm * direction`` with
-    zero bias; for an MLP (whose output layer reads hidden units, not inputs) the
-    row is redrawn with the layer's default scale.
+    A dead latent's row of the encoder's output layer becomes ``0.2 * mean alive
+    row norm`` times the unit-norm features that layer reads for one of the
+    inputs (the input itself for an SAE, the hidden activations for an MLP), with
+    zero bias, so the latent fires on that input and its neighbours again.
     """
     layer: nn.Linear = encoder.linear
     with torch.no_grad():
         alive = torch.ones(layer.weight.shape[0], dtype=torch.bool, device=layer.weight.device)
         alive[dead_idx] = False
         scale = layer.weight[alive].norm(dim=1).mean() if alive.any() else torch.tensor(1.0)
-        if isinstance(encoder, SAE):
-            layer.weight[dead_idx] = 0.2 * scale * directions
-        else:
-            g = torch.Generator(device="cpu").manual_seed(int(dead_idx.sum()))
-            bound = 1.0 / layer.weight.shape[1] ** 0.5
-            fresh = (torch.rand(len(dead_idx), layer.weight.shape[1], generator=g) * 2 - 1) * bound
-            layer.weight[dead_idx] = fresh.to(layer.weight)
+        feats = encoder.features(inputs)
+        layer.weight[dead_idx] = 0.2 * scale * feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
         layer.bias[dead_idx] = 0.0
     return [(layer.weight, 0), (layer.bias, 0)]
 
 
-def _high_loss_inputs(x: torch.Tensor, per_sample_loss: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Unit-norm inputs sampled with probability proportional to squared loss."""
+def high_loss_inputs(x: torch.Tensor, per_sample_loss: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` unit-norm rows of ``x`` sampled with probability proportional to their squared loss."""
     w = per_sample_loss.detach().double().cpu() ** 2
     w = w if float(w.sum()) > 0 else torch.ones_like(w)
     idx = torch.multinomial(w, n, replacement=True, generator=generator).to(x.device)
@@ -175,7 +172,7 @@ class Supervised(nn.Module):
         with torch.no_grad():
             per_sample = ((self.encoder(x) - s) ** 2).sum(1)
         dead_idx = dead.nonzero().flatten()
-        return _resample_encoder_rows(self.encoder, dead_idx, _high_loss_inputs(x, per_sample, len(dead_idx), generator))
+        return _resample_encoder_rows(self.encoder, dead_idx, high_loss_inputs(x, per_sample, len(dead_idx), generator))
 
 
 class Autoencoder(nn.Module):
@@ -203,7 +200,7 @@ class Autoencoder(nn.Module):
         with torch.no_grad():
             per_sample = ((self.dictionary(self.encoder(x)) - x) ** 2).sum(1)
         dead_idx = dead.nonzero().flatten()
-        directions = _high_loss_inputs(x, per_sample, len(dead_idx), generator)
+        directions = high_loss_inputs(x, per_sample, len(dead_idx), generator)
         touched = _resample_encoder_rows(self.encoder, dead_idx, directions)
         if self.dictionary.weight.requires_grad:
             with torch.no_grad():

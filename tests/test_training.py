@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gapbound.data import SyntheticConfig, make_problem
-from gapbound.encoders import SAE, Dictionary
+from gapbound.encoders import SAE, Dictionary, make_encoder
 from gapbound.metrics import dictionary_mcc, mcc
 from gapbound.sparse_coding import SparseCoding
 from gapbound.training import Autoencoder, Supervised, TrainConfig, tensor_batches, train
@@ -66,11 +66,14 @@ def test_checkpoint_with_other_config_is_rejected(tmp_path):
         train(_autoencoder(p), batches, TrainConfig(steps=6, progress=False, checkpoint_path=ckpt))
 
 
-def test_dead_latents_are_resampled():
+@pytest.mark.parametrize("encoder", ["sae", "mlp"])
+def test_dead_latents_are_resampled(encoder):
     p = _problem()
-    model = _autoencoder(p)
+    torch.manual_seed(0)
+    model = Autoencoder(make_encoder(encoder, 8, 16, hidden=32), Dictionary(8, 16))
     with torch.no_grad():
         model.encoder.linear.bias[:4] = -100.0  # four latents can never fire
+    assert not (model.encoder(p.X_train)[:, :4] > 0).any()
     res = train(model, tensor_batches(p.X_train), TrainConfig(steps=20, resample_every=10, progress=False, lr=1e-3))
     assert res.resampled >= 4
     assert (model.encoder(p.X_train)[:, :4] > 0).any(0).all(), "resampled latents fire again"
