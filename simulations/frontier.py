@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     limit_threads(1)
     path = out / "frontier.json"
     done = read_json(path) if path.exists() else {"points": []}
-    run_cfg = {"preset": "full" if args.full else "quick", "ito_lam": args.ito_lam, "widths": widths}
+    steps = {s: args.steps or preset["steps"][s] for s in SETTINGS}
+    run_cfg = {"preset": "full" if args.full else "quick", "ito_lam": args.ito_lam, "widths": widths, "steps": steps}
     if done.get("config", run_cfg) != run_cfg:
         raise ValueError(f"{path} was produced with a different configuration; use another --out")
     points: list[dict] = done["points"]
@@ -86,8 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     jobs = [(s, seed) for s in args.settings for seed in seeds]
     for setting, seed in tqdm(jobs, desc="frontier", disable=args.quiet):
-        steps = args.steps or preset["steps"][setting]
-        cfg = base_config(setting, steps, widths, args)
+        cfg = base_config(setting, steps[setting], widths, args)
         ckpt = str(out / "checkpoints")
         if not all((setting, seed, m, None) in have for m in cfg.methods if m != "SC"):
             res = run_seed(cfg, seed, checkpoint_dir=ckpt)
