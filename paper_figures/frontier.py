@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -72,6 +73,7 @@ def plot_setting(agg: dict, setting: str, ax: plt.Axes) -> None:
     if len(front):
         ax.step(front[:, 0], front[:, 1], where="post", color="0.4", ls="--", lw=1, label="Pareto frontier")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # narrow ranges: no overlapping minor labels
     ax.set_xlabel("total FLOPs (training + test inference)")
     ax.set_ylabel("test MCC")
     ax.set_title(TITLES.get(setting, setting))
