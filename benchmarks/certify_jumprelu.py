@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--N", type=int, default=16)
     p.add_argument("--M", type=int, default=8)
     p.add_argument("--design", default="pairs:2", help="design:K of the panel runs to use")
+    p.add_argument("--n-dicts", type=int, default=None, help="only the first n panel dictionaries (default all)")
     p.add_argument("--budget", type=int, default=40, help="jumprelu_budget (branch-and-bound refinements per row)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -43,6 +44,7 @@ def main() -> None:
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     runs = sorted(Path(args.panel, "runs").glob(f"{design}_K{K}_seed*.json"), key=lambda q: int(q.stem.split("seed")[1]))
+    runs = runs[: args.n_dicts]
     if not runs:
         raise SystemExit(f"no panel checkpoints {design}_K{K}_seed*.json under {args.panel}/runs")
     rows = []
