@@ -59,6 +59,7 @@ class Preset:
     checkpoint_every: int
     curve_points: int
     ito_max_iter: int
+    resample_every: int = 15_000
     N: int = 1000
     M: int = 200
     K: int = 20
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif f.name == "lr":
             override.add_argument(flag, type=positive_float, help="Adam learning rate")
         else:
-            kind = nonnegative_int if f.name in ("checkpoint_every",) else positive_int
+            kind = nonnegative_int if f.name in ("checkpoint_every", "resample_every") else positive_int
             override.add_argument(flag, type=kind, dest=f.name, help=f"{f.name} (quick: {getattr(PRESETS['quick'], f.name)}, "
                                   f"paper: {getattr(PRESETS['paper'], f.name)})")
     add_common_args(p, "results/scaled")
@@ -123,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> ScaledConfig:
                                               for f in fields(Preset) if (v := getattr(args, f.name)) is not None})
     data = SyntheticConfig(N=preset.N, M=preset.M, K=preset.K, n_train=1, n_test=preset.n_test)
     train = TrainConfig(steps=preset.steps, lr=preset.lr, checkpoint_every=preset.checkpoint_every,
-                        progress=not args.quiet)
+                        resample_every=preset.resample_every, progress=not args.quiet)
     methods = ("SAE", "SAE+ITO", *(f"MLP-{h}" for h in preset.hidden), "SC")
     experiment = ExperimentConfig(setting="known_z", data=data, train=train, methods=methods,
                                   batch_size=preset.batch_size, curve_points=preset.curve_points,
