@@ -143,8 +143,14 @@ def duality_gap(D: torch.Tensor, X: torch.Tensor, S: torch.Tensor, lam: float) -
 
 
 def lipschitz(D: torch.Tensor) -> float:
-    """Lipschitz constant ``||D||_2^2`` of the smooth part's gradient ``D^T (D s - x)``."""
-    return float(torch.linalg.matrix_norm(D.detach().double(), ord=2) ** 2)
+    """Lipschitz constant ``||D||_2^2`` of the smooth part's gradient ``D^T (D s - x)``.
+
+    The largest eigenvalue of the smaller Gram matrix (``D D^T`` or ``D^T D``): for
+    a 384 x 8448 dictionary this takes ~0.3 s where a full SVD takes ~5 s.
+    """
+    D = D.detach().double()
+    G = D @ D.T if D.shape[0] <= D.shape[1] else D.T @ D
+    return float(torch.linalg.eigvalsh(G)[-1])
 
 
 # The active-set polish factorises small reduced Gram matrices; torch's FLOP
@@ -597,6 +603,9 @@ def lca(
     ----------
     D, X, lam, init, max_iter, tol, check_every, dtype
         As in :func:`ista`.
+    tol : float
+        As in :func:`ista`; ``0`` runs exactly ``max_iter`` steps and skips the
+        intermediate float64 certificates (worth it at language-model sizes).
     eta : float, optional
         Step ``dt / tau``; default ``1 / ||D||_2^2``, which keeps the
         discretisation stable (on the active set the error contracts by
@@ -622,7 +631,8 @@ def lca(
         C = _neg_grad(prob, A, rows, cache)  # D^T (x - D a) = b - G a
         U.mul_(1 - eta).add_(C, alpha=eta).add_(A, alpha=eta)
         A = (U - lam).clamp_(min=0.0)
-        if n_iter % check_every and n_iter != max_iter:
+        # tol = 0 (a fixed budget, e.g. inside a training loop): certify once, at the end.
+        if tol == 0 or (n_iter % check_every and n_iter != max_iter):
             continue
         _, gap, _ = prob.certify(A, rows)
         A_all[rows] = A
