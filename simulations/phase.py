@@ -19,9 +19,11 @@ the code picks up whatever backend is active::
 
     import joblib
     from dask.distributed import Client          # or: import ray; from ray.util.joblib import register_ray
+    from simulations.phase import FULL_GRID, PhaseConfig, grid_cells, run_grid
     client = Client("scheduler-address:8786")     #     ray.init(address="auto"); register_ray()
+    cells, skipped = grid_cells(FULL_GRID["N"], FULL_GRID["M"], FULL_GRID["K"], seeds=range(5))
     with joblib.parallel_config(backend="dask"):  #     with joblib.parallel_config(backend="ray"):
-        run_grid(grid_config(...), "results/phase", jobs=-1)
+        run_grid(PhaseConfig(), cells, skipped, "results/phase", jobs=-1)
 
 The figure (contours of MCC over log2 N and M, one panel per method and K) is
 drawn by ``paper_figures/phase.py``.
