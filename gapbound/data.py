@@ -169,13 +169,17 @@ class CodeStream:
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.seed = check_int("seed", seed, minimum=0)
         self.n_samples = None if n_samples is None else check_int("n_samples", n_samples, minimum=batch_size)
+        self._cached: tuple[int, torch.Tensor] | None = None
 
     # Samples are generated in fixed blocks so that a sample's value depends on
     # its index only, whatever the batch size.
     _BLOCK = 1024
 
     def _block(self, j: int) -> torch.Tensor:
-        return sample_codes(self._BLOCK, self.N, self.K, make_generator(self.seed, _STREAM_IDS["batches"], 0, j))
+        # Consecutive small batches fall in the same block: keep the last one instead of redrawing it.
+        if self._cached is None or self._cached[0] != j:
+            self._cached = (j, sample_codes(self._BLOCK, self.N, self.K, make_generator(self.seed, _STREAM_IDS["batches"], 0, j)))
+        return self._cached[1]
 
     def codes(self, i: int) -> torch.Tensor:
         """Codes of batch ``i`` (``batch_size x N``)."""

@@ -268,6 +268,11 @@ class TrainResult:
     resampled: int = 0
 
 
+def _resume_key(config: dict) -> dict:
+    """The settings a checkpoint must share with the run resuming it (display options may differ)."""
+    return {k: v for k, v in config.items() if k != "progress"}
+
+
 def _reset_adam(opt: torch.optim.Optimizer, touched: list[tuple[nn.Parameter, int]], idx: torch.Tensor) -> None:
     """Zero Adam's moments for the resampled rows/columns so old momentum does not undo the reset."""
     for p, dim in touched:
@@ -322,7 +327,7 @@ def train(
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("config") != asdict(config):
+        if _resume_key(state.get("config", {})) != _resume_key(asdict(config)):
             raise ValueError(f"checkpoint {ckpt} was written with a different TrainConfig; remove it or change checkpoint_path")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

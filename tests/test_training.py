@@ -64,6 +64,8 @@ def test_checkpoint_with_other_config_is_rejected(tmp_path):
     train(_autoencoder(p), batches, TrainConfig(steps=5, progress=False, checkpoint_path=ckpt))
     with pytest.raises(ValueError, match="different TrainConfig"):
         train(_autoencoder(p), batches, TrainConfig(steps=6, progress=False, checkpoint_path=ckpt))
+    # display options are not part of a run's identity: resuming with a progress bar is fine
+    train(_autoencoder(p), batches, TrainConfig(steps=5, progress=True, checkpoint_path=ckpt))
 
 
 @pytest.mark.parametrize("encoder", ["sae", "mlp"])
