@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 

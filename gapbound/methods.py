@@ -30,7 +30,7 @@ from torch import nn
 
 from .data import SyntheticConfig, SyntheticProblem, make_problem
 from .encoders import Dictionary, make_encoder
-from .flops import count_flops, forward_flops
+from .flops import count_flops
 from .inference import solve
 from .metrics import dictionary_mcc, mcc, support_scores
 from .sparse_coding import SparseCoding

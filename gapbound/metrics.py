@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .validation import check_int
 
 __all__ = ["mcc", "dictionary_mcc", "match", "SupportScores", "support_scores", "nmse", "correlation_matrix"]
 

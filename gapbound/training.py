@@ -35,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import CodeStream, make_generator
-from .encoders import SAE, Dictionary
+from .encoders import Dictionary
 from .flops import train_step_flops
 from .results import atomic_save
 from .validation import check_float, check_int

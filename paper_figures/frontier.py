@@ -22,11 +22,12 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
 
-FIG_DIR = Path(__file__).resolve().parent
 TITLES = {"known_d": "Known D", "unknown": "Unknown Z and D"}
 COLORS = {"SAE": "tab:blue", "SAE+ITO": "tab:red", "SC": "tab:green"}
 
@@ -93,11 +94,7 @@ def render(path: str | Path, fig_dir: Path = FIG_DIR) -> list[Path]:
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle("Compute frontier: MCC vs total FLOPs (N=16, M=8, K=3)")
     fig.tight_layout()
-    outs = [fig_dir / "frontier.png", fig_dir / "frontier.pdf"]
-    for o in outs:
-        fig.savefig(o, dpi=150)
-    plt.close(fig)
-    return outs
+    return save_figure(fig, fig_dir, "frontier")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
 
-FIG_DIR = Path(__file__).resolve().parent
 COLORS = {"SAE": "tab:blue", "MLP": "tab:purple", "LCA": "tab:green"}
 
 
@@ -60,15 +61,7 @@ def render(results: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
     fig.suptitle(f"explain-then-detect on {hv['model']} layer {hv['layer']} {hv['site']} ({hv['text']}); "
                  "diamonds: means", fontsize=10)
     fig.tight_layout()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"gpt2.{ext}"
-        fig.savefig(path, dpi=150)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save_figure(fig, out_dir, "gpt2")
 
 
 def main(argv: list[str] | None = None) -> int:

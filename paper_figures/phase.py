@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
-from paper_figures.synthetic import FIG_DIR  # noqa: E402
+from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
 
 LEVELS = np.linspace(0.0, 1.0, 11)
 
@@ -89,14 +89,7 @@ def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path
         fig.colorbar(filled, ax=axes, shrink=0.8, label="test MCC")
     fig.suptitle(f"MCC phase diagrams ({doc['config']['setting']} setting, "
                  f"{doc['config']['train']['steps']} training steps)")
-    out_dir = Path(out_dir)
-    written = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"phase.{ext}"
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save_figure(fig, out_dir, "phase", bbox_inches="tight")
 
 
 def main() -> int:

@@ -20,7 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
-from paper_figures.synthetic import FIG_DIR, plot_setting  # noqa: E402
+from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
+from paper_figures.synthetic import plot_setting  # noqa: E402
 
 
 def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
@@ -42,14 +43,7 @@ def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path
     ax_bar.tick_params(axis="x", rotation=30)
     ax_bar.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    out_dir = Path(out_dir)
-    written = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"scaled.{ext}"
-        fig.savefig(path, dpi=150)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save_figure(fig, out_dir, "scaled")
 
 
 def main() -> int:

@@ -17,11 +17,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
 
-FIG_DIR = Path(__file__).resolve().parent
 TITLES = {"known_z": "Known Z", "known_d": "Known D", "unknown": "Unknown Z and D"}
 COLORS = {"SAE": "tab:blue", "SAE+ITO": "tab:red", "SC": "tab:green"}
 
@@ -76,21 +77,12 @@ def render(results_dir: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]
         fig, ax = plt.subplots(figsize=(5.5, 4))
         plot_setting(report, ax)
         fig.tight_layout()
-        for ext in ("png", "pdf"):
-            path = out_dir / f"synthetic_{report['setting']}.{ext}"
-            fig.savefig(path, dpi=150)
-            written.append(path)
-        plt.close(fig)
+        written += save_figure(fig, out_dir, f"synthetic_{report['setting']}")
     fig, axes = plt.subplots(1, len(reports), figsize=(5.2 * len(reports), 4), squeeze=False)
     for report, ax in zip(reports, axes[0]):
         plot_setting(report, ax)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        path = out_dir / f"synthetic.{ext}"
-        fig.savefig(path, dpi=150)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return written + save_figure(fig, out_dir, "synthetic")
 
 
 def main() -> int:
