@@ -12,7 +12,6 @@ deviations.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +22,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
+from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
@@ -98,12 +97,7 @@ def render(path: str | Path, fig_dir: Path = FIG_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m paper_figures.frontier", description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", nargs="?", default="results/frontier/frontier.json", help="frontier.json to draw")
-    args = ap.parse_args(argv)
-    for p in render(args.results):
-        print(p)
-    return 0
+    return figure_main(render, "results/frontier/frontier.json", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ balanced test sets, where an uninformative detector scores 0.5.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
+from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
@@ -65,18 +64,7 @@ def render(results: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m paper_figures.gpt2", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", help="path of gpt2.json written by python -m simulations.gpt2")
-    p.add_argument("--out-dir", default=str(FIG_DIR), help="where to write gpt2.png/pdf (default: paper_figures/)")
-    args = p.parse_args(argv)
-    try:
-        for path in render(args.results, args.out_dir):
-            print(path)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return figure_main(render, "results/gpt2/gpt2.json", __doc__, argv)
 
 
 if __name__ == "__main__":

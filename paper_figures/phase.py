@@ -10,7 +10,6 @@ panels with fewer show the cells' values only.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -22,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
-from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
+from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 
 LEVELS = np.linspace(0.0, 1.0, 11)
 
@@ -92,14 +91,8 @@ def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path
     return save_figure(fig, out_dir, "phase", bbox_inches="tight")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", nargs="?", default="results/phase/phase.json", help="phase.json to plot")
-    p.add_argument("--out", default=str(FIG_DIR), help="figure directory (default: paper_figures/)")
-    args = p.parse_args()
-    for path in render(args.results, args.out):
-        print(path)
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    return figure_main(render, "results/phase/phase.json", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ MCC per method, annotated with its wall time.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
-from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
+from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 from paper_figures.synthetic import plot_setting  # noqa: E402
 
 
@@ -46,14 +45,8 @@ def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path
     return save_figure(fig, out_dir, "scaled")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", nargs="?", default="results/scaled/scaled.json", help="scaled.json to plot")
-    p.add_argument("--out", default=str(FIG_DIR), help="figure directory (default: paper_figures/)")
-    args = p.parse_args()
-    for path in render(args.results, args.out):
-        print(path)
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    return figure_main(render, "results/scaled/scaled.json", __doc__, argv)
 
 
 if __name__ == "__main__":

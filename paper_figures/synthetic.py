@@ -9,7 +9,6 @@ the test set (for SAE+ITO and SC this includes per-sample optimisation).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from paper_figures.common import FIG_DIR, save_figure  # noqa: E402
+from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gapbound.results import read_json  # noqa: E402
@@ -85,14 +84,8 @@ def render(results_dir: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]
     return written + save_figure(fig, out_dir, "synthetic")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results_dir", nargs="?", default="results/synthetic")
-    p.add_argument("--out", default=str(FIG_DIR))
-    args = p.parse_args()
-    for path in render(args.results_dir, args.out):
-        print(path)
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    return figure_main(render, "results/synthetic", __doc__, argv)
 
 
 if __name__ == "__main__":
