@@ -154,10 +154,18 @@ class MLPEncoder(nn.Module):
         """What :attr:`linear` reads: the hidden activations ``relu(W1 x + b1)``."""
         return self.net[1](self.net[0](x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """``W2 relu(W1 x + b1) + b2`` for a batch ``x`` (``n x M``)."""
         if x.ndim != 2 or x.shape[1] != self.M:
             raise ValueError(f"x must have shape (n, {self.M}), got {tuple(x.shape)}")
-        return torch.relu(self.net(x))
+        return self.net(x)
+
+    def gate(self, z: torch.Tensor) -> torch.Tensor:
+        """The output ReLU."""
+        return torch.relu(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.preactivation(x))
 
 
 class Dictionary(nn.Module):
