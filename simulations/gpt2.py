@@ -36,7 +36,7 @@ import torch
 from gapbound.cli import add_common_args, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.harvest import OFFLINE_MODEL, OFFLINE_TEXT, SITES, HarvestConfig, UnavailableError, harvest
 from gapbound.lm_training import METHODS, QUICK, LMConfig, run_method
-from gapbound.results import atomic_write_json, jsonable, read_json
+from gapbound.results import atomic_write_json, finished_result
 
 # 50,000 steps x 64 contexts x 128 tokens: the paper's 406M-token budget.
 PAPER_TOKENS = 50_000 * 64 * 128
@@ -154,10 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = {}
     for method in args.methods:
         part = out / "parts" / f"{method}.json"
-        if part.exists() and not args.overwrite:
-            saved = read_json(part)
-            if saved["config"] != jsonable(config):
-                raise ValueError(f"{part} was produced with different settings; use another --out or --overwrite")
+        saved = finished_result(part, config, args.overwrite)
+        if saved is not None:
             methods[method] = saved["result"]
             continue
         result = run_method(method, store, splits["train"], splits["explain"], splits["test"], lm_cfg,

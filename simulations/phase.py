@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from gapbound.cli import add_common_args, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.data import SyntheticConfig
 from gapbound.methods import SETTINGS, ExperimentConfig, run_seed
-from gapbound.results import atomic_write_json, jsonable, read_json
+from gapbound.results import atomic_write_json, finished_result, jsonable
 from gapbound.training import TrainConfig
 from gapbound.validation import check_int, resolve_device
 
@@ -181,12 +181,8 @@ def run_grid(cfg: PhaseConfig, cells: list[Cell], skipped: list[dict], out: str 
         The results document (``config``, ``rows``, ``skipped``).
     """
     path = Path(out) / "phase.json"
-    doc = {"experiment": "phase", "config": cfg.to_dict(), "rows": [], "skipped": []}
-    if path.exists() and not overwrite:
-        old = read_json(path)
-        if old["config"] != doc["config"]:
-            raise ValueError(f"{path} was produced with a different configuration; use another --out or --overwrite")
-        doc = old
+    doc = finished_result(path, cfg.to_dict(), overwrite) or {
+        "experiment": "phase", "config": cfg.to_dict(), "rows": [], "skipped": []}
     known = {(s["N"], s["M"], s["K"]) for s in doc["skipped"]}
     doc["skipped"] += [s for s in skipped if (s["N"], s["M"], s["K"]) not in known]
     done = _done(doc["rows"], cfg.methods)

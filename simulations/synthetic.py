@@ -24,7 +24,7 @@ from joblib import Parallel, delayed
 from gapbound.cli import add_common_args, default_jobs, limit_threads, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.data import SyntheticConfig
 from gapbound.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, parse_method, run_seed, summarise
-from gapbound.results import atomic_write_json, jsonable, read_json
+from gapbound.results import atomic_write_json, finished_result, jsonable, read_json
 from gapbound.training import TrainConfig
 
 # Paper protocol: 100,000 steps for the unknown setting; the known-Z / known-D
@@ -103,12 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = []
     for cfg in configs:
         for seed in seeds:
-            path = _part_path(out, cfg, seed)
-            if path.exists() and not args.overwrite:
-                if read_json(path)["config"] != jsonable(cfg.to_dict()):
-                    raise ValueError(f"{path} was produced with a different configuration; use another --out or --overwrite")
-                continue
-            todo.append((cfg, seed))
+            if finished_result(_part_path(out, cfg, seed), cfg.to_dict(), args.overwrite) is None:
+                todo.append((cfg, seed))
     print(f"{len(todo)} (setting, seed) jobs to run, {len(configs) * len(seeds) - len(todo)} already done; "
           f"{args.jobs} worker(s)", file=sys.stderr)
     t0 = time.perf_counter()
