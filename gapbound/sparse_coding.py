@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .encoders import Dictionary
 from .inference import InferenceResult, solve
+from .training import high_loss_inputs
 from .validation import check_int
 
 __all__ = ["SparseCoding", "encode"]
@@ -73,16 +74,14 @@ class SparseCoding(nn.Module):
 
     @torch.no_grad()
     def resample(self, dead: torch.Tensor, batch, generator: torch.Generator) -> list[tuple[nn.Parameter, int]]:
-        """Re-point unused atoms at the worst-reconstructed inputs of the batch."""
+        """Re-point unused atoms at the residuals of the batch's worst-reconstructed inputs."""
         x, _, idx = batch
         residual = x - self.dictionary(self.codes[idx])
-        w = (residual**2).sum(1).double().cpu() ** 2
         dead_idx = dead.nonzero().flatten()
-        pick = torch.multinomial(w if float(w.sum()) > 0 else torch.ones_like(w), len(dead_idx), replacement=True, generator=generator)
-        r = residual[pick.to(x.device)]
         touched: list[tuple[nn.Parameter, int]] = []
         if self.dictionary.weight.requires_grad:
-            self.dictionary.weight[:, dead_idx] = (r / r.norm(dim=1, keepdim=True).clamp_min(1e-12)).T
+            directions = high_loss_inputs(residual, (residual**2).sum(1), len(dead_idx), generator)
+            self.dictionary.weight[:, dead_idx] = directions.T
             touched.append((self.dictionary.weight, 1))
         return touched
 
