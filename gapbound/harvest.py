@@ -261,7 +261,11 @@ def _openwebtext() -> Iterator[str]:
     try:
         import datasets
     except ImportError as err:
-        raise UnavailableError("streaming OpenWebText needs the 'datasets' package: pip install datasets") from err
+        raise UnavailableError(
+            "streaming OpenWebText needs the 'datasets' package (pip install datasets, or pip install 'gapbound[lm]') "
+            f"and network access. Without them use local text: --text {OFFLINE_TEXT} (Python's bundled documentation) "
+            "or --text PATH (a UTF-8 file or a directory of .txt files)."
+        ) from err
     if not _hub_reachable():
         raise UnavailableError(
             "OpenWebText is streamed from the Hugging Face hub, which cannot be reached. Use local text instead: "
