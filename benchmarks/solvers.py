@@ -11,8 +11,9 @@ scikit-learn's by at most ``--reach-rtol`` (relative).
 Part 2 (``ito``): known-D problem (N=16, M=8, K=3): an SAE is trained through
 the true dictionary, then its test codes are refined per sample by the
 authors'-style baseline (Adam on ``s = exp(u)``, 10,000 steps, lr 3e-3) and by
-warm-started FISTA at growing iteration budgets; the smallest budget whose test
-MCC reaches the baseline's is compared in FLOPs and wall time (encoder forward
+warm-started FISTA, plain at growing iteration budgets and with the active set
+after those budgets; the fastest run whose test MCC reaches the baseline's
+(within ``--mcc-slack``) is compared in FLOPs and wall time (encoder forward
 included in both).
 
 Wall times are the minimum over ``--repeats`` runs (other processes share the
@@ -101,8 +102,13 @@ def lasso_rows(size: Size, lam: float, tol: float, reach_rtol: float, repeats: i
     return rows
 
 
-def ito_rows(lam: float, budgets: list[int], sae_steps: int, repeats: int, seed: int) -> list[dict]:
-    """Warm-started FISTA budgets against the 10,000-step Adam-exp baseline on known D."""
+def ito_rows(lam: float, budgets: list[int], sae_steps: int, repeats: int, seed: int, mcc_slack: float) -> list[dict]:
+    """Warm-started FISTA against the 10,000-step Adam-exp baseline on known D.
+
+    Two families: plain restarted FISTA at each iteration budget (no active set),
+    and FISTA with the active-set polish after ``b`` iterations, run to the
+    float32 certificate floor (``tol=1e-6``; the dictionary is float32).
+    """
     p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=1024, n_test=1024, seed=seed))
     torch.manual_seed(seed)
     model = Autoencoder(SAE(8, 16), Dictionary(8, 16, weight=p.D, trainable=False))
@@ -124,23 +130,25 @@ def ito_rows(lam: float, budgets: list[int], sae_steps: int, repeats: int, seed:
                "objective": float(res.objective.sum()), "duality_gap": float(res.duality_gap.max()),
                "mean_gap": float(res.duality_gap.mean()), "n_iter": res.n_iter, "mcc": mcc(p.S_test, res.codes)}
         rows.append(row)
-        print(f"  {label:<24} {wall:9.4f} s  MCC {row['mcc']:.4f}", file=sys.stderr, flush=True)
+        print(f"  {label:<30} {wall:9.4f} s  MCC {row['mcc']:.4f}", file=sys.stderr, flush=True)
         return row
 
     with torch.no_grad():
         sae_mcc = mcc(p.S_test, enc(X))
     base = run("adam_exp 10k (baseline)", 1, method="adam_exp", max_iter=10_000, lr=3e-3)
-    hit = None
     for b in budgets:
-        r = run(f"fista warm, {b} it", repeats, method="fista", max_iter=b, tol=0.0, check_every=max(1, b // 2))
-        if hit is None and r["mcc"] >= base["mcc"]:
-            hit = r
+        run(f"fista warm, {b} it", repeats, method="fista", max_iter=b, tol=0.0, check_every=b, polish=False)
+    for b in budgets:
+        run(f"fista warm + active set after {b}", repeats, method="fista", max_iter=10_000, tol=1e-6, check_every=b)
+    hit = min((r for r in rows[1:] if r["mcc"] >= base["mcc"] - mcc_slack), key=lambda r: r["wall_s"], default=None)
     for r in rows:
         r["sae_mcc"] = sae_mcc
+        r["baseline_mcc"] = base["mcc"]
+        r["mcc_slack"] = mcc_slack
         r["flops_fraction_of_baseline"] = r["flops"] / base["flops"]
         r["wall_fraction_of_baseline"] = r["wall_s"] / base["wall_s"]
-        r["matches_baseline_mcc"] = r["mcc"] >= base["mcc"]
-        r["first_budget_matching_baseline"] = r is hit
+        r["matches_baseline_mcc"] = r["mcc"] >= base["mcc"] - mcc_slack
+        r["fastest_matching_baseline"] = r is hit
     return rows
 
 
@@ -160,10 +168,10 @@ def table(rows: list[dict]) -> str:
                            f"{r['objective']:18.10f} {r['rel_excess_vs_reference']:10.1e} {r['duality_gap']:9.1e} {r['reaches_reference']}")
         else:
             out.append(f"\nITO on known D (SAE test MCC {sub[0]['sae_mcc']:.4f})")
-            out.append(f"{'solver':<26} {'wall_s':>9} {'MFLOP':>10} {'MCC':>7} {'flops/base':>10} {'wall/base':>10} matches")
+            out.append(f"{'solver':<34} {'wall_s':>9} {'MFLOP':>10} {'MCC':>7} {'flops/base':>10} {'wall/base':>10} matches")
             for r in sub:
-                mark = "  <- first budget matching" if r["first_budget_matching_baseline"] else ""
-                out.append(f"{r['solver']:<26} {r['wall_s']:9.4f} {r['flops'] / 1e6:10.2f} {r['mcc']:7.4f} "
+                mark = "  <- fastest matching" if r["fastest_matching_baseline"] else ""
+                out.append(f"{r['solver']:<34} {r['wall_s']:9.4f} {r['flops'] / 1e6:10.2f} {r['mcc']:7.4f} "
                            f"{r['flops_fraction_of_baseline']:10.4f} {r['wall_fraction_of_baseline']:10.4f} {r['matches_baseline_mcc']}{mark}")
     return "\n".join(out)
 
@@ -177,7 +185,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--tol", type=float, default=1e-8, help="per-sample duality-gap tolerance of gapbound's solvers")
     ap.add_argument("--reach-rtol", type=float, default=1e-7, help="relative objective excess that still counts as reaching sklearn's")
     ap.add_argument("--ito-lam", type=float, default=1e-3, help="L1 weight of the ITO part (gapbound.methods' default)")
-    ap.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20, 40, 80, 160], help="FISTA iteration budgets for ITO")
+    ap.add_argument("--budgets", type=int, nargs="+", default=[5, 20, 80, 320], help="FISTA iterations of ITO (plain, and before the active set)")
+    ap.add_argument("--mcc-slack", type=float, default=1e-3,
+                    help="ITO matches the baseline when its test MCC is at least the baseline's minus this "
+                         "(the exact LASSO optimum's MCC varies by ~1e-4 with lam; default 1e-3)")
     ap.add_argument("--sae-steps", type=int, default=5000, help="training steps of the SAE that warm-starts ITO")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats (minimum is reported)")
     ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads for every solver (same for all)")
@@ -195,7 +206,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     rows += lasso_rows(s, args.lam, args.tol, args.reach_rtol, args.repeats, args.seed)
         if "ito" in args.parts:
             print("[ito] known D", file=sys.stderr, flush=True)
-            rows += ito_rows(args.ito_lam, sorted(args.budgets), args.sae_steps, args.repeats, args.seed)
+            rows += ito_rows(args.ito_lam, sorted(args.budgets), args.sae_steps, args.repeats, args.seed, args.mcc_slack)
     for r in rows:
         r["threads"] = args.threads
     print(table(rows))

@@ -50,6 +50,7 @@ The Gram form ``D^T D`` is used for the gradient when it is cheaper
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -363,16 +364,20 @@ def _active_set(
     n = S.shape[0]
     P = torch.full((n,), math.inf, dtype=torch.float64, device=S.device)
     gap = torch.full_like(P, math.inf)
-    # Rows whose support is still wide are far from a LASSO solution (which
-    # has at most M atoms, usually far fewer); refining them would cost
-    # O(width^3) per step for nothing, so they stay with the first-order solver.
-    cap = min(prob.N, max(32, prob.M // 4))  # O(cap^3) per row and step
+    cap = min(prob.N, max(32, prob.M // 4))  # working-set width: O(cap^3) per row and step
+    # A row whose support is wider than the cap or the rank is far from a LASSO solution (which
+    # has at most M atoms, usually far fewer): shrinking it one atom per Lawson-Hanson
+    # step would cost more than starting that row from zero, where D^T x points at
+    # most of the support (the caller keeps whichever codes end better).
     nnz = (S > 0).sum(1)
-    live = torch.nonzero(nnz <= cap).flatten()  # rows (of the batch) being refined
-    C = C[live]
+    wide = nnz > min(cap, prob.M)
+    if wide.any():
+        S[wide], nnz[wide] = 0.0, 0
+        C = torch.where(wide[:, None], prob.DtX64[rows], C)
+    live = torch.arange(n, device=S.device)  # rows (of the batch) being refined
     # Each live row's working set as positions ``idx`` and values ``vals`` (zero-padded).
     vals, idx = S[live].topk(max(1, int(nnz[live].amax())) if live.numel() else 1, dim=1)
-    adds = torch.where(nnz[live, None] == 0, max(n_add, min(16, cap // 2)), n_add)
+    adds = torch.where(nnz[live, None] == 0, max(n_add, min(16, cap // 4)), n_add)
     ar = torch.arange(prob.N, device=S.device)
     for outer in range(max_outer):
         if live.numel() == 0:
@@ -413,17 +418,34 @@ def _active_set(
 # --------------------------------------------------------------------------- proximal gradient
 
 
-def _neg_grad(prob: _Problem, Y: torch.Tensor, rows: torch.Tensor, cache: dict) -> torch.Tensor:
-    """``D^T (x - D y)`` for the active rows, Gram or factored form."""
+def _neg_grad(prob: _Problem, Y: torch.Tensor, rows: torch.Tensor, cache: dict, step: float | None = None) -> torch.Tensor:
+    """``D^T (x - D y)`` for the active rows, Gram or factored form; with ``step``, the gradient step ``y + step D^T (x - D y)``.
+
+    The step is folded into the cached matrices (``I - step G`` and ``step D^T x``)
+    so that it costs one product: at small sizes each extra tensor operation
+    costs as much as the product itself.
+    """
+    scale = 1.0 if step is None else step
     if prob.use_gram:
         if "G" not in cache:
-            cache["G"] = prob.D.T @ prob.D
+            G = prob.D.T @ prob.D
+            cache["G"] = G if step is None else torch.eye(prob.N, dtype=G.dtype, device=G.device).sub_(G, alpha=step)
         if cache.get("rows") is not rows:
-            cache["DtX"], cache["rows"] = prob.X[rows] @ prob.D, rows
-        return torch.addmm(cache["DtX"], Y, cache["G"], alpha=-1.0)
+            cache["DtX"], cache["rows"] = (prob.X[rows] @ prob.D).mul_(scale), rows
+        return torch.addmm(cache["DtX"], Y, cache["G"], alpha=-1.0 if step is None else 1.0)
     if cache.get("rows") is not rows:
         cache["X"], cache["rows"] = prob.X[rows], rows
-    return torch.addmm(cache["X"], Y, prob.D.T, alpha=-1.0) @ prob.D
+    R = torch.addmm(cache["X"], Y, prob.D.T, alpha=-1.0)
+    return R @ prob.D if step is None else torch.addmm(Y, R, prob.D, alpha=step)
+
+
+@functools.lru_cache(maxsize=8)
+def _momentum_weights(n: int) -> np.ndarray:
+    """FISTA's momentum weights ``(t_j - 1) / t_{j+1}``, ``j < n`` (cached: the same for every call)."""
+    t = np.ones(n + 1)
+    for j in range(n):
+        t[j + 1] = 0.5 * (1 + math.sqrt(1 + 4 * t[j] ** 2))
+    return (t[:-1] - 1) / t[1:]
 
 
 Prox = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
@@ -450,10 +472,7 @@ def _proximal_gradient(
     S, Y = S_all.clone(), S_all.clone()
     # Momentum weights (t_k - 1) / t_{k+1} of the FISTA sequence, indexed by the
     # iterations since each sample's last restart.
-    t = [1.0]
-    for _ in range(max_iter + 1):
-        t.append(0.5 * (1 + math.sqrt(1 + 4 * t[-1] ** 2)))
-    beta = torch.tensor([(t[j] - 1) / t[j + 1] for j in range(max_iter + 1)], dtype=prob.dtype, device=prob.device)
+    beta = torch.as_tensor(_momentum_weights(max_iter + 1), dtype=prob.dtype, device=prob.device)
     k = torch.zeros(prob.n, 1, dtype=torch.long, device=prob.device)
     cache: dict = {}
     n_iter = 0
@@ -467,13 +486,14 @@ def _proximal_gradient(
         better = Pc < P
         S = torch.where(better[:, None], cand.to(prob.dtype), S)
         Y = S.clone()
-        done = torch.where(better, gapc, gap) <= tol
+        P, gap = torch.where(better, Pc, P), torch.where(better, gapc, gap)
+        done = gap <= tol
         S_all = S.clone()
-        if done.all():
-            return prob.result(S_all, 0, tol)
+        if done.all() and prob.dtype == torch.float64:  # the certificates are those of S_all
+            return InferenceResult(S_all, gap, P, 0, True)
         rows, S, Y, k = rows[~done], S[~done], Y[~done], k[~done]
     for n_iter in range(1, max_iter + 1):
-        S_new = prox(torch.add(Y, _neg_grad(prob, Y, rows, cache), alpha=step), rows, step)
+        S_new = prox(_neg_grad(prob, Y, rows, cache, step), rows, step)
         if momentum:
             diff = S_new - S
             # O'Donoghue & Candes gradient restart: drop momentum where it points uphill.
