@@ -4,7 +4,8 @@
 
 One panel per setting. SAE and each MLP width are single points (their
 inference cost is one forward pass); SAE+ITO and SC are curves over the
-per-sample inference budget (FISTA iterations). The dashed line is the
+per-sample inference budget (plain FISTA iterations), and a star marks the
+exact solve (FISTA + active set to a certified duality gap). The dashed line is the
 Pareto frontier: for each FLOP budget, the best MCC any method reached with at
 most that many FLOPs. Points are seed means; error bars are seed standard
 deviations.
@@ -61,11 +62,15 @@ def plot_setting(agg: dict, setting: str, ax: plt.Axes) -> None:
         for (w, (x, y, _)) in mlps:
             ax.annotate(f"h={w}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:purple")
     for method in ("SAE+ITO", "SC"):
-        curve = sorted((k[2], v) for k, v in rows.items() if k[1] == method and k[2] is not None)
+        curve = sorted((k[2], v) for k, v in rows.items() if k[1] == method and isinstance(k[2], int))
         if curve:
             xs, ys, es = zip(*[v for _, v in curve])
             ax.errorbar(xs, ys, yerr=es, color=COLORS[method], marker="o", ms=3, lw=1, capsize=2, label=f"{method} (FISTA budget)")
             ax.annotate(f"{curve[0][0]} it", (xs[0], ys[0]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=COLORS[method])
+        exact = [v for k, v in rows.items() if k[1] == method and isinstance(k[2], str)]
+        for x, y, e in exact:
+            ax.errorbar([x], [y], yerr=[e], color=COLORS[method], marker="*", ms=10, capsize=2, ls="none",
+                        label=f"{method} exact (FISTA + active set)")
     if (setting, "SAE", None) in rows:
         x, y, e = rows[(setting, "SAE", None)]
         ax.errorbar([x], [y], yerr=[e], color=COLORS["SAE"], marker="D", capsize=2, label="SAE")
