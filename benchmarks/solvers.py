@@ -91,7 +91,7 @@ def lasso_rows(size: Size, lam: float, tol: float, reach_rtol: float, repeats: i
     # First-order baselines; on the large problem they get a fixed cap (they would need
     # thousands of 2-product iterations) and their certified gap is reported as reached.
     cap = 200 if big else 20000
-    run("fista", "fista, no polish", 1, tol=tol, max_iter=cap, check_every=50)
+    run("fista", "fista, no polish", 1, tol=tol, max_iter=cap, check_every=50, polish=False)
     run("ista", "ista", 1, tol=tol, max_iter=cap, check_every=50)
     run("lca", "lca", 1, tol=tol, max_iter=cap, check_every=50)
     for r in rows:
