@@ -284,7 +284,8 @@ def _sub_gram(prob: _Problem, idx: torch.Tensor, chunk: int = 512) -> torch.Tens
     """float64 ``G[idx_i, idx_i]`` for every row ``i`` of ``idx`` (``n x k`` -> ``n x k x k``)."""
     G = prob.G64
     if G is not None:
-        return torch.take(G, idx[:, :, None] * G.shape[1] + idx[:, None, :])
+        n, k = idx.shape
+        return G.view(-1).index_select(0, (idx[:, :, None] * G.shape[1] + idx[:, None, :]).view(-1)).view(n, k, k)
     # No Gram matrix (huge N): gather the atoms, in chunks to bound memory.
     out = []
     for a in range(0, idx.shape[0], chunk):
@@ -355,26 +356,33 @@ def _active_set(
     on (at most ``max_outer`` rounds), adding twice as many violators as in the
     previous round while the objective falls, and one atom at a time where it
     stalled, the rule that makes Lawson-Hanson finite. The first round adds
-    ``n_add`` atoms, or half the width cap from an empty support (a cold start),
-    where the correlations ``D^T x`` already point at most of the support. A
-    sample with no violating atom left is optimal. Rows not refined get an
-    infinite objective (callers keep their own codes there).
+    ``n_add`` atoms, or up to 16 (a quarter of the width cap) from an empty
+    support (a cold start), where the correlations ``D^T x`` already point at
+    most of the support; the working set stays narrow because every Cholesky
+    factorisation costs ``O(width^3)``. A sample with no violating atom left is
+    optimal. Rows not refined get an infinite objective (callers keep their own
+    codes there).
     """
     lam, S = prob.lam, S.double().clone()
     n = S.shape[0]
     P = torch.full((n,), math.inf, dtype=torch.float64, device=S.device)
     gap = torch.full_like(P, math.inf)
     cap = min(prob.N, max(32, prob.M // 4))  # working-set width: O(cap^3) per row and step
-    # A row whose support is wider than the cap or the rank is far from a LASSO solution (which
-    # has at most M atoms, usually far fewer): shrinking it one atom per Lawson-Hanson
-    # step would cost more than starting that row from zero, where D^T x points at
-    # most of the support (the caller keeps whichever codes end better).
+    # A row whose support is wider than the cap or the rank is far from a LASSO
+    # solution (which has at most M atoms, usually far fewer). Shrinking it one
+    # atom per Lawson-Hanson step costs a round per atom, so: when such rows are
+    # most of the batch (a poor warm start, e.g. a weak SAE's codes) they restart
+    # from zero, where D^T x points at most of the support; a few of them (FISTA
+    # iterates still settling) are left to the first-order solver until the next
+    # check. Either way the caller keeps whichever codes end better.
     nnz = (S > 0).sum(1)
     wide = nnz > min(cap, prob.M)
-    if wide.any():
+    live = torch.arange(n, device=S.device)  # rows (of the batch) being refined
+    if 2 * int(wide.sum()) >= n:
         S[wide], nnz[wide] = 0.0, 0
         C = torch.where(wide[:, None], prob.DtX64[rows], C)
-    live = torch.arange(n, device=S.device)  # rows (of the batch) being refined
+    elif wide.any():
+        live, C = live[~wide], C[~wide]
     # Each live row's working set as positions ``idx`` and values ``vals`` (zero-padded).
     vals, idx = S[live].topk(max(1, int(nnz[live].amax())) if live.numel() else 1, dim=1)
     adds = torch.where(nnz[live, None] == 0, max(n_add, min(16, cap // 4)), n_add)

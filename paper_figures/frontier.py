@@ -95,9 +95,11 @@ def render(path: str | Path, fig_dir: Path = FIG_DIR) -> list[Path]:
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.2), squeeze=False)
     for setting, ax in zip(settings, axes[0]):
         plot_setting(agg, setting, ax)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    # One legend under the panels: inside, it would hide points.
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle("Compute frontier: MCC vs total FLOPs (N=16, M=8, K=3)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return save_figure(fig, fig_dir, "frontier")
 
 
