@@ -258,11 +258,17 @@ class _Problem:
             C = R @ self.D64
             P, gap = _gap_from_residual(X, R, C, S, self.lam)
             return P, gap, C
+        return self.certify_support(idx, S.gather(1, idx), rows)
+
+    def certify_support(
+        self, idx: torch.Tensor, vals: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`certify` for codes given as positions ``idx`` and float64 values ``vals`` (``n x w`` each, no position twice)."""
         n, w = idx.shape
-        vals = S.gather(1, idx)
-        pos = torch.stack([torch.arange(n, device=S.device).repeat_interleave(w), idx.flatten()])
-        B = self.DtX64 if rows is None else self.DtX64[rows]
-        C = B - torch.sparse.mm(torch.sparse_coo_tensor(pos, vals.flatten(), (n, self.N), check_invariants=False), self.G64)
+        pos = torch.stack([torch.arange(n, device=idx.device).repeat_interleave(w), idx.flatten()])
+        B = self.DtX64 if rows is None else self.DtX64.index_select(0, rows)
+        Ssp = torch.sparse_coo_tensor(pos, vals.flatten(), (n, self.N), check_invariants=False)
+        C = torch.sparse.addmm(B, Ssp, self.G64, beta=1.0, alpha=-1.0)
         xx = self.xx64 if rows is None else self.xx64[rows]
         sB = (vals * B.gather(1, idx)).sum(1)
         rr = (xx - sB - (vals * C.gather(1, idx)).sum(1)).clamp_min(0.0)
@@ -363,7 +369,7 @@ def _active_set(
     optimal. Rows not refined get an infinite objective (callers keep their own
     codes there).
     """
-    lam, S = prob.lam, S.double().clone()
+    lam, S, C_in = prob.lam, S.double().clone(), C
     n = S.shape[0]
     P = torch.full((n,), math.inf, dtype=torch.float64, device=S.device)
     gap = torch.full_like(P, math.inf)
@@ -387,17 +393,28 @@ def _active_set(
     vals, idx = S[live].topk(max(1, int(nnz[live].amax())) if live.numel() else 1, dim=1)
     adds = torch.where(nnz[live, None] == 0, max(n_add, min(16, cap // 4)), n_add)
     ar = torch.arange(prob.N, device=S.device)
+    sparse = prob.N >= 256 and prob.G64 is not None and 4 * cap <= prob.M
+
+    def settle(which: torch.Tensor) -> None:
+        """Write the final codes of the rows leaving the refinement (kept compact until then)."""
+        if which.any():
+            S[live[which]] = torch.zeros(int(which.sum()), prob.N, dtype=S.dtype, device=S.device).scatter_(1, idx[which], vals[which])
+
+    if C.data_ptr() == C_in.data_ptr():
+        C = C.clone()  # the correlations are updated in place below
     for outer in range(max_outer):
         if live.numel() == 0:
             break
         # Atoms already in the working set stay in it while coded or violating; the
         # most violating others join it (masked off here, so no atom appears twice).
-        support = (vals > 0) | (C.gather(1, idx) > lam)
-        viol = (C - lam).scatter_(1, idx, -math.inf)
+        viol = C.sub_(lam)
+        support = (vals > 0) | (viol.gather(1, idx) > 0)
+        viol.scatter_(1, idx, -math.inf)
         vv, vi = viol.topk(min(int(adds.max()), prob.N), dim=1)
         take = (ar[: vv.shape[1]] < adds) & (vv > 0)
         if outer > 0:  # a sample with nothing to add is exact on a KKT-optimal support
             keep = (take.any(1) | (support & (vals <= 0)).any(1)) & (support.sum(1) + take.sum(1) <= cap)
+            settle(~keep)
             live, vals, idx, support, vi, take, adds = (t[keep] for t in (live, vals, idx, support, vi, take, adds))
             if live.numel() == 0:
                 break
@@ -409,17 +426,21 @@ def _active_set(
         vals = torch.cat([vals, vals.new_zeros(vi.shape)], 1).gather(1, order) * free
         q = prob.DtX64[rows[live][:, None], idx] - lam
         vals = _lawson_hanson(_sub_gram(prob, idx), q, vals, free, prob.M).clamp_min(0.0)
-        Sl = torch.zeros(live.numel(), prob.N, dtype=torch.float64, device=S.device).scatter_(1, idx, vals)
-        S[live] = Sl
-        Pl, gl, C = prob.certify(Sl, rows[live], idx=idx)
+        if sparse:
+            Pl, gl, C = prob.certify_support(idx, vals, rows[live])
+        else:
+            Pl, gl, C = prob.certify(torch.zeros(live.numel(), prob.N, dtype=vals.dtype, device=vals.device).scatter_(1, idx, vals), rows[live])
         stalled = Pl >= P[live] - 1e-15 * Pl.abs()
         P[live], gap[live] = Pl, gl
         todo = gl > tol
+        settle(~todo)
         live, C, stalled, adds, vals, idx = (t[todo] for t in (live, C, stalled, adds, vals, idx))
         # Working sets grow geometrically while the objective falls, by one atom where it stalled.
         # (A cold start's wide first batch is not doubled: it only seeds the support.)
         grown = torch.full_like(adds, n_add) if outer == 0 else (adds * 2).clamp(min=n_add, max=max(n_add, cap // 2))
         adds = torch.where(stalled[:, None] & (outer > 0), torch.ones_like(grown), grown)
+    if live.numel():
+        settle(torch.ones(live.numel(), dtype=torch.bool, device=S.device))
     return S, P, gap
 
 
