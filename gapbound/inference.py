@@ -180,6 +180,15 @@ if _aten.cholesky_solve not in flop_registry:
         return math.prod(b_shape[:-2]) * 2 * k * k * nrhs
 
 
+if _aten._sparse_addmm not in flop_registry:
+
+    # The sparse certificates multiply a sparse code matrix by the Gram matrix:
+    # 2 nnz N FLOPs, which torch's counter (shape-based) cannot see on its own.
+    @register_flop_formula(_aten._sparse_addmm, get_raw=True)
+    def _sparse_addmm_flops(inp, mat1, mat2, *args, out_val=None, **kwargs) -> int:
+        return 2 * int(mat1._nnz()) * mat2.shape[-1]
+
+
 # --------------------------------------------------------------------------- problem set-up
 
 

@@ -12,6 +12,7 @@ from gapbound.data import SyntheticConfig, make_problem
 from gapbound.flops import count_flops
 from gapbound.inference import (
     SOLVERS,
+    _Problem,
     cvxpy_encode,
     duality_gap,
     fista,
@@ -186,6 +187,12 @@ def test_flops_are_counted_including_cholesky():
     assert flops >= 10 * 2 * 64 * 16 * 16
     A = torch.eye(4, dtype=torch.float64).expand(3, 4, 4).contiguous()
     assert count_flops(torch.linalg.cholesky_ex, A)[0] == 3 * 4**3 // 3
+    # Sparse certificates (wide dictionaries): 2 nnz N FLOPs for D^T D s, however sparse s is.
+    Dw = torch.randn(128, 512, dtype=torch.float64)
+    prob = _Problem(Dw / Dw.norm(dim=0), torch.randn(6, 128, dtype=torch.float64), 0.1, None, None)
+    idx = torch.stack([torch.randperm(512)[:5] for _ in range(6)])
+    _ = (prob.DtX64, prob.G64, prob.xx64)  # set-up products, not counted below
+    assert count_flops(prob.certify_support, idx, torch.rand(6, 5, dtype=torch.float64))[0] == 2 * 6 * 5 * 512
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
