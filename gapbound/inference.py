@@ -388,8 +388,8 @@ def _active_set(
     # atom per Lawson-Hanson step costs a round per atom, so: when such rows are
     # most of the batch (a poor warm start, e.g. a weak SAE's codes) they restart
     # from zero, where D^T x points at most of the support; a few of them (FISTA
-    # iterates still settling) are left to the first-order solver until the next
-    # check. Either way the caller keeps whichever codes end better.
+    # iterates still settling) keep only their largest codes. Either way the
+    # caller keeps whichever codes end better.
     nnz = (S > 0).sum(1)
     wide = nnz > min(cap, prob.M)
     live = torch.arange(n, device=S.device)  # rows (of the batch) being refined
@@ -397,7 +397,11 @@ def _active_set(
         S[wide], nnz[wide] = 0.0, 0
         C = torch.where(wide[:, None], prob.DtX64[rows], C)
     elif wide.any():
-        live, C = live[~wide], C[~wide]
+        top = S[wide].topk(min(cap, prob.M), dim=1)
+        S[wide] = torch.zeros_like(S[wide]).scatter_(1, top.indices, top.values)
+        nnz[wide] = (top.values > 0).sum(1)
+        C = C.clone()
+        C[wide] = prob.certify(S[wide], rows[wide])[2]
     # Each live row's working set as positions ``idx`` and values ``vals`` (zero-padded).
     vals, idx = S[live].topk(max(1, int(nnz[live].amax())) if live.numel() else 1, dim=1)
     adds = torch.where(nnz[live, None] == 0, max(n_add, min(16, cap // 4)), n_add)
