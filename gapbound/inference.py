@@ -244,6 +244,10 @@ class _Problem:
             self._xx64 = (self.X64 * self.X64).sum(1)
         return self._xx64
 
+    def sparse_pays(self, width: int) -> bool:
+        """Whether certificates of codes with at most ``width`` atoms per sample should use sparse products."""
+        return self.N >= 256 and 4 * width <= self.M and self.G64 is not None
+
     def certify(
         self, S: torch.Tensor, rows: torch.Tensor | None = None, idx: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -257,9 +261,9 @@ class _Problem:
         ``1e-16 ||x||^2``, far below any tolerance the solvers accept.
         """
         S = S.double()
-        if idx is None and self.N >= 256 and self.G64 is not None:
+        if idx is None and self.sparse_pays(0):  # wide dictionary: worth counting the nonzeros
             width = int((S != 0).sum(1).amax()) if S.numel() else 0
-            if 4 * width <= self.M:
+            if self.sparse_pays(width):
                 idx = S.abs().topk(max(width, 1), dim=1).indices
         if idx is None or self.G64 is None:
             X = self.X64 if rows is None else self.X64[rows]
@@ -406,7 +410,7 @@ def _active_set(
     vals, idx = S[live].topk(max(1, int(nnz[live].amax())) if live.numel() else 1, dim=1)
     adds = torch.where(nnz[live, None] == 0, max(n_add, min(16, cap // 4)), n_add)
     ar = torch.arange(prob.N, device=S.device)
-    sparse = prob.N >= 256 and prob.G64 is not None and 4 * cap <= prob.M
+    sparse = prob.sparse_pays(cap)
 
     def settle(which: torch.Tensor) -> None:
         """Write the final codes of the rows leaving the refinement (kept compact until then)."""
