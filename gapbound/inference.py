@@ -326,7 +326,12 @@ def _lawson_hanson(
     coordinates it makes non-positive are handled as in Lawson-Hanson NNLS:
     step from ``s`` towards it until the first coordinate reaches zero, drop
     that coordinate, solve again (only for the rows that had to step). Every
-    step lowers the objective. Rows whose factorisation fails keep ``s``.
+    step lowers the objective. Coordinates that sit at zero and would turn
+    negative leave together (a step of length zero), which is what makes a
+    start from zero codes cheap. The result is exact on the coordinates it
+    keeps; coordinates it dropped may still violate the KKT conditions, which
+    is for the caller (:func:`_active_set`) to check. Rows whose factorisation
+    fails keep ``s``.
     """
     n, k = s.shape
     eye = torch.eye(k, dtype=s.dtype, device=s.device)
