@@ -1,0 +1,17 @@
+"""Runnable experiments: ``python -m simulations.<name>``. They configure and call :mod:`gapbound`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+
+def render_figures(name: str, result: str | Path) -> None:
+    """Draw ``paper_figures/<name>.py``'s figures from ``result`` and print their paths.
+
+    The figure module (and matplotlib with it) is imported only here, so
+    ``--no-figures`` runs never load it.
+    """
+    for path in importlib.import_module(f"paper_figures.{name}").render(result):
+        print(f"figure: {path}", file=sys.stderr)

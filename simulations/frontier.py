@@ -30,6 +30,7 @@ from gapbound.data import SyntheticConfig
 from gapbound.methods import ExperimentConfig, run_seed
 from gapbound.results import atomic_write_json, read_json
 from gapbound.training import TrainConfig
+from simulations import render_figures
 
 SETTINGS = ("known_d", "unknown")
 EXACT = "exact"  # the budget label of FISTA + active set run to a certified gap
@@ -110,10 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(points)} points in {path} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     print(format_table(points), file=sys.stderr)
     if not args.no_figures:
-        from paper_figures.frontier import render
-
-        for fig in render(path):
-            print(f"figure: {fig}", file=sys.stderr)
+        render_figures("frontier", path)
     return 0
 
 

@@ -37,6 +37,7 @@ from gapbound.cli import add_common_args, nonnegative_float, nonnegative_int, po
 from gapbound.harvest import OFFLINE_MODEL, OFFLINE_TEXT, SITES, HarvestConfig, UnavailableError, harvest
 from gapbound.lm_training import METHODS, QUICK, LMConfig, run_method
 from gapbound.results import atomic_write_json, finished_result
+from simulations import render_figures
 
 # 50,000 steps x 64 contexts x 128 tokens: the paper's 406M-token budget.
 PAPER_TOKENS = 50_000 * 64 * 128
@@ -171,10 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(methods), file=sys.stderr)
     print(f"wall time of this invocation: {wall:.1f} s (harvest {harvest_s:.1f} s)", file=sys.stderr)
     if not args.no_figures:
-        from paper_figures.gpt2 import render
-
-        for path in render(out / "gpt2.json"):
-            print(f"figure: {path}", file=sys.stderr)
+        render_figures("gpt2", out / "gpt2.json")
     return 0
 
 

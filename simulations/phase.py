@@ -48,6 +48,7 @@ from gapbound.methods import SETTINGS, ExperimentConfig, run_seed
 from gapbound.results import atomic_write_json, finished_result, jsonable
 from gapbound.training import TrainConfig
 from gapbound.validation import check_int, resolve_device
+from simulations import render_figures
 
 FULL_GRID = {"N": (16, 32, 64, 128, 256), "M": (8, 16, 32), "K": (3, 9, 15)}
 QUICK_GRID = {"N": (16, 32, 64, 128), "M": (8, 16), "K": (3, 9)}
@@ -242,10 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_grid(cfg, cells, skipped, args.out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.quiet,
              device=args.device)
     if not args.no_figures:
-        from paper_figures.phase import render
-
-        for path in render(Path(args.out) / "phase.json"):
-            print(f"figure: {path}", file=sys.stderr)
+        render_figures("phase", Path(args.out) / "phase.json")
     return 0
 
 

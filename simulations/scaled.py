@@ -45,6 +45,7 @@ from gapbound.methods import ExperimentConfig, run_seed, summarise
 from gapbound.results import atomic_write_json, jsonable, read_json
 from gapbound.training import BatchFn, TrainConfig, stream_batches
 from gapbound.validation import check_int, resolve_device
+from simulations import render_figures
 
 
 @dataclass(frozen=True)
@@ -228,10 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report), file=sys.stderr)
     print(f"wall time of this invocation: {wall:.1f} s; peak memory {report['peak_rss_mib']:.0f} MiB", file=sys.stderr)
     if not args.no_figures:
-        from paper_figures.scaled import render
-
-        for path in render(out / "scaled.json"):
-            print(f"figure: {path}", file=sys.stderr)
+        render_figures("scaled", out / "scaled.json")
     return 0
 
 

@@ -26,6 +26,7 @@ from gapbound.data import SyntheticConfig
 from gapbound.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, parse_method, run_seed, summarise
 from gapbound.results import atomic_write_json, finished_result, jsonable, read_json
 from gapbound.training import TrainConfig
+from simulations import render_figures
 
 # Paper protocol: 100,000 steps for the unknown setting; the known-Z / known-D
 # encoders converge well before (the authors' own runs used 20,000-40,000).
@@ -125,10 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(report), file=sys.stderr)
     print(f"wall time of this invocation: {wall:.1f} s", file=sys.stderr)
     if not args.no_figures:
-        from paper_figures.synthetic import render
-
-        for path in render(out):
-            print(f"figure: {path}", file=sys.stderr)
+        render_figures("synthetic", out)
     return 0
 
 
