@@ -192,6 +192,9 @@ if _aten._sparse_addmm not in flop_registry:
 # --------------------------------------------------------------------------- problem set-up
 
 
+_GRAM_MAX_N = 4096  # the float64 Gram matrix is kept only up to this many atoms (128 MiB)
+
+
 class _Problem:
     """Validated inputs plus the float64 copies the certificates and the polish use."""
 
@@ -233,7 +236,7 @@ class _Problem:
     @property
     def G64(self) -> torch.Tensor | None:
         """float64 Gram matrix when it fits comfortably in memory (used by the polish)."""
-        if self._G64 is None and self.N <= 4096:
+        if self._G64 is None and self.N <= _GRAM_MAX_N:
             self._G64 = self.D64.T @ self.D64
         return self._G64
 
@@ -246,37 +249,39 @@ class _Problem:
 
     def sparse_pays(self, width: int) -> bool:
         """Whether certificates of codes with at most ``width`` atoms per sample should use sparse products."""
-        return self.N >= 256 and 4 * width <= self.M and self.G64 is not None
+        # Decided from the sizes alone: the Gram matrix is formed only once it is used.
+        return 256 <= self.N <= _GRAM_MAX_N and 4 * width <= self.M
 
-    def certify(
-        self, S: torch.Tensor, rows: torch.Tensor | None = None, idx: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def certify(self, S: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """float64 (objective, gap, correlations ``D^T r``) of codes ``S`` for ``rows`` (all if None).
 
-        ``idx`` (``n x w``), when given, must hold every nonzero position of each
-        row of ``S`` (extra positions are fine). The products then touch only
-        those atoms: ``D^T r = D^T x - G[:, W] s_W`` as one sparse product and
-        ``||r||^2 = ||x||^2 - s.(D^T x) - s.(D^T r)``, ``O(n w N)`` instead of
-        ``O(n M N)``; the rounding error of the gap grows to about
-        ``1e-16 ||x||^2``, far below any tolerance the solvers accept.
+        Sparse enough codes of a wide dictionary go through :meth:`certify_support`.
         """
         S = S.double()
-        if idx is None and self.sparse_pays(0):  # wide dictionary: worth counting the nonzeros
+        if self.sparse_pays(0):  # wide dictionary: worth counting the nonzeros
             width = int((S != 0).sum(1).amax()) if S.numel() else 0
             if self.sparse_pays(width):
                 idx = S.abs().topk(max(width, 1), dim=1).indices
-        if idx is None or self.G64 is None:
-            X = self.X64 if rows is None else self.X64[rows]
-            R = X - S @ self.D64.T
-            C = R @ self.D64
-            P, gap = _gap_from_residual(X, R, C, S, self.lam)
-            return P, gap, C
-        return self.certify_support(idx, S.gather(1, idx), rows)
+                return self.certify_support(idx, S.gather(1, idx), rows)
+        X = self.X64 if rows is None else self.X64[rows]
+        R = X - S @ self.D64.T
+        C = R @ self.D64
+        P, gap = _gap_from_residual(X, R, C, S, self.lam)
+        return P, gap, C
 
     def certify_support(
         self, idx: torch.Tensor, vals: torch.Tensor, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`certify` for codes given as positions ``idx`` and float64 values ``vals`` (``n x w`` each, no position twice)."""
+        """:meth:`certify` for codes given as positions ``idx`` and float64 values ``vals`` (``n x w`` each).
+
+        ``idx`` must hold every nonzero of each sample, no position twice (extra
+        positions with value 0 are fine), and the Gram matrix must fit
+        (:meth:`sparse_pays`). The products then touch only those atoms:
+        ``D^T r = D^T x - G[:, W] s_W`` as one sparse product and
+        ``||r||^2 = ||x||^2 - s.(D^T x) - s.(D^T r)``, ``O(n w N)`` instead of
+        ``O(n M N)``; the rounding error of the gap grows to about
+        ``1e-16 ||x||^2``, far below any tolerance the solvers accept.
+        """
         n, w = idx.shape
         pos = torch.stack([torch.arange(n, device=idx.device).repeat_interleave(w), idx.flatten()])
         B = self.DtX64 if rows is None else self.DtX64.index_select(0, rows)
