@@ -180,13 +180,16 @@ if _aten.cholesky_solve not in flop_registry:
         return math.prod(b_shape[:-2]) * 2 * k * k * nrhs
 
 
-if _aten._sparse_addmm not in flop_registry:
+if _aten.addmm_ not in flop_registry:
 
-    # The sparse certificates multiply a sparse code matrix by the Gram matrix:
-    # 2 nnz N FLOPs, which torch's counter (shape-based) cannot see on its own.
-    @register_flop_formula(_aten._sparse_addmm, get_raw=True)
-    def _sparse_addmm_flops(inp, mat1, mat2, *args, out_val=None, **kwargs) -> int:
-        return 2 * int(mat1._nnz()) * mat2.shape[-1]
+    # The sparse certificates multiply a sparse code matrix by the Gram matrix in
+    # place (``C.addmm_(S, G)``): 2 nnz N FLOPs, which torch's shape-based counter
+    # cannot see; a dense in-place addmm costs what the out-of-place one does.
+    @register_flop_formula(_aten.addmm_, get_raw=True)
+    def _addmm_inplace_flops(inp, mat1, mat2, *args, out_val=None, **kwargs) -> int:
+        if mat1.is_sparse:
+            return 2 * int(mat1._nnz()) * mat2.shape[-1]
+        return 2 * mat1.shape[0] * mat1.shape[1] * mat2.shape[-1]
 
 
 # --------------------------------------------------------------------------- problem set-up
@@ -208,6 +211,7 @@ class _Problem:
         self.D = D.detach().to(dtype)
         self.X = check_data(X, self.D, dtype=dtype, device=self.device).detach()
         self.lam = check_float("lam", lam, minimum=0.0)
+        self.cold = init is None  # zero codes to start from
         self.n, (self.M, self.N) = self.X.shape[0], self.D.shape
         self.D64 = D.detach().double()
         self.X64 = self.X.double() if dtype != torch.float64 else self.X
@@ -263,6 +267,9 @@ class _Problem:
             if self.sparse_pays(width):
                 idx = S.abs().topk(max(width, 1), dim=1).indices
                 return self.certify_support(idx, S.gather(1, idx), rows)
+        return self._certify_dense(S, rows)
+
+    def _certify_dense(self, S: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         X = self.X64 if rows is None else self.X64[rows]
         R = X - S @ self.D64.T
         C = R @ self.D64
@@ -275,20 +282,25 @@ class _Problem:
         """:meth:`certify` for codes given as positions ``idx`` and float64 values ``vals`` (``n x w`` each).
 
         ``idx`` must hold every nonzero of each sample, no position twice (extra
-        positions with value 0 are fine), and the Gram matrix must fit
-        (:meth:`sparse_pays`). The products then touch only those atoms:
+        positions with value 0 are fine). Where sparse products pay
+        (:meth:`sparse_pays`) only those atoms are touched:
         ``D^T r = D^T x - G[:, W] s_W`` as one sparse product and
         ``||r||^2 = ||x||^2 - s.(D^T x) - s.(D^T r)``, ``O(n w N)`` instead of
         ``O(n M N)``; the rounding error of the gap grows to about
         ``1e-16 ||x||^2``, far below any tolerance the solvers accept.
+        Otherwise the codes are made dense and certified as such.
         """
         n, w = idx.shape
+        if not self.sparse_pays(w):
+            return self._certify_dense(torch.zeros(n, self.N, dtype=torch.float64, device=idx.device).scatter_(1, idx, vals), rows)
         pos = torch.stack([torch.arange(n, device=idx.device).repeat_interleave(w), idx.flatten()])
-        B = self.DtX64 if rows is None else self.DtX64.index_select(0, rows)
         Ssp = torch.sparse_coo_tensor(pos, vals.flatten(), (n, self.N), check_invariants=False)
-        C = torch.sparse.addmm(B, Ssp, self.G64, beta=1.0, alpha=-1.0)
+        # D^T r = D^T x - G s: updated in place in a copy of the rows' D^T x (no second n x N tensor).
+        C = self.DtX64.clone() if rows is None else self.DtX64.index_select(0, rows)
+        B_W = C.gather(1, idx)
+        C.addmm_(Ssp, self.G64, beta=1.0, alpha=-1.0)
         xx = self.xx64 if rows is None else self.xx64[rows]
-        sB = (vals * B.gather(1, idx)).sum(1)
+        sB = (vals * B_W).sum(1)
         rr = (xx - sB - (vals * C.gather(1, idx)).sum(1)).clamp_min(0.0)
         P, gap = _gap(rr, xx - sB, C.amax(1), vals.sum(1), self.lam)
         return P, gap, C
@@ -350,9 +362,10 @@ def _lawson_hanson(
     act = torch.arange(n, device=s.device)  # rows still stepping; the tensors below hold only them
     for _ in range(max_inner):
         A = torch.where(free[:, :, None] & free[:, None, :], Gk, eye)
-        deficient = free.sum(1) > rank
-        if deficient.any():
-            A += (ridge * deficient)[:, None, None] * eye
+        if k > rank:  # only then can a free set outgrow the rank
+            deficient = free.sum(1) > rank
+            if deficient.any():
+                A += (ridge * deficient)[:, None, None] * eye
         L, info = torch.linalg.cholesky_ex(A)
         ok = info == 0
         s_new = torch.cholesky_solve((q * free)[..., None], L)[..., 0]
@@ -373,72 +386,81 @@ def _lawson_hanson(
     return s_out
 
 
-def _active_set(
-    prob: _Problem, S: torch.Tensor, C: torch.Tensor, rows: torch.Tensor, tol: float, max_outer: int = 8, n_add: int = 4
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batched active-set refinement of codes ``S`` (rows ``rows``); returns float64 ``(codes, objective, gap)``.
+def _compact(prob: _Problem, S: torch.Tensor, C: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense codes ``S`` (rows ``rows``) as the compact ``(idx, vals)`` the active set starts from.
 
-    Each round solves the problem exactly on a working set (:func:`_lawson_hanson`):
-    each sample's support plus its atoms most violating the KKT condition
-    ``d_j . r <= lam`` (``C`` holds the correlations ``D^T r`` of ``S``), then
-    certifies the result. Samples whose certificate is still above ``tol`` go
-    on (at most ``max_outer`` rounds), adding twice as many violators as in the
-    previous round while the objective falls, and one atom at a time where it
-    stalled, the rule that makes Lawson-Hanson finite. The first round adds
-    ``n_add`` atoms, or up to 16 (a quarter of the width cap) from an empty
-    support (a cold start), where the correlations ``D^T x`` already point at
-    most of the support; the working set stays narrow because every Cholesky
-    factorisation costs ``O(width^3)``. A sample with no violating atom left is
-    optimal. Rows not refined get an infinite objective (callers keep their own
-    codes there).
+    A row whose support is wider than the working-set cap or the rank is far
+    from a LASSO solution (which has at most M atoms, usually far fewer), and
+    shrinking it one atom per Lawson-Hanson step costs a round per atom. So
+    when such rows are most of the batch (a poor warm start, e.g. a weak SAE's
+    codes) they restart from zero, where ``D^T x`` points at most of the
+    support; a few of them (FISTA iterates still settling) keep only their
+    largest codes. Their correlations ``C`` are recomputed in place; either way
+    the caller keeps whichever codes end better.
     """
-    lam, S, C_in = prob.lam, S.double().clone(), C
-    n = S.shape[0]
-    P = torch.full((n,), math.inf, dtype=torch.float64, device=S.device)
-    gap = torch.full_like(P, math.inf)
-    cap = min(prob.N, max(32, prob.M // 4))  # working-set width: O(cap^3) per row and step
-    # A row whose support is wider than the cap or the rank is far from a LASSO
-    # solution (which has at most M atoms, usually far fewer). Shrinking it one
-    # atom per Lawson-Hanson step costs a round per atom, so: when such rows are
-    # most of the batch (a poor warm start, e.g. a weak SAE's codes) they restart
-    # from zero, where D^T x points at most of the support; a few of them (FISTA
-    # iterates still settling) keep only their largest codes. Either way the
-    # caller keeps whichever codes end better.
+    S = S.double()
+    limit = min(_cap(prob), prob.M)
     nnz = (S > 0).sum(1)
-    wide = nnz > min(cap, prob.M)
-    live = torch.arange(n, device=S.device)  # rows (of the batch) being refined
-    if 2 * int(wide.sum()) >= n:
-        S[wide], nnz[wide] = 0.0, 0
-        C = torch.where(wide[:, None], prob.DtX64[rows], C)
-    elif wide.any():
-        top = S[wide].topk(min(cap, prob.M), dim=1)
-        S[wide] = torch.zeros_like(S[wide]).scatter_(1, top.indices, top.values)
-        nnz[wide] = (top.values > 0).sum(1)
-        C = C.clone()
-        C[wide] = prob.certify(S[wide], rows[wide])[2]
-    # Each live row's working set as positions ``idx`` and values ``vals`` (zero-padded).
-    vals, idx = S[live].topk(max(1, int(nnz[live].amax())) if live.numel() else 1, dim=1)
-    adds = torch.where(nnz[live, None] == 0, max(n_add, min(16, cap // 4)), n_add)
-    ar = torch.arange(prob.N, device=S.device)
-    sparse = prob.sparse_pays(cap)
+    vals, idx = S.topk(max(1, min(int(nnz.amax()) if nnz.numel() else 0, limit)), dim=1)
+    wide = nnz > limit
+    if wide.any():
+        if 2 * int(wide.sum()) >= S.shape[0]:
+            vals[wide] = 0.0
+        C[wide] = prob.certify_support(idx[wide], vals[wide], rows[wide])[2]
+    return idx, vals
+
+
+def _cap(prob: _Problem) -> int:
+    """Working-set width of the active set: each Cholesky factorisation costs ``O(width^3)`` per sample."""
+    return min(prob.N, max(32, prob.M // 4))
+
+
+def _active_set(
+    prob: _Problem, idx: torch.Tensor, vals: torch.Tensor, C: torch.Tensor, rows: torch.Tensor, tol: float,
+    max_outer: int = 8, n_add: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batched active-set refinement of compact codes; returns dense float64 ``(codes, objective, gap)``.
+
+    The codes of rows ``rows`` come as positions ``idx`` and float64 values
+    ``vals`` (``n x w``, zero-padded, no position twice, see :func:`_compact`),
+    with their correlations ``C = D^T r`` (``n x N``, float64; overwritten).
+    Each round solves the problem exactly on a working set
+    (:func:`_lawson_hanson`): each sample's support plus its atoms most
+    violating the KKT condition ``d_j . r <= lam``, then certifies the result.
+    Samples whose certificate is still above ``tol`` go on (at most
+    ``max_outer`` rounds), adding twice as many violators as in the previous
+    round while the objective falls, and one atom at a time where it stalled,
+    the rule that makes Lawson-Hanson finite. The first round adds ``n_add``
+    atoms, or up to 16 (a quarter of the width cap) from an empty support (a
+    cold start), where the correlations ``D^T x`` already point at most of the
+    support; the working set stays narrow because every Cholesky factorisation
+    costs ``O(width^3)``. A sample with no violating atom left is optimal.
+    Working sets stay compact throughout; only the final codes are written
+    densely, so a round touches the ``n x N`` correlations just in the
+    certificate and one top-k.
+    """
+    lam, n, N = prob.lam, idx.shape[0], prob.N
+    S = torch.zeros(n, N, dtype=torch.float64, device=idx.device)
+    P = torch.full((n,), math.inf, dtype=torch.float64, device=idx.device)
+    gap = torch.full_like(P, math.inf)
+    cap = _cap(prob)
+    live = torch.arange(n, device=idx.device)  # rows (of the batch) being refined
+    adds = torch.where((vals > 0).any(1, keepdim=True), n_add, max(n_add, min(16, cap // 4)))
+    ar = torch.arange(N, device=idx.device)
 
     def settle(which: torch.Tensor) -> None:
-        """Write the final codes of the rows leaving the refinement (kept compact until then)."""
+        """Write the final codes of the rows leaving the refinement (only their working-set entries)."""
         if which.any():
-            S[live[which]] = torch.zeros(int(which.sum()), prob.N, dtype=S.dtype, device=S.device).scatter_(1, idx[which], vals[which])
+            S[live[which][:, None], idx[which]] = vals[which]
 
-    if C.data_ptr() == C_in.data_ptr():
-        C = C.clone()  # the correlations are updated in place below
     for outer in range(max_outer):
         if live.numel() == 0:
             break
         # Atoms already in the working set stay in it while coded or violating; the
         # most violating others join it (masked off here, so no atom appears twice).
-        viol = C.sub_(lam)
-        support = (vals > 0) | (viol.gather(1, idx) > 0)
-        viol.scatter_(1, idx, -math.inf)
-        vv, vi = viol.topk(min(int(adds.max()), prob.N), dim=1)
-        take = (ar[: vv.shape[1]] < adds) & (vv > 0)
+        support = (vals > 0) | (C.gather(1, idx) > lam)
+        vv, vi = C.scatter_(1, idx, -math.inf).topk(min(int(adds.max()), N), dim=1)
+        take = (ar[: vv.shape[1]] < adds) & (vv > lam)
         if outer > 0:  # a sample with nothing to add is exact on a KKT-optimal support
             keep = (take.any(1) | (support & (vals <= 0)).any(1)) & (support.sum(1) + take.sum(1) <= cap)
             settle(~keep)
@@ -451,12 +473,11 @@ def _active_set(
         free = member.gather(1, order)
         idx = torch.cat([idx, vi], 1).gather(1, order)
         vals = torch.cat([vals, vals.new_zeros(vi.shape)], 1).gather(1, order) * free
-        q = prob.DtX64[rows[live][:, None], idx] - lam
+        # All rows of the problem, in order, need no row selection (the first round of a cold start).
+        sub = None if live.numel() == prob.n else rows[live]
+        q = (prob.DtX64.gather(1, idx) if sub is None else prob.DtX64[sub[:, None], idx]) - lam
         vals = _lawson_hanson(_sub_gram(prob, idx), q, vals, free, prob.M).clamp_min(0.0)
-        if sparse:
-            Pl, gl, C = prob.certify_support(idx, vals, rows[live])
-        else:
-            Pl, gl, C = prob.certify(torch.zeros(live.numel(), prob.N, dtype=vals.dtype, device=vals.device).scatter_(1, idx, vals), rows[live])
+        Pl, gl, C = prob.certify_support(idx, vals, sub)
         stalled = Pl >= P[live] - 1e-15 * Pl.abs()
         P[live], gap[live] = Pl, gl
         todo = gl > tol
@@ -467,7 +488,7 @@ def _active_set(
         grown = torch.full_like(adds, n_add) if outer == 0 else (adds * 2).clamp(min=n_add, max=max(n_add, cap // 2))
         adds = torch.where(stalled[:, None] & (outer > 0), torch.ones_like(grown), grown)
     if live.numel():
-        settle(torch.ones(live.numel(), dtype=torch.bool, device=S.device))
+        settle(torch.ones(live.numel(), dtype=torch.bool, device=idx.device))
     return S, P, gap
 
 
@@ -523,31 +544,38 @@ def _proximal_gradient(
     if prox is None:
         prox = lambda Z, rows, step: Z.sub_(step * lam).clamp_(min=0.0)  # noqa: E731
     certify = certify or prob.certify
-    S_all = prob.S0.clone()
     rows = torch.arange(prob.n, device=prob.device)  # samples still being optimised
-    S, Y = S_all.clone(), S_all.clone()
-    # Momentum weights (t_k - 1) / t_{k+1} of the FISTA sequence, indexed by the
-    # iterations since each sample's last restart.
-    beta = torch.as_tensor(_momentum_weights(max_iter + 1), dtype=prob.dtype, device=prob.device)
-    k = torch.zeros(prob.n, 1, dtype=torch.long, device=prob.device)
-    cache: dict = {}
-    n_iter = 0
     # Where one dense product costs far more than the Python overhead of an active-set
     # round (large n N M), start with the active set: from a cold or warm start with a
     # small support it often finishes in a few rounds, each costing one KKT product,
     # instead of tens of first-order iterations costing two products each.
     if polish and prob.n * prob.N * min(prob.N, 2 * prob.M) > _ACTIVE_SET_FIRST_FLOPS:
-        P, gap, C = certify(S, rows)
-        cand, Pc, gapc = _active_set(prob, S, C, rows, tol, max_outer=16)
-        better = Pc < P
-        S = torch.where(better[:, None], cand.to(prob.dtype), S)
-        Y = S.clone()
-        P, gap = torch.where(better, Pc, P), torch.where(better, gapc, gap)
+        if prob.cold:  # zero codes: an empty support, and D^T x as the correlations
+            idx = torch.zeros(prob.n, 1, dtype=torch.long, device=prob.device)
+            vals = torch.zeros(prob.n, 1, dtype=torch.float64, device=prob.device)
+            P, gap, C = prob.certify_support(idx, vals)
+        else:
+            P, gap, C = certify(prob.S0, rows)
+            idx, vals = _compact(prob, prob.S0, C, rows)
+        S_all, Pc, gapc = _active_set(prob, idx, vals, C, rows, tol, max_outer=16)
+        worse = Pc >= P
+        if worse.any():
+            S_all[worse] = prob.S0[worse].double()
+        S_all = S_all.to(prob.dtype)
+        P, gap = torch.where(worse, P, Pc), torch.where(worse, gap, gapc)
         done = gap <= tol
-        S_all = S.clone()
         if done.all() and prob.dtype == torch.float64:  # the certificates are those of S_all
             return InferenceResult(S_all, gap, P, 0, True)
-        rows, S, Y, k = rows[~done], S[~done], Y[~done], k[~done]
+        rows = rows[~done]
+    else:
+        S_all = prob.S0.clone()
+    S, Y = S_all[rows], S_all[rows]
+    # Momentum weights (t_k - 1) / t_{k+1} of the FISTA sequence, indexed by the
+    # iterations since each sample's last restart.
+    beta = torch.as_tensor(_momentum_weights(max_iter + 1), dtype=prob.dtype, device=prob.device)
+    k = torch.zeros(rows.numel(), 1, dtype=torch.long, device=prob.device)
+    cache: dict = {}
+    n_iter = 0
     for n_iter in range(1, max_iter + 1):
         S_new = prox(_neg_grad(prob, Y, rows, cache, step), rows, step)
         if momentum:
@@ -563,7 +591,7 @@ def _proximal_gradient(
             continue
         P, gap, C = certify(S, rows)
         if polish:
-            cand, Pc, gapc = _active_set(prob, S, C, rows, tol)
+            cand, Pc, gapc = _active_set(prob, *_compact(prob, S, C, rows), C, rows, tol)
             better = Pc < P
             if better.any():
                 S = torch.where(better[:, None], cand.to(prob.dtype), S)
