@@ -12,6 +12,7 @@ from gapbound.data import SyntheticConfig, make_problem
 from gapbound.flops import count_flops
 from gapbound.inference import (
     SOLVERS,
+    _compact,
     _Problem,
     cvxpy_encode,
     duality_gap,
@@ -132,6 +133,30 @@ def test_active_set_alone_solves_a_cold_start_with_sparse_certificates():
     assert torch.allclose(res.duality_gap, dense, rtol=1e-6, atol=1e-11)
     ref = solve(D, X, 0.1, method="sklearn_cd", tol=1e-9)
     assert _total(res) <= _total(ref) + 1e-9
+
+
+@pytest.mark.parametrize("n_wide", [1, 6])
+def test_compact_working_sets_truncate_or_restart_wide_codes(n_wide):
+    """Codes wider than the rank enter the active set as their M largest codes when few rows are
+    wide, and restart from zero when most are; either way the correlations describe those codes."""
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=8, n_test=1, seed=3))
+    prob = _Problem(p.D.double(), p.X_train.double(), 0.1, None, None)
+    S = torch.zeros(8, 16, dtype=torch.float64)
+    S[:, :3] = torch.rand(8, 3, dtype=torch.float64) + 0.1
+    S[:n_wide] = torch.rand(n_wide, 16, dtype=torch.float64) + 0.1  # all 16 atoms on, rank 8
+    rows = torch.arange(8)
+    _, _, C = prob.certify(S, rows)
+    idx, vals = _compact(prob, S, C, rows)
+    kept = torch.zeros_like(S).scatter_(1, idx, vals)
+    restart = 2 * n_wide >= 8
+    for i in range(8):
+        if i >= n_wide:  # narrow rows are unchanged
+            assert torch.equal(kept[i], S[i])
+        elif restart:
+            assert (kept[i] == 0).all()
+        else:  # the 8 largest codes survive
+            assert torch.equal(kept[i] > 0, S[i] >= S[i].topk(8).values[-1])
+    assert torch.allclose(C, prob.certify(kept, rows)[2], rtol=1e-12, atol=1e-12)
 
 
 def test_polish_beats_plain_fista_and_freezes_samples():
