@@ -401,11 +401,13 @@ def _compact(prob: _Problem, S: torch.Tensor, C: torch.Tensor, rows: torch.Tenso
     S = S.double()
     limit = min(_cap(prob), prob.M)
     nnz = (S > 0).sum(1)
-    vals, idx = S.topk(max(1, min(int(nnz.amax()) if nnz.numel() else 0, limit)), dim=1)
     wide = nnz > limit
-    if wide.any():
-        if 2 * int(wide.sum()) >= S.shape[0]:
-            vals[wide] = 0.0
+    restart = 2 * int(wide.sum()) >= S.shape[0] > 0
+    if restart:  # zero codes (their correlations are D^T x); the width is that of the other rows
+        S, nnz = S.masked_fill(wide[:, None], 0.0), nnz.masked_fill(wide, 0)
+        C[wide] = prob.DtX64[rows[wide]]
+    vals, idx = S.topk(max(1, min(int(nnz.amax()) if nnz.numel() else 0, limit)), dim=1)
+    if wide.any() and not restart:
         C[wide] = prob.certify_support(idx[wide], vals[wide], rows[wide])[2]
     return idx, vals
 
