@@ -270,6 +270,7 @@ class _Problem:
         return self._certify_dense(S, rows)
 
     def _certify_dense(self, S: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`certify` through the residual ``x - D s`` (dense float64 codes)."""
         X = self.X64 if rows is None else self.X64[rows]
         R = X - S @ self.D64.T
         C = R @ self.D64
