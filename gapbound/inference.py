@@ -332,6 +332,7 @@ def _sub_gram(prob: _Problem, idx: torch.Tensor, chunk: int = 512) -> torch.Tens
 
 
 _RIDGE = 1e-11
+_CHUNK_ELEMS = 2**19  # float64 elements per batch of small matrices (4 MiB)
 _ACTIVE_SET_FIRST_FLOPS = 2e7
 
 
@@ -479,7 +480,14 @@ def _active_set(
         # All rows of the problem, in order, need no row selection (the first round of a cold start).
         sub = None if live.numel() == prob.n else rows[live]
         q = (prob.DtX64.gather(1, idx) if sub is None else prob.DtX64[sub[:, None], idx]) - lam
-        vals = _lawson_hanson(_sub_gram(prob, idx), q, vals, free, prob.M).clamp_min(0.0)
+        # In row chunks of <= 4 MiB per batch of k x k matrices: large batches of temporaries are
+        # mapped and page-faulted afresh at every Lawson-Hanson step (glibc maps big blocks),
+        # small ones are reused from the heap while still in cache (~15 % less time at N=1000).
+        step = max(1, _CHUNK_ELEMS // idx.shape[1] ** 2)
+        vals = torch.cat([
+            _lawson_hanson(_sub_gram(prob, idx[a : a + step]), q[a : a + step], vals[a : a + step], free[a : a + step], prob.M)
+            for a in range(0, idx.shape[0], step)
+        ]).clamp_min(0.0)
         Pl, gl, C = prob.certify_support(idx, vals, sub)
         stalled = Pl >= P[live] - 1e-15 * Pl.abs()
         P[live], gap[live] = Pl, gl
