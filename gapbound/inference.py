@@ -60,6 +60,7 @@ import torch
 
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
+from .active_set import active_set as compiled_active_set
 from .validation import as_tensor, check_data, check_dictionary, check_float, check_int
 
 __all__ = [
@@ -332,6 +333,10 @@ def _sub_gram(prob: _Problem, idx: torch.Tensor, chunk: int = 512) -> torch.Tens
 
 
 _RIDGE = 1e-11
+# On CPU the active set runs compiled, sample by sample (gapbound.active_set); the batched
+# torch version below serves CUDA, dictionaries too wide for a Gram matrix, and the tests
+# that hold the two to the same answers.
+_USE_COMPILED = True
 _CHUNK_ELEMS = 2**19  # float64 elements per batch of small matrices (4 MiB)
 _ACTIVE_SET_FIRST_FLOPS = 2e7
 
@@ -419,16 +424,23 @@ def _cap(prob: _Problem) -> int:
     return min(prob.N, max(32, prob.M // 4))
 
 
+def _compiled(prob: _Problem) -> bool:
+    """Whether the active set runs as the compiled per-sample kernel (CPU, Gram matrix kept) rather than batched in torch."""
+    return _USE_COMPILED and prob.device.type == "cpu" and prob.N <= _GRAM_MAX_N
+
+
 def _active_set(
-    prob: _Problem, idx: torch.Tensor, vals: torch.Tensor, C: torch.Tensor, rows: torch.Tensor, tol: float,
+    prob: _Problem, idx: torch.Tensor, vals: torch.Tensor, C: torch.Tensor | None, rows: torch.Tensor, tol: float,
     max_outer: int = 8, n_add: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batched active-set refinement of compact codes; returns dense float64 ``(codes, objective, gap)``.
+    """Active-set refinement of compact codes; returns dense float64 ``(codes, objective, gap)``.
 
     The codes of rows ``rows`` come as positions ``idx`` and float64 values
     ``vals`` (``n x w``, zero-padded, no position twice, see :func:`_compact`),
-    with their correlations ``C = D^T r`` (``n x N``, float64; overwritten).
-    Each round solves the problem exactly on a working set
+    with their correlations ``C = D^T r`` (``n x N``, float64; overwritten;
+    None to compute them here). On CPU the method runs compiled, one sample at
+    a time (:func:`gapbound.active_set.active_set`, which recomputes the
+    correlations itself); otherwise it is batched over samples in torch. Each round solves the problem exactly on a working set
     (:func:`_lawson_hanson`): each sample's support plus its atoms most
     violating the KKT condition ``d_j . r <= lam``, then certifies the result.
     Samples whose certificate is still above ``tol`` go on (at most
@@ -443,13 +455,19 @@ def _active_set(
     densely, so a round touches the ``n x N`` correlations just in the
     certificate and one top-k.
     """
+    cap = _cap(prob)
+    n_first = min(16, cap // 4)
+    if _compiled(prob):
+        return compiled_active_set(prob.G64, prob.DtX64, prob.xx64, rows, idx, vals, prob.lam, tol, cap, max_outer,
+                                   n_add, n_first)
+    if C is None:
+        C = prob.certify_support(idx, vals, rows)[2]
     lam, n, N = prob.lam, idx.shape[0], prob.N
     S = torch.zeros(n, N, dtype=torch.float64, device=idx.device)
     P = torch.full((n,), math.inf, dtype=torch.float64, device=idx.device)
     gap = torch.full_like(P, math.inf)
-    cap = _cap(prob)
     live = torch.arange(n, device=idx.device)  # rows (of the batch) being refined
-    adds = torch.where((vals > 0).any(1, keepdim=True), n_add, max(n_add, min(16, cap // 4)))
+    adds = torch.where((vals > 0).any(1, keepdim=True), n_add, max(n_add, n_first))
     ar = torch.arange(N, device=idx.device)
 
     def settle(which: torch.Tensor) -> None:
@@ -560,20 +578,21 @@ def _proximal_gradient(
     # round (large n N M), start with the active set: from a cold or warm start with a
     # small support it often finishes in a few rounds, each costing one KKT product,
     # instead of tens of first-order iterations costing two products each.
-    if polish and prob.n * prob.N * min(prob.N, 2 * prob.M) > _ACTIVE_SET_FIRST_FLOPS:
-        if prob.cold:  # zero codes: an empty support, and D^T x as the correlations
+    # The compiled active set (CPU) pays no such overhead and always starts.
+    if polish and (_compiled(prob) or prob.n * prob.N * min(prob.N, 2 * prob.M) > _ACTIVE_SET_FIRST_FLOPS):
+        if prob.cold:  # an empty support; its steps only descend from the zero codes
             idx = torch.zeros(prob.n, 1, dtype=torch.long, device=prob.device)
             vals = torch.zeros(prob.n, 1, dtype=torch.float64, device=prob.device)
-            P, gap, C = prob.certify_support(idx, vals)
+            S_all, P, gap = _active_set(prob, idx, vals, None, rows, tol, max_outer=16)
         else:
             P, gap, C = certify(prob.S0, rows)
             idx, vals = _compact(prob, prob.S0, C, rows)
-        S_all, Pc, gapc = _active_set(prob, idx, vals, C, rows, tol, max_outer=16)
-        worse = Pc >= P
-        if worse.any():
-            S_all[worse] = prob.S0[worse].double()
+            S_all, Pc, gapc = _active_set(prob, idx, vals, C, rows, tol, max_outer=16)
+            worse = Pc >= P
+            if worse.any():
+                S_all[worse] = prob.S0[worse].double()
+            P, gap = torch.where(worse, P, Pc), torch.where(worse, gap, gapc)
         S_all = S_all.to(prob.dtype)
-        P, gap = torch.where(worse, P, Pc), torch.where(worse, gap, gapc)
         done = gap <= tol
         if done.all() and prob.dtype == torch.float64:  # the certificates are those of S_all
             return InferenceResult(S_all, gap, P, 0, True)

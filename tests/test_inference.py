@@ -196,7 +196,7 @@ def test_warm_start_from_optimum_and_from_encoder():
     D, X = p.D.double(), p.X_train.double()
     cold = fista(D, X, 0.05, tol=1e-10, max_iter=20000)
     hot = fista(D, X, 0.05, init=cold.codes, tol=1e-10, check_every=1)
-    assert hot.n_iter == 1 and torch.allclose(hot.objective, cold.objective, rtol=1e-10, atol=1e-12)
+    assert hot.n_iter <= 1 and torch.allclose(hot.objective, cold.objective, rtol=1e-10, atol=1e-12)
     torch.manual_seed(0)
     enc = torch.nn.Sequential(torch.nn.Linear(8, 16, dtype=torch.float64), torch.nn.ReLU())
     ito = warm_start(enc, D, X, 0.05, tol=1e-10, max_iter=20000)

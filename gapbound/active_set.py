@@ -1,0 +1,396 @@
+"""Compiled per-sample active-set solver for the non-negative LASSO (CPU).
+
+The same method as the batched torch active set in :mod:`gapbound.inference`
+(``_active_set``), written sample by sample and compiled with numba: on a CPU
+the batched version spends most of its time in the per-operation overhead of
+hundreds of small tensor operations and of batched LAPACK calls on 20-50-wide
+matrices, which a loop over samples does not pay.
+
+For each sample, with the Gram matrix ``G = D^T D``, ``c = D^T x`` and the
+correlations of the residual ``r = D^T (x - D s) = c - G s``:
+
+1. the working set is the sample's support plus its atoms most violating the
+   KKT condition ``r_j <= lam`` (``n_first`` of them from an empty support,
+   then ``n_add``, doubling while the objective falls and one at a time where
+   it stalled, the rule that makes Lawson-Hanson finite);
+2. ``min 0.5 s'Gs - (c - lam)'s, s >= 0`` is solved exactly on the working set
+   by Lawson-Hanson steps, each an exact Cholesky solve;
+3. ``r`` is recomputed from ``c`` and the duality gap certifies the codes
+   (the formula of :func:`gapbound.inference._gap`); a sample stops when its
+   gap is at most ``tol``, when no atom violates the KKT conditions, or after
+   ``max_outer`` rounds.
+
+The Cholesky factor is built row by row (the bordered form: row ``i`` depends
+only on rows ``< i``), so the rows of atoms that stay in the free set from one
+Lawson-Hanson step or round to the next are reused and only new or displaced
+rows are computed. The kernel returns the FLOPs it spent (multiply-adds of the
+correlation updates and the factorisations, counted as 2 each) so that
+:mod:`gapbound.flops` can count them through a registered formula.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+from torch.utils.flop_counter import register_flop_formula
+
+__all__ = ["active_set"]
+
+_TINY = 2.2250738585072014e-308  # smallest normal float64, as in inference._gap
+_MAX_INNER = 64  # Lawson-Hanson steps per round
+_PIVOT = 1e-13  # relative pivot below which an atom counts as dependent on the free atoms before it
+
+
+@njit(cache=True, inline="always")
+def _correlations(G: np.ndarray, c: np.ndarray, W: np.ndarray, s: np.ndarray, k: int, r: np.ndarray) -> int:
+    """``r = c - sum_a s_a G[W_a]`` over the nonzero ``s_a``; returns the FLOPs."""
+    N = c.shape[0]
+    for t in range(N):
+        r[t] = c[t]
+    flops = 0
+    a = 0
+    # Four rows per pass over r: a quarter of the loads and stores of r.
+    while a < k:
+        b0 = a
+        while b0 < k and s[b0] == 0.0:
+            b0 += 1
+        b1 = b0 + 1
+        while b1 < k and s[b1] == 0.0:
+            b1 += 1
+        b2 = b1 + 1
+        while b2 < k and s[b2] == 0.0:
+            b2 += 1
+        b3 = b2 + 1
+        while b3 < k and s[b3] == 0.0:
+            b3 += 1
+        if b3 < k:
+            g0, g1, g2, g3 = G[W[b0]], G[W[b1]], G[W[b2]], G[W[b3]]
+            v0, v1, v2, v3 = s[b0], s[b1], s[b2], s[b3]
+            for t in range(N):
+                r[t] -= v0 * g0[t] + v1 * g1[t] + v2 * g2[t] + v3 * g3[t]
+            flops += 8 * N
+            a = b3 + 1
+        else:
+            for b in (b0, b1, b2):
+                if b < k:
+                    g, v = G[W[b]], s[b]
+                    for t in range(N):
+                        r[t] -= v * g[t]
+                    flops += 2 * N
+            a = k
+    return flops
+
+
+@njit(cache=True)
+def _factor_rows(G: np.ndarray, W: np.ndarray, F: np.ndarray, m: int, start: int, q: np.ndarray, L: np.ndarray,
+                 y: np.ndarray) -> tuple[int, int]:
+    """Rows ``start..m-1`` of the Cholesky factor ``L`` of ``G[W_F, W_F]`` and of ``y = L^{-1} q_F``.
+
+    Stops at the first row whose pivot is below ``_PIVOT`` times its diagonal
+    entry: that atom is (numerically) a combination of the free atoms before
+    it, and ``L[i, :i]`` holds ``L^{-1} G[W_F[:i], W_F[i]]``. Returns (that row,
+    or ``m`` if none; FLOPs).
+    """
+    flops = 0
+    for i in range(start, m):
+        gi = G[W[F[i]]]
+        for j in range(i):
+            v = gi[W[F[j]]]
+            for p in range(j):
+                v -= L[i, p] * L[j, p]
+            L[i, j] = v / L[j, j]
+        d = gi[W[F[i]]]
+        v = q[F[i]]
+        for p in range(i):
+            d -= L[i, p] * L[i, p]
+            v -= L[i, p] * y[p]
+        flops += i * (i + 3)
+        if not d > _PIVOT * gi[W[F[i]]]:
+            return i, flops
+        L[i, i] = math.sqrt(d)
+        y[i] = v / L[i, i]
+    return m, flops
+
+
+@njit(cache=True, inline="always")
+def _back_solve(L: np.ndarray, b: np.ndarray, m: int, z: np.ndarray) -> int:
+    """``z = L[:m, :m]^{-T} b``; returns the FLOPs."""
+    for i in range(m - 1, -1, -1):
+        v = b[i]
+        for p in range(i + 1, m):
+            v -= L[p, i] * z[p]
+        z[i] = v / L[i, i]
+    return m * m
+
+
+@njit(cache=True, inline="always")
+def _step(s: np.ndarray, F: np.ndarray, m: int, w: np.ndarray, t_max: float) -> tuple[int, int]:
+    """``s[F] += t w`` for the largest ``t <= t_max`` keeping ``s >= 0``; the atoms reaching zero leave ``F``.
+
+    Returns (new size of ``F``, first position that left, or ``m``).
+    """
+    t = t_max
+    for i in range(m):
+        if w[i] < 0.0:
+            t = min(t, s[F[i]] / -w[i])
+    mm, first = 0, m
+    for i in range(m):
+        a = F[i]
+        if w[i] < 0.0 and s[a] / -w[i] <= t:
+            s[a] = 0.0
+            first = min(first, i)
+        else:
+            s[a] = max(s[a] + t * w[i], 0.0)
+            F[mm] = a
+            mm += 1
+    return mm, first
+
+
+@njit(cache=True)
+def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k: int, F: np.ndarray, L: np.ndarray,
+                   y: np.ndarray, z: np.ndarray, valid: int) -> tuple[int, int]:
+    """Minimise ``0.5 s'Gs - q's`` over ``s >= 0`` on working-set positions ``0..k-1``, from the feasible ``s``.
+
+    All positions start free, in order; the first ``valid`` rows of the factor
+    (``L``, ``y``) are still those of the same atoms and are reused.
+    Coordinates that the exact solve on the free set makes non-positive are
+    handled as in Lawson-Hanson NNLS: step towards it until the first reaches
+    zero, which leaves the free set (all at once from zero: a step of length
+    zero), and solve again, reusing the factor rows before the first that
+    left. An atom that is a combination ``D_F u`` of the free atoms before it
+    (duplicate atoms, or more free atoms than dimensions) gives the null
+    direction ``v = (u, -1)`` of ``D``, along which only the linear term
+    changes: the step goes along ``v`` or ``-v``, whichever does not increase
+    the objective, until an atom leaves. Every step lowers the objective or
+    keeps it. Returns (rows of the factor valid for the final free set, which
+    are its atoms in order, or 0 if it stopped early; FLOPs).
+    """
+    flops = 0
+    m = k
+    for a in range(k):
+        F[a] = a
+    for _ in range(_MAX_INNER):
+        if m == 0:
+            return 0, flops
+        bad, f = _factor_rows(G, W, F, m, valid, q, L, y)
+        flops += f
+        if bad < m:  # dependent atom F[bad]: z[:bad] = u, then the direction along +-(u, -1)
+            flops += _back_solve(L, L[bad], bad, z)
+            qv = -q[F[bad]]
+            for i in range(bad):
+                qv += q[F[i]] * z[i]
+            sign = 1.0 if qv >= 0.0 else -1.0
+            neg = sign > 0.0
+            for i in range(bad):
+                z[i] *= sign
+                neg = neg or z[i] < 0.0
+            if not neg:  # no atom can leave along a descent direction (not expected for lam > 0)
+                return 0, flops
+            z[bad] = -sign
+            m_new, first = _step(s, F, bad + 1, z, math.inf)
+            for i in range(bad + 1, m):  # the atoms after F[bad] keep their place behind
+                F[m_new + i - bad - 1] = F[i]
+            m, valid = m - (bad + 1 - m_new), min(bad, first)
+            continue
+        flops += _back_solve(L, y, m, z)
+        stepping = False
+        for i in range(m):
+            stepping = stepping or z[i] <= 0.0
+        if not stepping:
+            for i in range(m):
+                s[F[i]] = z[i]
+            return m, flops
+        for i in range(m):  # towards z: w = z - s
+            z[i] -= s[F[i]]
+        m, valid = _step(s, F, m, z, 1.0)
+        valid = min(valid, m)
+    return 0, flops
+
+
+@njit(cache=True, inline="always")
+def _scan(r: np.ndarray, lam: float, inW: np.ndarray, m: int, cand_i: np.ndarray, cand_v: np.ndarray) -> tuple[int, float]:
+    """Largest ``r_j`` and the (up to) ``m`` atoms outside the working set with the largest ``r_j > lam``."""
+    nc = 0
+    thr = lam
+    rmax = -math.inf
+    for t in range(r.shape[0]):
+        v = r[t]
+        if v > rmax:
+            rmax = v
+        if v > thr and not inW[t] and m > 0:
+            p = nc if nc < m else m - 1
+            nc = min(nc + 1, m)
+            while p > 0 and cand_v[p - 1] < v:
+                cand_v[p], cand_i[p] = cand_v[p - 1], cand_i[p - 1]
+                p -= 1
+            cand_v[p], cand_i[p] = v, t
+            if nc == m:
+                thr = cand_v[m - 1]
+    return nc, rmax
+
+
+@njit(cache=True, inline="always")
+def _primal(xx: float, c: np.ndarray, r: np.ndarray, W: np.ndarray, s: np.ndarray, k: int, lam: float) -> tuple[float, float, float]:
+    """Objective ``P(s)``, ``||x - D s||^2`` and ``x.(x - D s)`` from ``||x||^2``, ``c`` and ``r``."""
+    sc, sr, l1 = 0.0, 0.0, 0.0
+    for a in range(k):
+        sc += s[a] * c[W[a]]
+        sr += s[a] * r[W[a]]
+        l1 += s[a]
+    rr = max(xx - sc - sr, 0.0)
+    return 0.5 * rr + lam * l1, rr, xx - sc
+
+
+@njit(cache=True, inline="always")
+def _gap(primal: float, rr: float, xr: float, rmax: float, lam: float) -> float:
+    """Duality gap with the residual scaled into ``D^T theta <= lam`` (as inference._gap)."""
+    scale = lam / max(rmax, _TINY) if rmax > lam else 1.0
+    return max(primal - (scale * xr - 0.5 * scale * scale * rr), 0.0)
+
+
+@njit(cache=True, inline="always")
+def _keep(W: np.ndarray, s: np.ndarray, k: int, r: np.ndarray, lam: float, violators: bool, inW: np.ndarray,
+          tmp: np.ndarray) -> tuple[int, int]:
+    """Reorder the working set: coded atoms first (in order), then (if ``violators``) uncoded KKT violators; drop the rest.
+
+    Returns (new size, number of coded atoms).
+    """
+    kk, nv = 0, 0
+    for a in range(k):
+        j = W[a]
+        if s[a] > 0.0:
+            W[kk], s[kk] = j, s[a]
+            kk += 1
+        elif violators and r[j] > lam:
+            tmp[nv] = j
+            nv += 1
+        else:
+            inW[j] = False
+    n_coded = kk
+    for b in range(nv):
+        W[kk], s[kk] = tmp[b], 0.0
+        kk += 1
+    return kk, n_coded
+
+
+@njit(cache=True, parallel=True)
+def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_outer, n_add, n_first, S, P, gap, flops):  # pragma: no cover
+    n, N = rows.shape[0], G.shape[0]
+    for i in prange(n):
+        c, xi = DtX[rows[i]], xx[rows[i]]
+        r = np.empty(N)
+        inW = np.zeros(N, np.bool_)
+        W = np.empty(cap, np.int64)
+        s = np.zeros(cap)
+        q = np.empty(cap)
+        F = np.empty(cap, np.int64)
+        L = np.empty((cap, cap))
+        y = np.empty(cap)
+        z = np.empty(cap)
+        cand_i = np.empty(cap, np.int64)
+        cand_v = np.empty(cap)
+        k = 0
+        for a in range(idx.shape[1]):
+            if vals[i, a] > 0.0 and k < cap:
+                W[k], s[k] = idx[i, a], vals[i, a]
+                inW[W[k]] = True
+                k += 1
+        fl = _correlations(G, c, W, s, k, r)
+        adds = n_add if k > 0 else max(n_add, min(n_first, cap))
+        valid = 0  # leading rows of L still those of working-set positions 0..valid-1
+        Pi, gi = math.inf, math.inf
+        for outer in range(max_outer + 1):
+            P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
+            stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
+            if outer == 1:
+                adds = n_add
+            elif outer > 1:  # grow geometrically while the objective falls
+                adds = 1 if stalled else min(max(2 * adds, n_add), max(n_add, cap // 2))
+            Pi = P_new
+            # Where it stalled, only the single worst violator joins the coded atoms: Lawson-Hanson's
+            # rule, under which the next solve must lower the objective (several new atoms at zero
+            # can all leave again at once).
+            k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
+            valid = min(valid, n_coded)
+            nc, rmax = _scan(r, lam, inW, min(adds, cap - k), cand_i, cand_v)
+            gi = _gap(Pi, rr, xr, rmax, lam)
+            if gi <= tol or outer == max_outer or (nc == 0 and k == n_coded):
+                break
+            for a in range(nc):
+                W[k], s[k] = cand_i[a], 0.0
+                inW[W[k]] = True
+                k += 1
+            for a in range(k):
+                q[a] = c[W[a]] - lam
+            valid, f = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
+            fl += f + _correlations(G, c, W, s, k, r)
+        for a in range(k):
+            if s[a] > 0.0:
+                S[i, W[a]] = s[a]
+        P[i], gap[i], flops[i] = Pi, gi, fl
+
+
+@torch.library.custom_op("gapbound::active_set", mutates_args=())
+def _active_set_op(
+    G: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
+    lam: float, tol: float, cap: int, max_outer: int, n_add: int, n_first: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The compiled kernel as a torch operator, so that FlopCounterMode sees it (see the formula below)."""
+    n, N = rows.numel(), G.shape[0]
+    S = torch.zeros(n, N, dtype=torch.float64)
+    P, gap = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
+    flops = torch.empty(n, dtype=torch.int64)
+    # The kernel's threads follow torch's setting (the benchmarks give every solver the same).
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _kernel(G.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(), lam, tol, cap,
+            max_outer, n_add, n_first, S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
+    return S, P, gap, flops
+
+
+@register_flop_formula(torch.ops.gapbound.active_set, get_raw=True)
+def _active_set_flops(*args, out_val=None, **kwargs) -> int:
+    return int(out_val[3].sum())
+
+
+def active_set(
+    G: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
+    lam: float, tol: float, cap: int, max_outer: int, n_add: int, n_first: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample active-set refinement of compact codes (see the module docstring).
+
+    Parameters
+    ----------
+    G : torch.Tensor
+        ``N x N`` float64 Gram matrix ``D^T D`` (CPU).
+    DtX, xx : torch.Tensor
+        float64 ``X D`` (``n_all x N``) and ``||x||^2`` (``n_all``) of all samples.
+    rows : torch.Tensor
+        The ``n`` samples (int64 indices into ``DtX``) to solve.
+    idx, vals : torch.Tensor
+        Their starting codes as positions and float64 values (``n x w``, zero
+        padded, no position twice; at most ``cap`` nonzeros are kept).
+    lam, tol : float
+        L1 weight and per-sample duality-gap tolerance.
+    cap : int
+        Largest working set.
+    max_outer, n_add, n_first : int
+        Rounds, atoms added per round, atoms added to an empty support.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor, torch.Tensor)
+        Dense float64 codes (``n x N``), objective and duality gap per sample.
+    """
+    def prep(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return t.detach().to(dtype).contiguous()
+
+    S, P, gap, _ = _active_set_op(
+        prep(G, torch.float64), prep(DtX, torch.float64), prep(xx, torch.float64), prep(rows, torch.int64),
+        prep(idx, torch.int64), prep(vals, torch.float64), float(lam), float(tol), int(cap),
+        int(max_outer), int(n_add), int(n_first),
+    )
+    return S, P, gap
