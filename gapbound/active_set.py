@@ -152,7 +152,7 @@ def _step(s: np.ndarray, F: np.ndarray, m: int, w: np.ndarray, t_max: float) -> 
 
 @njit(cache=True)
 def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k: int, F: np.ndarray, L: np.ndarray,
-                   y: np.ndarray, z: np.ndarray, valid: int) -> tuple[int, int]:
+                   y: np.ndarray, z: np.ndarray, valid: int) -> tuple[int, int, bool]:
     """Minimise ``0.5 s'Gs - q's`` over ``s >= 0`` on working-set positions ``0..k-1``, from the feasible ``s``.
 
     All positions start free, in order; the first ``valid`` rows of the factor
@@ -167,7 +167,8 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
     changes: the step goes along ``v`` or ``-v``, whichever does not increase
     the objective, until an atom leaves. Every step lowers the objective or
     keeps it. Returns (rows of the factor valid for the final free set, which
-    are its atoms in order, or 0 if it stopped early; FLOPs).
+    are its atoms in order; FLOPs; whether it ended exact on that set rather
+    than stopping early).
     """
     flops = 0
     m = k
@@ -175,7 +176,7 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
         F[a] = a
     for _ in range(_MAX_INNER):
         if m == 0:
-            return 0, flops
+            return 0, flops, True
         bad, f = _factor_rows(G, W, F, m, valid, q, L, y)
         flops += f
         if bad < m:  # dependent atom F[bad]: z[:bad] = u, then the direction along +-(u, -1)
@@ -189,7 +190,7 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
                 z[i] *= sign
                 neg = neg or z[i] < 0.0
             if not neg:  # no atom can leave along a descent direction (not expected for lam > 0)
-                return 0, flops
+                return 0, flops, False
             z[bad] = -sign
             m_new, first = _step(s, F, bad + 1, z, math.inf)
             for i in range(bad + 1, m):  # the atoms after F[bad] keep their place behind
@@ -203,12 +204,12 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
         if not stepping:
             for i in range(m):
                 s[F[i]] = z[i]
-            return m, flops
+            return m, flops, True
         for i in range(m):  # towards z: w = z - s
             z[i] -= s[F[i]]
         m, valid = _step(s, F, m, z, 1.0)
         valid = min(valid, m)
-    return 0, flops
+    return 0, flops, False
 
 
 @njit(cache=True, inline="always")
@@ -303,6 +304,7 @@ def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_outer, n_add, n_firs
         adds = n_add if k > 0 else max(n_add, min(n_first, cap))
         valid = 0  # leading rows of L still those of working-set positions 0..valid-1
         Pi, gi = math.inf, math.inf
+        exact = False  # whether the codes solve the problem restricted to their support
         for outer in range(max_outer + 1):
             P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
             stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
@@ -318,7 +320,8 @@ def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_outer, n_add, n_firs
             valid = min(valid, n_coded)
             nc, rmax = _scan(r, lam, inW, min(adds, cap - k), cand_i, cand_v)
             gi = _gap(Pi, rr, xr, rmax, lam)
-            if gi <= tol or outer == max_outer or (nc == 0 and k == n_coded):
+            # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
+            if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
                 break
             for a in range(nc):
                 W[k], s[k] = cand_i[a], 0.0
@@ -326,7 +329,7 @@ def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_outer, n_add, n_firs
                 k += 1
             for a in range(k):
                 q[a] = c[W[a]] - lam
-            valid, f = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
+            valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
             fl += f + _correlations(G, c, W, s, k, r)
         for a in range(k):
             if s[a] > 0.0:

@@ -594,8 +594,8 @@ def _proximal_gradient(
             P, gap = torch.where(worse, P, Pc), torch.where(worse, gap, gapc)
         S_all = S_all.to(prob.dtype)
         done = gap <= tol
-        if done.all() and prob.dtype == torch.float64:  # the certificates are those of S_all
-            return InferenceResult(S_all, gap, P, 0, True)
+        if done.all():  # float64: the certificates are those of S_all; else certify the rounded codes
+            return InferenceResult(S_all, gap, P, 0, True) if prob.dtype == torch.float64 else prob.result(S_all, 0, tol)
         rows = rows[~done]
     else:
         S_all = prob.S0.clone()
