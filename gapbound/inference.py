@@ -458,8 +458,10 @@ def _active_set(
     cap = _cap(prob)
     n_first = min(16, cap // 4)
     if _compiled(prob):
-        return compiled_active_set(prob.G64, prob.DtX64, prob.xx64, rows, idx, vals, prob.lam, tol, cap, max_outer,
-                                   n_add, n_first)
+        # Its rounds have no batch overhead: four times as many (supports as wide as the
+        # rank end with one-atom rounds, see above).
+        return compiled_active_set(prob.G64, prob.DtX64, prob.xx64, rows, idx, vals, prob.lam, tol, cap,
+                                   4 * max_outer, n_add, n_first)
     if C is None:
         C = prob.certify_support(idx, vals, rows)[2]
     lam, n, N = prob.lam, idx.shape[0], prob.N

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -47,11 +49,13 @@ def _total(res) -> float:
     return float(res.objective.sum())
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @SETTINGS
-@given(problems())
-def test_fista_matches_cvxpy_and_sklearn(prob):
+@given(prob=problems())
+def test_fista_matches_cvxpy_and_sklearn(compiled, prob):
     D, X, lam = prob
-    f = fista(D, X, lam, tol=1e-11, max_iter=20000)
+    with _backend(compiled):
+        f = fista(D, X, lam, tol=1e-11, max_iter=20000)
     ref = cvxpy_encode(D, X, lam)
     lars = solve(D, X, lam, method="sklearn_lars")
     assert f.converged
@@ -123,11 +127,13 @@ def test_lawson_hanson_steps_are_descent_and_exact_on_the_support(m, k, n, seed)
             np.testing.assert_allclose(f(s)[whole], f(ref)[whole], rtol=1e-9, atol=1e-9)
 
 
-def test_active_set_alone_solves_a_cold_start_with_sparse_certificates():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_active_set_alone_solves_a_cold_start_with_sparse_certificates(compiled):
     """Large problems start with the active set (sparse certificates); it alone reaches the tolerance."""
     p = make_problem(SyntheticConfig(N=512, M=128, K=8, n_train=256, n_test=1, seed=5))
     D, X = p.D.double(), p.X_train.double()
-    res = fista(D, X, 0.1, tol=1e-9, max_iter=1)
+    with _backend(compiled):
+        res = fista(D, X, 0.1, tol=1e-9, max_iter=1)
     assert res.converged and res.n_iter == 0
     dense = duality_gap(D, X, res.codes, 0.1)
     assert torch.allclose(res.duality_gap, dense, rtol=1e-6, atol=1e-11)
@@ -165,6 +171,7 @@ def test_active_set_chunks_rows_without_changing_the_result(monkeypatch):
 
     p = make_problem(SyntheticConfig(N=512, M=128, K=8, n_train=96, n_test=1, seed=7))
     D, X = p.D.double(), p.X_train.double()
+    monkeypatch.setattr(inference, "_USE_COMPILED", False)  # the chunks are those of the batched version
     whole = fista(D, X, 0.1, tol=1e-10, max_iter=1)
     monkeypatch.setattr(inference, "_CHUNK_ELEMS", 7 * 16)  # a few rows per chunk, and a ragged last one
     chunked = fista(D, X, 0.1, tol=1e-10, max_iter=1)
@@ -172,6 +179,72 @@ def test_active_set_chunks_rows_without_changing_the_result(monkeypatch):
     # Same supports; values equal up to the rounding of batched LAPACK calls of other sizes.
     assert torch.equal(whole.codes > 0, chunked.codes > 0)
     assert torch.allclose(whole.codes, chunked.codes, rtol=0, atol=1e-12)
+
+
+@contextlib.contextmanager
+def _backend(compiled: bool):
+    """Run the active set compiled (per sample, numba) or batched in torch (the CUDA path) on the CPU."""
+    import gapbound.inference as inference
+
+    saved, inference._USE_COMPILED = inference._USE_COMPILED, compiled
+    try:
+        yield
+    finally:
+        inference._USE_COMPILED = saved
+
+
+def _degenerate(M: int, N: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A dictionary with two duplicated atoms (dependent working sets) and data using them."""
+    rng = np.random.default_rng(seed)
+    D = rng.normal(size=(M, N))
+    D /= np.linalg.norm(D, axis=0)
+    D[:, 1], D[:, 3] = D[:, 0], D[:, 2]
+    S = np.abs(rng.normal(size=(n, N))) * (rng.random((n, N)) < 0.3)
+    return D, S @ D.T + 0.05 * rng.normal(size=(n, M))
+
+
+@SETTINGS
+@given(prob=problems(), seed=st.integers(0, 2**31 - 1), duplicate=st.booleans())
+def test_compiled_active_set_alone_is_exact(prob, seed, duplicate):
+    """The compiled active set certifies random problems by itself (no FISTA iteration), from zero
+    or from random warm starts, also with a duplicated atom; FISTA's finish agrees with it."""
+    D, X, lam = prob
+    if duplicate and D.shape[1] > 1:
+        D = D.copy()
+        D[:, 1] = D[:, 0]
+    rng = np.random.default_rng(seed)
+    init = np.abs(rng.normal(size=(X.shape[0], D.shape[1]))) * (rng.random((X.shape[0], D.shape[1])) < 0.5)
+    for start in (None, init):
+        alone = fista(D, X, lam, init=start, tol=1e-10, max_iter=1)
+        assert alone.converged and alone.n_iter == 0 and (alone.codes >= 0).all()
+        assert torch.allclose(duality_gap(torch.as_tensor(D), torch.as_tensor(X), alone.codes, lam), alone.duality_gap,
+                              rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("start", ["cold", "warm", "duplicates"])
+def test_active_set_backends_reach_the_same_optimum(compiled, start):
+    """Compiled and batched active sets, alone (no FISTA iteration) or finished by FISTA, reach
+    cvxpy's optimum; the compiled one alone, even from poor warm starts and with duplicate atoms."""
+    if start == "duplicates":
+        D, X = _degenerate(20, 60, 64, seed=0)
+        D, X, init = torch.as_tensor(D), torch.as_tensor(X), None
+    else:
+        p = make_problem(SyntheticConfig(N=48, M=12, K=4, n_train=64, n_test=1, seed=8))
+        D, X = p.D.double(), p.X_train.double()
+        # A warm start on the true support plus noise atoms, not optimal on its own support.
+        init = None if start == "cold" else (p.S_train + 0.3 * (torch.rand_like(p.S_train) < 0.15)).double()
+    lam = 0.05
+    with _backend(compiled):
+        alone = fista(D, X, lam, init=init, tol=1e-10, max_iter=1)
+        res = fista(D, X, lam, init=init, tol=1e-10, max_iter=20000)
+    ref = cvxpy_encode(D, X, lam)
+    assert res.converged and (res.codes >= 0).all()
+    assert abs(_total(res) - _total(ref)) <= 1e-6 * _total(ref) + float(ref.duality_gap.sum())
+    if compiled:
+        assert alone.converged and alone.n_iter == 0
+        assert torch.allclose(alone.objective, res.objective, rtol=1e-9, atol=1e-10)
+    assert torch.allclose(duality_gap(D, X, res.codes, lam), res.duality_gap, rtol=1e-6, atol=1e-12)
 
 
 def test_polish_beats_plain_fista_and_freezes_samples():
@@ -233,6 +306,11 @@ def test_flops_are_counted_including_cholesky():
     idx = torch.stack([torch.randperm(512)[:5] for _ in range(6)])
     _ = (prob.DtX64, prob.G64, prob.xx64)  # set-up products, not counted below
     assert count_flops(prob.certify_support, idx, torch.rand(6, 5, dtype=torch.float64))[0] == 2 * 6 * 5 * 512
+    # The compiled active set reports its own FLOPs: at least one correlation update 2 N per code.
+    X = (torch.rand(6, 512, dtype=torch.float64) * (torch.rand(6, 512) < 0.01)) @ prob.D64.T
+    flops, res = count_flops(fista, prob.D64, X, 0.1, tol=1e-9, max_iter=1)
+    products = 2 * 6 * 128 * 512 + 2 * 512 * 128 * 512  # D^T X and the Gram matrix
+    assert res.converged and flops >= products + 2 * 512 * int((res.codes > 0).sum()) > products
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
