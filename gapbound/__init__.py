@@ -13,6 +13,7 @@ Synthetic data and models
 Inference and measurement
     :mod:`gapbound.inference`      per-sample sparse inference: the single solver entry point
                                    (FISTA, ISTA, LCA, Adam on exponentiated codes, active set)
+    :mod:`gapbound.active_set`     the active set compiled per sample (numba; CPU)
     :mod:`gapbound.metrics`        MCC, dictionary MCC, support F1, normalised MSE
     :mod:`gapbound.flops`          FLOPs measured with ``torch.utils.flop_counter``
     :mod:`gapbound.meter`          the amortisation gap of a trained SAE (``python -m gapbound.meter``)

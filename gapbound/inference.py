@@ -29,7 +29,9 @@ Solvers (``SOLVERS``, reached through :func:`solve`)
   per sample only where they lower the objective. FISTA finds the support
   roughly, the active set finishes exactly, so high accuracy costs tens of
   iterations instead of thousands. Samples whose gap is below ``tol`` are
-  frozen and drop out of the batch.
+  frozen and drop out of the batch. On CPU the active set runs compiled, per
+  sample (:mod:`gapbound.active_set`), and before any iteration: it usually
+  certifies every sample by itself (``n_iter == 0``).
 - ``ista``: the paper's plain projected gradient update (no momentum, no polish).
 - ``lca``: the locally competitive algorithm (Rozell et al. 2008) with the
   non-negative soft threshold; its fixed points are exactly the non-negative
