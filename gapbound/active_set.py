@@ -301,7 +301,7 @@ def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_outer, n_add, n_firs
                 inW[W[k]] = True
                 k += 1
         fl = _correlations(G, c, W, s, k, r)
-        adds = n_add if k > 0 else max(n_add, min(n_first, cap))
+        adds = n_add if k > 0 else max(n_add, n_first)
         valid = 0  # leading rows of L still those of working-set positions 0..valid-1
         Pi, gi = math.inf, math.inf
         exact = False  # whether the codes solve the problem restricted to their support
