@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gapbound.data import random_dictionary
+from gapbound.synthetic.data import random_dictionary
 from gapbound.theory import lower_bound, witness_codes
 
 from certify_tightness import atomic_write

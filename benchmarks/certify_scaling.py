@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from gapbound.data import random_dictionary
+from gapbound.synthetic.data import random_dictionary
 from gapbound.theory import certify
 
 

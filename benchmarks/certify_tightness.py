@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gapbound.data import random_dictionary
+from gapbound.synthetic.data import random_dictionary
 from gapbound.theory import fit_encoder, lower_bound, witness_codes
 
 PANEL = [("pairs", 2), ("exact", 2), ("exact", 3)]  # (design, K): 'pairs' serves every K >= 2; 'exact' has exactly K non-zeros

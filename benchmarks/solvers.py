@@ -35,13 +35,13 @@ from typing import Any, Callable
 import torch
 from threadpoolctl import threadpool_limits
 
-from gapbound.data import SyntheticConfig, make_problem
-from gapbound.encoders import SAE, Dictionary
-from gapbound.flops import count_flops
+from gapbound.synthetic.data import SyntheticConfig, make_problem
+from gapbound.models.encoders import SAE, Dictionary
+from gapbound.utils.flops import count_flops
 from gapbound.inference import solve
-from gapbound.metrics import mcc
-from gapbound.results import atomic_write_json
-from gapbound.training import Autoencoder, TrainConfig, tensor_batches, train
+from gapbound.synthetic.metrics import mcc
+from gapbound.utils.io import atomic_write_json
+from gapbound.training.loop import Autoencoder, TrainConfig, tensor_batches, train
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--lam", type=float, default=0.1, help="L1 weight of the LASSO part (default 0.1)")
     ap.add_argument("--tol", type=float, default=1e-8, help="per-sample duality-gap tolerance of gapbound's solvers")
     ap.add_argument("--reach-rtol", type=float, default=1e-7, help="relative objective excess that still counts as reaching sklearn's")
-    ap.add_argument("--ito-lam", type=float, default=1e-3, help="L1 weight of the ITO part (gapbound.methods' default)")
+    ap.add_argument("--ito-lam", type=float, default=1e-3, help="L1 weight of the ITO part (gapbound.synthetic.methods' default)")
     ap.add_argument("--budgets", type=int, nargs="+", default=[5, 20, 80, 320], help="iteration budgets of plain warm-started FISTA in the ITO part")
     ap.add_argument("--mcc-slack", type=float, default=1e-3,
                     help="ITO matches the baseline when its test MCC is at least the baseline's minus this "

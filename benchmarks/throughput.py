@@ -3,16 +3,16 @@
     python -m benchmarks.throughput                      # N=1000, M=200, batch 1024, MLP widths 256 and 1024
     python -m benchmarks.throughput --device cuda --out results/throughput.json
 
-For each encoder the library's own :func:`gapbound.training.train` runs twice
+For each encoder the library's own :func:`gapbound.training.loop.train` runs twice
 with different step counts on one fixed minibatch; the difference of the two
 wall times divided by the difference of steps is the cost of one steady-state
 step (Adam update, dead-latent bookkeeping and progress bar included; the
 one-off FLOP counting and set-up cancel). FLOPs per step are measured by
-:mod:`gapbound.flops` (torch's FlopCounterMode, matrix products only).
+:mod:`gapbound.utils.flops` (torch's FlopCounterMode, matrix products only).
 Achieved FLOP/s = step FLOPs / step time, reported next to the machine's
 matmul FLOP/s measured in the same process (best of several square fp32
 products). A second figure per encoder includes generating the streamed
-minibatch (:class:`gapbound.data.CodeStream`), i.e. what ``simulations.scaled``
+minibatch (:class:`gapbound.synthetic.data.CodeStream`), i.e. what ``simulations.scaled``
 actually pays per step. Every time is the best of ``--repeats`` measurements,
 which filters out interference from other processes on a shared machine.
 """
@@ -26,12 +26,12 @@ from typing import Callable, Sequence
 
 import torch
 
-from gapbound.cli import positive_int, run_cli
-from gapbound.data import CodeStream, random_dictionary
-from gapbound.encoders import make_encoder
-from gapbound.results import atomic_write_json
-from gapbound.training import BatchFn, Supervised, TrainConfig, stream_batches, train
-from gapbound.validation import check_sparsity, resolve_device
+from gapbound.utils.cli import positive_int, run_cli
+from gapbound.synthetic.data import CodeStream, random_dictionary
+from gapbound.models.encoders import make_encoder
+from gapbound.utils.io import atomic_write_json
+from gapbound.training.loop import BatchFn, Supervised, TrainConfig, stream_batches, train
+from gapbound.utils.validation import check_sparsity, resolve_device
 
 
 def _sync(device: torch.device) -> None:

@@ -1,38 +1,33 @@
 """gapbound: certified amortisation gaps and compute-optimal inference for sparse autoencoders.
 
 Implements O'Neill, Gumran & Klindt, "Compute Optimal Inference and Provable
-Amortisation Gap in Sparse Autoencoders" (ICML 2025). One module per concept:
+Amortisation Gap in Sparse Autoencoders" (ICML 2025).
 
-Synthetic data and models
-    :mod:`gapbound.data`           generative model, dictionaries, deterministic batch streams
-    :mod:`gapbound.encoders`       SAE (ReLU / TopK / JumpReLU), MLP encoder, unit-norm dictionary
-    :mod:`gapbound.training`       one training loop for every method and setting
-    :mod:`gapbound.sparse_coding`  sparse coding: per-sample codes learned with the dictionary
-    :mod:`gapbound.methods`        the paper's methods x settings, configured and evaluated
+The public API is this module's ``__all__``:
 
-Inference and measurement
-    :mod:`gapbound.inference`      per-sample sparse inference: the single solver entry point
-                                   (FISTA, ISTA, LCA, Adam on exponentiated codes, active set)
-    :mod:`gapbound.active_set`     the active set compiled per sample (numba; CPU)
-    :mod:`gapbound.metrics`        MCC, dictionary MCC, support F1, normalised MSE
-    :mod:`gapbound.flops`          FLOPs measured with ``torch.utils.flop_counter``
-    :mod:`gapbound.meter`          the amortisation gap of a trained SAE (``python -m gapbound.meter``)
-    :mod:`gapbound.saelens`        SAEs in the SAELens directory layout
+- :func:`solve` / :class:`InferenceResult`: per-sample non-negative LASSO, certified per sample;
+- :func:`certify` / :class:`CertifyResult`: a certified lower bound on the error of every
+  encoder of a class on codes that exact per-sample inference recovers;
+- :class:`SAE`: one sparse autoencoder class (ReLU, TopK, JumpReLU) with SAELens-layout ``save`` / ``load``;
+- :func:`measure_gap` / :class:`GapReport`: the amortisation gap of a trained SAE under its own decoder.
 
-Theory
-    :mod:`gapbound.theory`         witness sets, certified lower bounds, exact decoding
-    :mod:`gapbound.certify`        ``python -m gapbound.certify``
+Subpackages, one concept each:
 
-Language models
-    :mod:`gapbound.harvest`        activations of a transformers model over a text stream
-    :mod:`gapbound.shards`         resumable on-disk activation/token shard store
-    :mod:`gapbound.lm_training`    SAE / MLP / LCA training on the shard store
-    :mod:`gapbound.autointerp`     explain-then-detect interpretability scoring
-
-Plumbing
-    :mod:`gapbound.validation`     input checks with clear errors
-    :mod:`gapbound.results`        atomic result and checkpoint writes
-    :mod:`gapbound.cli`            shared command-line plumbing
+``gapbound.inference``  solvers, certificates, the active set (numba or torch backend), reference solvers
+``gapbound.theory``     witness sets, row bounds per encoder class, exact decoding, ``certify``
+``gapbound.meter``      the gap meter (``python -m gapbound.meter``)
+``gapbound.models``     SAE, MLP encoder, dictionary, per-sample coding model, SAELens files
+``gapbound.training``   one training loop, objectives, dead-latent resampling
+``gapbound.synthetic``  the paper's generative model, metrics, methods x settings
+``gapbound.lm``         language-model activations: harvest, shard store, training, autointerp
+``gapbound.utils``      validation, atomic I/O, FLOP counting, command lines, experiment directories
 """
 
+from .inference import InferenceResult, solve
+from .meter import GapReport, measure_gap
+from .models.encoders import SAE
+from .theory import CertifyResult, certify
+
 __version__ = "0.1.0"
+
+__all__ = ["solve", "InferenceResult", "certify", "CertifyResult", "SAE", "measure_gap", "GapReport", "__version__"]

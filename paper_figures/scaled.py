@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gapbound.results import read_json  # noqa: E402
+from gapbound.utils.io import read_json  # noqa: E402
 from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 from paper_figures.synthetic import plot_setting  # noqa: E402
 

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gapbound.results import read_json  # noqa: E402
+from gapbound.utils.io import read_json  # noqa: E402
 
 TITLES = {"known_z": "Known Z", "known_d": "Known D", "unknown": "Unknown Z and D"}
 COLORS = {"SAE": "tab:blue", "SAE+ITO": "tab:red", "SC": "tab:green"}

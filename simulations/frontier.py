@@ -4,7 +4,7 @@
     python -m simulations.frontier --full     # the paper's step counts, 5 seeds, MLP-1024
 
 For the known-D and unknown settings (N=16, M=8, K=3) it trains each base
-model once per seed through :func:`gapbound.methods.run_seed` (SAE, MLP-h for
+model once per seed through :func:`gapbound.synthetic.methods.run_seed` (SAE, MLP-h for
 each width, SC), then re-evaluates SAE+ITO and SC under a sweep of
 per-sample inference budgets from the saved checkpoints, so no model is
 trained twice: plain FISTA for each iteration budget (duality-gap tolerance 0,
@@ -25,11 +25,11 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from gapbound.cli import add_common_args, limit_threads, positive_int, run_cli
-from gapbound.data import SyntheticConfig
-from gapbound.methods import ExperimentConfig, run_seed
-from gapbound.results import atomic_write_json, read_json
-from gapbound.training import TrainConfig
+from gapbound.utils.cli import add_common_args, limit_threads, positive_int, run_cli
+from gapbound.synthetic.data import SyntheticConfig
+from gapbound.synthetic.methods import ExperimentConfig, run_seed
+from gapbound.utils.io import atomic_write_json, read_json
+from gapbound.training.loop import TrainConfig
 from simulations import render_figures
 
 SETTINGS = ("known_d", "unknown")

@@ -9,7 +9,7 @@ Stages, each resumable: (1) harvest activations and tokens into a shard store
 (``OUT/store``, or ``--store``), skipping finished shards; (2) train each
 method on the training shards (checkpoints in ``OUT/checkpoints``), evaluate
 NMSE, L0, dead latents and the amortisation gap on the held-out shards, and
-score ``--n-latents`` latents by explain-then-detect (:mod:`gapbound.autointerp`;
+score ``--n-latents`` latents by explain-then-detect (:mod:`gapbound.lm.autointerp`;
 explanations from training contexts, detection on held-out ones); each
 method's result is written to ``OUT/parts/<method>.json`` and skipped when
 rerun with the same settings; (3) write ``OUT/gpt2.json`` and draw the F1 box
@@ -33,10 +33,10 @@ from typing import Sequence
 
 import torch
 
-from gapbound.cli import add_common_args, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
-from gapbound.harvest import OFFLINE_MODEL, OFFLINE_TEXT, SITES, HarvestConfig, UnavailableError, harvest
-from gapbound.lm_training import METHODS, QUICK, LMConfig, run_method
-from gapbound.results import atomic_write_json, finished_result
+from gapbound.utils.cli import add_common_args, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.lm.harvest import OFFLINE_MODEL, OFFLINE_TEXT, SITES, HarvestConfig, UnavailableError, harvest
+from gapbound.lm.training import METHODS, QUICK, LMConfig, run_method
+from gapbound.utils.io import atomic_write_json, finished_result
 from simulations import render_figures
 
 # 50,000 steps x 64 contexts x 128 tokens: the paper's 406M-token budget.

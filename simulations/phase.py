@@ -42,12 +42,12 @@ from typing import Iterable, Sequence
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from gapbound.cli import add_common_args, nonnegative_int, positive_float, positive_int, run_cli
-from gapbound.data import SyntheticConfig
-from gapbound.methods import SETTINGS, ExperimentConfig, run_seed
-from gapbound.results import atomic_write_json, finished_result, jsonable
-from gapbound.training import TrainConfig
-from gapbound.validation import check_int, resolve_device
+from gapbound.utils.cli import add_common_args, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.synthetic.data import SyntheticConfig
+from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, run_seed
+from gapbound.utils.io import atomic_write_json, finished_result, jsonable
+from gapbound.training.loop import TrainConfig
+from gapbound.utils.validation import check_int, resolve_device
 from simulations import render_figures
 
 FULL_GRID = {"N": (16, 32, 64, 128, 256), "M": (8, 16, 32), "K": (3, 9, 15)}

@@ -39,12 +39,12 @@ from typing import Sequence
 
 from joblib import Parallel, delayed
 
-from gapbound.cli import add_common_args, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
-from gapbound.data import CodeStream, SyntheticConfig, make_problem
-from gapbound.methods import ExperimentConfig, run_seed, summarise
-from gapbound.results import atomic_write_json, jsonable, read_json
-from gapbound.training import BatchFn, TrainConfig, stream_batches
-from gapbound.validation import check_int, resolve_device
+from gapbound.utils.cli import add_common_args, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_problem
+from gapbound.synthetic.methods import ExperimentConfig, run_seed, summarise
+from gapbound.utils.io import atomic_write_json, jsonable, read_json
+from gapbound.training.loop import BatchFn, TrainConfig, stream_batches
+from gapbound.utils.validation import check_int, resolve_device
 from simulations import render_figures
 
 
@@ -163,7 +163,7 @@ def prefetched(batches: BatchFn, depth: int = 2) -> BatchFn:
 def run_part(cfg: ScaledConfig, seed: int, out: Path, threads: int) -> dict:
     """Train and evaluate every method for one seed; write ``OUT/parts/seed<seed>.json`` atomically.
 
-    The training set is a :class:`~gapbound.data.CodeStream` over ``n_samples``
+    The training set is a :class:`~gapbound.synthetic.data.CodeStream` over ``n_samples``
     samples of the seed's dictionary; the test split is the seed's
     ``make_problem`` test set (an independent random stream).
     """

@@ -21,11 +21,11 @@ from typing import Sequence
 
 from joblib import Parallel, delayed
 
-from gapbound.cli import add_common_args, default_jobs, limit_threads, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
-from gapbound.data import SyntheticConfig
-from gapbound.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, parse_method, run_seed, summarise
-from gapbound.results import atomic_write_json, finished_result, jsonable, read_json
-from gapbound.training import TrainConfig
+from gapbound.utils.cli import add_common_args, default_jobs, limit_threads, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.synthetic.data import SyntheticConfig
+from gapbound.synthetic.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, parse_method, run_seed, summarise
+from gapbound.utils.io import atomic_write_json, finished_result, jsonable, read_json
+from gapbound.training.loop import TrainConfig
 from simulations import render_figures
 
 # Paper protocol: 100,000 steps for the unknown setting; the known-Z / known-D

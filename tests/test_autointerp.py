@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gapbound import autointerp as ai
+from gapbound.lm import autointerp as ai
 
 V, W = 300, 32
 

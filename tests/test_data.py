@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from gapbound.data import CodeStream, SyntheticConfig, make_generator, make_problem, random_dictionary, sample_codes
+from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_generator, make_problem, random_dictionary, sample_codes
 
 
 @settings(max_examples=25, deadline=None)

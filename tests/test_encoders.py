@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gapbound.encoders import SAE, Dictionary, MLPEncoder, make_encoder
+from gapbound.models.encoders import SAE, Dictionary, MLPEncoder, make_encoder
 
 
 @pytest.mark.parametrize("activation, kw", [("relu", {}), ("topk", {"k": 3}), ("jumprelu", {"threshold": 0.1})])

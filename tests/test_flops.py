@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gapbound.encoders import MLPEncoder, SAE
-from gapbound.flops import count_flops, forward_flops, train_step_flops
+from gapbound.models.encoders import MLPEncoder, SAE
+from gapbound.utils.flops import count_flops, forward_flops, train_step_flops
 
 
 @pytest.mark.parametrize("n, M, N", [(1, 1, 1), (32, 8, 16), (100, 200, 1000)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gapbound.results import read_json
+from gapbound.utils.io import read_json
 from paper_figures.frontier import render
 from simulations import frontier
 

@@ -10,8 +10,8 @@ import torch
 
 pytest.importorskip("transformers")
 
-from gapbound import lm_training as lt
-from gapbound.encoders import Dictionary
+from gapbound.lm import training as lt
+from gapbound.models.encoders import Dictionary
 from gapbound.inference import objective, solve
 from simulations import gpt2 as sim
 
@@ -53,7 +53,7 @@ def test_results_schema_and_sanity(run):
 def test_rerun_reuses_finished_methods_and_store(run, monkeypatch):
     argv, out, report = run
     monkeypatch.setattr(sim, "run_method", lambda *a, **k: pytest.fail("a finished method was retrained"))
-    monkeypatch.setattr(sim, "harvest", lambda cfg, d, **k: __import__("gapbound.shards").shards.ShardStore.open(d))
+    monkeypatch.setattr(sim, "harvest", lambda cfg, d, **k: __import__("gapbound.lm.shards").lm.shards.ShardStore.open(d))
     assert sim.main(argv) == 0
     assert json.loads((out / "gpt2.json").read_text())["methods"] == report["methods"]
     with pytest.raises(ValueError, match="different settings"):

@@ -10,8 +10,8 @@ import torch
 
 pytest.importorskip("transformers")
 
-from gapbound import harvest as hv
-from gapbound.shards import ActivationStream, ShardCorruptedError, ShardStore
+from gapbound.lm import harvest as hv
+from gapbound.lm.shards import ActivationStream, ShardCorruptedError, ShardStore
 
 from test_harvest_fixtures import make_tiny_gpt2, write_text
 

@@ -1,4 +1,4 @@
-"""Solvers of gapbound.inference against cvxpy and scikit-learn, certificates, warm starts, bad input."""
+"""Solvers of gapbound.inference.solvers against cvxpy and scikit-learn, certificates, warm starts, bad input."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gapbound.data import SyntheticConfig, make_problem
-from gapbound.flops import count_flops
-from gapbound.inference import (
+from gapbound.synthetic.data import SyntheticConfig, make_problem
+from gapbound.utils.flops import count_flops
+from gapbound.inference.solvers import (
     SOLVERS,
     _compact,
     _Problem,
@@ -107,7 +107,7 @@ def test_lawson_hanson_steps_are_descent_and_exact_on_the_support(m, k, n, seed)
     KKT rounds of the solver around it (tested end to end against cvxpy above)."""
     from scipy.optimize import nnls
 
-    from gapbound.inference import _lawson_hanson
+    from gapbound.inference.solvers import _lawson_hanson
 
     rng = np.random.default_rng(seed)
     A, b = rng.normal(size=(n, m, k)), rng.normal(size=(n, m))
@@ -167,7 +167,7 @@ def test_compact_working_sets_truncate_or_restart_wide_codes(n_wide):
 
 def test_active_set_chunks_rows_without_changing_the_result(monkeypatch):
     """The Lawson-Hanson solves run in row chunks (memory reuse); chunk boundaries must not matter."""
-    import gapbound.inference as inference
+    import gapbound.inference.solvers as inference
 
     p = make_problem(SyntheticConfig(N=512, M=128, K=8, n_train=96, n_test=1, seed=7))
     D, X = p.D.double(), p.X_train.double()
@@ -184,7 +184,7 @@ def test_active_set_chunks_rows_without_changing_the_result(monkeypatch):
 @contextlib.contextmanager
 def _backend(compiled: bool):
     """Run the active set compiled (per sample, numba) or batched in torch (the CUDA path) on the CPU."""
-    import gapbound.inference as inference
+    import gapbound.inference.solvers as inference
 
     saved, inference._USE_COMPILED = inference._USE_COMPILED, compiled
     try:

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gapbound.data import SyntheticConfig, make_problem
-from gapbound.encoders import SAE, Dictionary
+from gapbound.synthetic.data import SyntheticConfig, make_problem
+from gapbound.models.encoders import SAE, Dictionary
 from gapbound.inference import objective, solve
 from gapbound.meter import main, measure_gap
-from gapbound.saelens import SAELensSAE, load_sae, save_sae
-from gapbound.training import Autoencoder, TrainConfig, tensor_batches, train
+from gapbound.models.saelens import SAELensSAE, load_sae, save_sae
+from gapbound.training.loop import Autoencoder, TrainConfig, tensor_batches, train
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gapbound.metrics import correlation_matrix, dictionary_mcc, mcc, nmse, support_scores
+from gapbound.synthetic.metrics import correlation_matrix, dictionary_mcc, mcc, nmse, support_scores
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=64)
 

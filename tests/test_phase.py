@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gapbound.cli import run_cli
-from gapbound.results import read_json
-from gapbound.training import TrainConfig
+from gapbound.utils.cli import run_cli
+from gapbound.utils.io import read_json
+from gapbound.training.loop import TrainConfig
 from simulations import phase
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gapbound.cli import run_cli
-from gapbound.data import CodeStream, make_problem
-from gapbound.results import read_json
+from gapbound.utils.cli import run_cli
+from gapbound.synthetic.data import CodeStream, make_problem
+from gapbound.utils.io import read_json
 from simulations import scaled
 
 REPO = Path(__file__).resolve().parents[1]

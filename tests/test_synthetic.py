@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from gapbound.data import SyntheticConfig, make_generator, make_problem
-from gapbound.methods import ExperimentConfig, parse_method, run_seed
-from gapbound.metrics import mcc
-from gapbound.training import TrainConfig
+from gapbound.synthetic.data import SyntheticConfig, make_generator, make_problem
+from gapbound.synthetic.methods import ExperimentConfig, parse_method, run_seed
+from gapbound.synthetic.metrics import mcc
+from gapbound.training.loop import TrainConfig
 from simulations import synthetic
 
 SMALL = SyntheticConfig(n_train=256, n_test=256)

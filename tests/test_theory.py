@@ -1,4 +1,4 @@
-"""Executable checks of the certified amortisation gap (gapbound.theory, gapbound.certify).
+"""Executable checks of the certified amortisation gap (gapbound.theory, gapbound.theory.cli).
 
 Property tests over random dictionaries: (1) validity, trained encoders never
 beat the certified bound; (2) positivity; (3) per-sample inference reaches ~0
@@ -16,11 +16,11 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gapbound.certify import main as certify_main
-from gapbound.data import random_dictionary
+from gapbound.theory.cli import main as certify_main
+from gapbound.synthetic.data import random_dictionary
 from gapbound.inference import solve
+from gapbound.theory.core import _envelope
 from gapbound.theory import (
-    _envelope,
     certify,
     exact_decode,
     fit_encoder,

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from gapbound.data import CodeStream, SyntheticConfig, make_generator, make_problem, random_dictionary, sample_codes
-from gapbound.encoders import SAE, Dictionary, MLPEncoder, make_encoder
-from gapbound.metrics import dictionary_mcc, mcc
-from gapbound.sparse_coding import SparseCoding
-from gapbound.training import Autoencoder, Supervised, TrainConfig, stream_batches, tensor_batches, train
+from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_generator, make_problem, random_dictionary, sample_codes
+from gapbound.models.encoders import SAE, Dictionary, MLPEncoder, make_encoder
+from gapbound.synthetic.metrics import dictionary_mcc, mcc
+from gapbound.models.coding import SparseCoding
+from gapbound.training.loop import Autoencoder, Supervised, TrainConfig, stream_batches, tensor_batches, train
 
 
 def _problem():

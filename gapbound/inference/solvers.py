@@ -30,7 +30,7 @@ Solvers (``SOLVERS``, reached through :func:`solve`)
   roughly, the active set finishes exactly, so high accuracy costs tens of
   iterations instead of thousands. Samples whose gap is below ``tol`` are
   frozen and drop out of the batch. On CPU the active set runs compiled, per
-  sample (:mod:`gapbound.active_set`), and before any iteration: it usually
+  sample (:mod:`gapbound.inference.compiled`), and before any iteration: it usually
   certifies every sample by itself (``n_iter == 0``).
 - ``ista``: the paper's plain projected gradient update (no momentum, no polish).
 - ``lca``: the locally competitive algorithm (Rozell et al. 2008) with the
@@ -62,8 +62,8 @@ import torch
 
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
-from .active_set import active_set as compiled_active_set
-from .validation import as_tensor, check_data, check_dictionary, check_float, check_int
+from .compiled import active_set as compiled_active_set
+from ..utils.validation import as_tensor, check_data, check_dictionary, check_float, check_int
 
 __all__ = [
     "InferenceResult",
@@ -165,7 +165,7 @@ def lipschitz(D: torch.Tensor) -> float:
 
 # The active-set polish factorises small reduced Gram matrices; torch's FLOP
 # counter has no formula for that, so register the textbook counts to keep
-# gapbound.flops.count_flops honest about it.
+# gapbound.utils.flops.count_flops honest about it.
 _aten = torch.ops.aten
 if _aten.linalg_cholesky_ex not in flop_registry:
 
@@ -335,7 +335,7 @@ def _sub_gram(prob: _Problem, idx: torch.Tensor, chunk: int = 512) -> torch.Tens
 
 
 _RIDGE = 1e-11
-# On CPU the active set runs compiled, sample by sample (gapbound.active_set); the batched
+# On CPU the active set runs compiled, sample by sample (gapbound.inference.compiled); the batched
 # torch version below serves CUDA, dictionaries too wide for a Gram matrix, and the tests
 # that hold the two to the same answers.
 _USE_COMPILED = True
@@ -441,7 +441,7 @@ def _active_set(
     ``vals`` (``n x w``, zero-padded, no position twice, see :func:`_compact`),
     with their correlations ``C = D^T r`` (``n x N``, float64; overwritten;
     None to compute them here). On CPU the method runs compiled, one sample at
-    a time (:func:`gapbound.active_set.active_set`, which recomputes the
+    a time (:func:`gapbound.inference.compiled.active_set`, which recomputes the
     correlations itself); otherwise it is batched over samples in torch. Each round solves the problem exactly on a working set
     (:func:`_lawson_hanson`): each sample's support plus its atoms most
     violating the KKT condition ``d_j . r <= lam``, then certifies the result.
@@ -730,7 +730,7 @@ def fista_l1_ball(
     FISTA with projection onto the capped simplex. The certificate is the
     Frank-Wolfe gap ``grad.(s - v)``, ``v`` the best vertex of the feasible
     set (``0`` or ``radius_i e_j``), an upper bound on suboptimality for
-    this convex problem over a compact set. Used by :mod:`gapbound.meter` to
+    this convex problem over a compact set. Used by :mod:`gapbound.meter.core` to
     compare an SAE's reconstruction with the best one at the same L1.
 
     Parameters

@@ -4,7 +4,7 @@ The paper trains its encoders on GPT-2 small residual-stream activations from
 OpenWebText in contexts of 128 tokens. This module loads any ``transformers``
 causal or masked language model by hub name or local path, cuts a text source
 into fixed-length contexts, and records the activations at one *site* of one
-layer, with their tokens, into a :class:`gapbound.shards.ShardStore`.
+layer, with their tokens, into a :class:`gapbound.lm.shards.ShardStore`.
 
 Sites (``layer`` counts transformer blocks from 0):
 
@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .shards import ShardStore
-from .validation import check_int, resolve_device
+from ..utils.validation import check_int, resolve_device
 
 __all__ = [
     "SITES",
@@ -489,7 +489,7 @@ def harvest(
         Unknown layer or site, context length 0 or longer than the model
         allows, a text source without a single full context, or an existing
         store harvested with different settings or holding a truncated or
-        malformed shard (:class:`~gapbound.shards.ShardCorruptedError`).
+        malformed shard (:class:`~gapbound.lm.shards.ShardCorruptedError`).
     UnavailableError
         Model or text not available offline (message says how to provide them).
     """

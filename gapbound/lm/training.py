@@ -1,11 +1,11 @@
 """The paper's language-model experiment: SAE, MLP encoder and LCA sparse coding on harvested activations.
 
-Three methods, all trained by :func:`gapbound.training.train` (Adam, L1,
+Three methods, all trained by :func:`gapbound.training.loop.train` (Adam, L1,
 dead-latent resampling, checkpoint/resume) on shuffled minibatches streamed
-from a :class:`~gapbound.shards.ShardStore`:
+from a :class:`~gapbound.lm.shards.ShardStore`:
 
-- ``SAE``: :class:`~gapbound.encoders.SAE` (ReLU) + unit-norm :class:`~gapbound.encoders.Dictionary`;
-- ``MLP``: :class:`~gapbound.encoders.MLPEncoder` (hidden width ``11 x d_model``,
+- ``SAE``: :class:`~gapbound.models.encoders.SAE` (ReLU) + unit-norm :class:`~gapbound.models.encoders.Dictionary`;
+- ``MLP``: :class:`~gapbound.models.encoders.MLPEncoder` (hidden width ``11 x d_model``,
   8448 for GPT-2) + the same kind of dictionary;
 - ``LCA``: sparse coding with per-sample inference: every step infers each
   sample's code with the locally competitive algorithm under the current
@@ -20,7 +20,7 @@ steps of 8192 vectors (64 contexts x 128 tokens: 406M tokens), learning rate
 training batches, so that ``E ||x||^2 = d_model``; the centring plays the role
 of a fixed decoder bias. NMSE is invariant to this affine map, so it is the
 NMSE of the raw activations. The L1 weight follows the training objective of
-:mod:`gapbound.training` (MSE averaged over dimensions + ``l1`` x batch-mean L1
+:mod:`gapbound.training.loop` (MSE averaged over dimensions + ``l1`` x batch-mean L1
 norm); its default ``5 / d_model`` is Anthropic's (2024) penalty 5 for
 sum-over-dimensions MSE on activations of norm ``sqrt(d_model)``. The matching
 per-sample LASSO weight is ``lam = l1 * d_model / 2`` (same minimiser), used by
@@ -47,13 +47,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autointerp import TokenExplainer, make_windows, score_latents
-from .encoders import SAE, Dictionary, MLPEncoder
-from .inference import SOLVERS, solve
-from .meter import measure_gap
-from .metrics import nmse
+from ..models.encoders import SAE, Dictionary, MLPEncoder
+from ..inference import SOLVERS, solve
+from ..meter import measure_gap
+from ..synthetic.metrics import nmse
 from .shards import ActivationStream, ShardStore
-from .training import Autoencoder, TrainConfig, high_loss_inputs, train
-from .validation import check_float, check_int, resolve_device
+from ..training.loop import Autoencoder, TrainConfig, high_loss_inputs, train
+from ..utils.validation import check_float, check_int, resolve_device
 
 __all__ = [
     "METHODS",
@@ -180,8 +180,8 @@ class InferredCoding(nn.Module):
     dictionary with ``solve(D, x, lam, method)``, which minimises the same
     per-sample objective as the training loss (``lam = l1 * M / 2``), then
     returns the reconstruction + L1 loss whose gradient updates the dictionary
-    only. The :class:`~gapbound.training.Trainable` interface lets
-    :func:`gapbound.training.train` run it like any other model.
+    only. The :class:`~gapbound.training.loop.Trainable` interface lets
+    :func:`gapbound.training.loop.train` run it like any other model.
 
     Parameters
     ----------

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .validation import check_dictionary, check_float, check_int
+from ..utils.validation import check_dictionary, check_float, check_int
 
 __all__ = ["SAE", "MLPEncoder", "Dictionary", "Activation", "make_encoder", "jump_relu"]
 

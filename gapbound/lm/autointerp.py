@@ -58,7 +58,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .validation import check_float, check_int
+from ..utils.validation import check_float, check_int
 
 __all__ = [
     "Windows",

@@ -1,6 +1,6 @@
 """Gap meter: how much per-sample optimal inference under the *same* decoder improves an SAE.
 
-Given an encoder (any callable: a gapbound SAE, a :class:`~gapbound.saelens.SAELensSAE`,
+Given an encoder (any callable: a gapbound SAE, a :class:`~gapbound.models.saelens.SAELensSAE`,
 a function), its decoder ``x_hat = D s + b_dec`` (``D`` is ``M x N``) and activations
 ``X`` (``n x M``), the meter compares the SAE's codes with per-sample optimal codes
 for the same decoder, sample by sample:
@@ -12,7 +12,7 @@ for the same decoder, sample by sample:
   ``certificate`` being the optimum's duality gap.
 - **Reconstruction at matched L1**: the best squared error reachable with
   ``s >= 0, ||s||_1 <= ||s_sae||_1`` (same L1 budget per sample), with a
-  Frank-Wolfe certificate (:func:`gapbound.inference.fista_l1_ball`).
+  Frank-Wolfe certificate (:func:`gapbound.inference.solvers.fista_l1_ball`).
 
 ``lam`` defaults to the value at which the SAE's own codes are closest to
 stationary: the median of ``d_j . r`` over the SAE's active latents (at a
@@ -22,7 +22,7 @@ Command line::
 
     python -m gapbound.meter PATH_TO_SAE ACTIVATIONS.npy [--lam L] [--json]
 
-``PATH_TO_SAE`` is a directory in the SAELens layout (see :mod:`gapbound.saelens`).
+``PATH_TO_SAE`` is a directory in the SAELens layout (see :mod:`gapbound.models.saelens`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .inference import duality_gap, fista, fista_l1_ball, objective
-from .validation import as_tensor, check_data, check_dictionary, check_float, check_int
+from ..inference import duality_gap, fista, fista_l1_ball, objective
+from ..utils.validation import as_tensor, check_data, check_dictionary, check_float, check_int
 
 __all__ = ["GapReport", "measure_gap", "implied_lam", "main"]
 
@@ -217,7 +217,7 @@ def measure_gap(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python -m gapbound.meter PATH_TO_SAE ACTIVATIONS.npy [--lam L] [--json]``."""
-    from .saelens import load_sae
+    from ..models.saelens import load_sae
 
     ap = argparse.ArgumentParser(prog="python -m gapbound.meter", description=__doc__.split("\n\n")[0])
     ap.add_argument("sae", help="directory with an SAE in the SAELens layout (cfg.json + sae_weights.safetensors)")
@@ -255,5 +255,3 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return summary
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])

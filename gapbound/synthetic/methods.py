@@ -1,8 +1,8 @@
 """The paper's inference methods in its three synthetic settings, configured and evaluated.
 
-Settings (``N, M, K`` from :class:`~gapbound.data.SyntheticConfig`):
+Settings (``N, M, K`` from :class:`~gapbound.synthetic.data.SyntheticConfig`):
 
-- ``known_z``: encoders regress the true codes (:class:`~gapbound.training.Supervised`);
+- ``known_z``: encoders regress the true codes (:class:`~gapbound.training.loop.Supervised`);
   ITO and SC use the true dictionary.
 - ``known_d``: encoders are trained on reconstruction + L1 through the frozen true dictionary.
 - ``unknown``: encoders and dictionary are learned together; SC learns codes and dictionary.
@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from .data import SyntheticConfig, SyntheticProblem, make_problem
-from .encoders import Dictionary, make_encoder
-from .flops import count_flops
-from .inference import solve
+from ..models.encoders import Dictionary, make_encoder
+from ..utils.flops import count_flops
+from ..inference import solve
 from .metrics import dictionary_mcc, mcc, support_scores
-from .sparse_coding import SparseCoding
-from .training import Autoencoder, BatchFn, Supervised, TrainConfig, tensor_batches, train
-from .validation import check_float, check_int, resolve_device
+from ..models.coding import SparseCoding
+from ..training.loop import Autoencoder, BatchFn, Supervised, TrainConfig, tensor_batches, train
+from ..utils.validation import check_float, check_int, resolve_device
 
 __all__ = [
     "SETTINGS",
@@ -233,8 +233,8 @@ def run_seed(
         ``cfg.data`` with this seed). Its training split is ignored when
         ``batches`` is given.
     batches : BatchFn, optional
-        Training minibatches by step, e.g. :func:`~gapbound.training.stream_batches`
-        over a :class:`~gapbound.data.CodeStream` for datasets too large to
+        Training minibatches by step, e.g. :func:`~gapbound.training.loop.stream_batches`
+        over a :class:`~gapbound.synthetic.data.CodeStream` for datasets too large to
         materialise (SC in the ``unknown`` setting needs the in-memory split).
 
     Returns

@@ -16,7 +16,7 @@ header is caught whenever a shard is opened, flipped bytes by
 :meth:`ShardStore.verify` (or ``verify=True`` when loading).
 
 Tokens are kept next to the activations because interpretability scoring
-(:mod:`gapbound.autointerp`) explains latents from the text that drives them.
+(:mod:`gapbound.lm.autointerp`) explains latents from the text that drives them.
 
 Training reads the store as a stream of shuffled minibatches
 (:class:`ActivationStream`), holding at most two shards in memory at a time.
@@ -34,8 +34,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .results import atomic_write, atomic_write_json
-from .validation import check_int
+from ..utils.io import atomic_write, atomic_write_json
+from ..utils.validation import check_int
 
 __all__ = [
     "ShardCorruptedError",
@@ -384,7 +384,7 @@ class ActivationStream:
     store can be far larger than RAM.
 
     Calling the stream returns ``(x, None, None)``, the batch format of
-    :func:`gapbound.training.train`.
+    :func:`gapbound.training.loop.train`.
 
     Parameters
     ----------

@@ -30,8 +30,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .encoders import SAE
-from .results import atomic_write
-from .validation import check_dictionary, check_int
+from ..utils.io import atomic_write
+from ..utils.validation import check_dictionary, check_int
 
 __all__ = ["SAELensSAE", "load_sae", "save_sae", "WEIGHTS_FILE", "CONFIG_FILE"]
 
@@ -122,9 +122,9 @@ class SAELensSAE(nn.Module):
 
     @classmethod
     def from_gapbound(cls, encoder: SAE, D: Any, b_dec: Any = None, cfg: dict | None = None) -> "SAELensSAE":
-        """Wrap a gapbound :class:`~gapbound.encoders.SAE` and its ``M x N`` dictionary ``D``."""
+        """Wrap a gapbound :class:`~gapbound.models.encoders.SAE` and its ``M x N`` dictionary ``D``."""
         if not isinstance(encoder, SAE):
-            raise TypeError(f"encoder must be a gapbound.encoders.SAE, got {type(encoder).__name__}")
+            raise TypeError(f"encoder must be a gapbound.models.encoders.SAE, got {type(encoder).__name__}")
         D = check_dictionary(D, rows=encoder.M, cols=encoder.N).detach().float()
         b = torch.zeros(encoder.M) if b_dec is None else torch.as_tensor(b_dec, dtype=torch.float32).reshape(-1)
         W = encoder.linear.weight.detach().float()
@@ -142,7 +142,7 @@ def save_sae(path: str | os.PathLike, sae: SAELensSAE | SAE, D: Any = None, b_de
     path : path-like
         Output directory (created).
     sae : SAELensSAE or gapbound SAE
-        A gapbound :class:`~gapbound.encoders.SAE` needs its dictionary ``D`` (``M x N``).
+        A gapbound :class:`~gapbound.models.encoders.SAE` needs its dictionary ``D`` (``M x N``).
     D, b_dec : array-like, optional
         Decoder and decoder bias for a gapbound SAE.
     **cfg_extra

@@ -1,7 +1,7 @@
 """Sparse coding: codes are free per-sample variables, learned jointly with the dictionary.
 
 Training minimises the same objective as the autoencoders (see
-:mod:`gapbound.training`) over the dictionary *and* one non-negative code per
+:mod:`gapbound.training.loop`) over the dictionary *and* one non-negative code per
 training sample, by alternating minimisation (Olshausen & Field 1997): at
 every step the batch's codes take ``inner_iter`` FISTA iterations on the
 training objective, warm-started from where they were left, and then the
@@ -28,9 +28,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from .encoders import Dictionary
-from .inference import InferenceResult, solve
-from .training import high_loss_inputs
-from .validation import check_int
+from ..inference import InferenceResult, solve
+from ..training.loop import high_loss_inputs
+from ..utils.validation import check_int
 
 __all__ = ["SparseCoding", "encode"]
 

@@ -1,6 +1,6 @@
 """Compiled per-sample active-set solver for the non-negative LASSO (CPU).
 
-The same method as the batched torch active set in :mod:`gapbound.inference`
+The same method as the batched torch active set in :mod:`gapbound.inference.solvers`
 (``_active_set``), written sample by sample and compiled with numba: on a CPU
 the batched version spends most of its time in the per-operation overhead of
 hundreds of small tensor operations and of batched LAPACK calls on 20-50-wide
@@ -16,7 +16,7 @@ correlations of the residual ``r = D^T (x - D s) = c - G s``:
 2. ``min 0.5 s'Gs - (c - lam)'s, s >= 0`` is solved exactly on the working set
    by Lawson-Hanson steps, each an exact Cholesky solve;
 3. ``r`` is recomputed from ``c`` and the duality gap certifies the codes
-   (the formula of :func:`gapbound.inference._gap`); a sample stops when its
+   (the formula of :func:`gapbound.inference.solvers._gap`); a sample stops when its
    gap is at most ``tol``, when no atom violates the KKT conditions, or after
    ``max_outer`` rounds.
 
@@ -25,7 +25,7 @@ only on rows ``< i``), so the rows of atoms that stay in the free set from one
 Lawson-Hanson step or round to the next are reused and only new or displaced
 rows are computed. The kernel returns the FLOPs it spent (multiply-adds of the
 correlation updates and the factorisations, counted as 2 each) so that
-:mod:`gapbound.flops` can count them through a registered formula.
+:mod:`gapbound.utils.flops` can count them through a registered formula.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ A *model* here is one of three objectives (all ``nn.Module`` s):
 - :class:`Autoencoder` (known D / unknown): ``mean_{batch,dims} (x - D f(x))^2
   + l1 * mean_batch ||f(x)||_1``; the dictionary is frozen (known D) or learned
   with unit-norm columns (unknown).
-- :class:`~gapbound.sparse_coding.SparseCoding`: the same reconstruction +
+- :class:`~gapbound.models.coding.SparseCoding`: the same reconstruction +
   L1 objective with the codes themselves as free per-sample parameters.
 
 **L1 normalisation.** The reconstruction term is the mean squared error over
@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import CodeStream, make_generator
-from .encoders import Dictionary
-from .flops import train_step_flops
-from .results import atomic_save
-from .validation import check_float, check_int
+from ..synthetic.data import CodeStream, make_generator
+from ..models.encoders import Dictionary
+from ..utils.flops import train_step_flops
+from ..utils.io import atomic_save
+from ..utils.validation import check_float, check_int
 
 __all__ = [
     "TrainConfig",
@@ -249,7 +249,7 @@ def tensor_batches(X: torch.Tensor, S: torch.Tensor | None = None, batch_size: i
 
 
 def stream_batches(stream: CodeStream, device: torch.device | str = "cpu") -> BatchFn:
-    """Minibatches of a :class:`~gapbound.data.CodeStream` (step ``i`` -> batch ``i``), for known-Z training."""
+    """Minibatches of a :class:`~gapbound.synthetic.data.CodeStream` (step ``i`` -> batch ``i``), for known-Z training."""
 
     def fn(i: int) -> Batch:
         X, S = stream.batch(i, device)
@@ -309,7 +309,7 @@ def train(
     ----------
     model : nn.Module
         A :class:`Supervised`, :class:`Autoencoder` or
-        :class:`~gapbound.sparse_coding.SparseCoding`.
+        :class:`~gapbound.models.coding.SparseCoding`.
     batches : callable
         ``batches(step) -> (x, s, idx)``; deterministic in ``step``.
     config : TrainConfig

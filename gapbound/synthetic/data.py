@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .validation import check_int, check_sparsity
+from ..utils.validation import check_int, check_sparsity
 
 __all__ = [
     "SyntheticConfig",

@@ -51,7 +51,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .validation import check_dictionary, check_float, check_int, check_sparsity, resolve_device
+from ..utils.validation import check_dictionary, check_float, check_int, check_sparsity, resolve_device
 
 __all__ = [
     "EncoderClass",
@@ -950,7 +950,7 @@ def fit_encoder(
     init: np.ndarray | None = None,
     device: str | torch.device | None = "cpu",
 ) -> tuple[float, torch.nn.Module]:
-    """Train :class:`gapbound.encoders.SAE` encoders to minimise the witness-set error directly.
+    """Train :class:`gapbound.models.encoders.SAE` encoders to minimise the witness-set error directly.
 
     Full-batch Adam with cosine decay, ``restarts`` random initialisations (the
     first from ``init``, an ``N x (M+1)`` array of rows ``(w_i, b_i)``, when
@@ -963,7 +963,7 @@ def fit_encoder(
     (float, torch.nn.Module)
         Best witness-set error and the encoder reaching it (float64).
     """
-    from .encoders import SAE
+    from ..models.encoders import SAE
 
     Dn = _as_numpy64(D)
     M, N = Dn.shape

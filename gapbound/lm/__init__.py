@@ -1,0 +1,1 @@
+"""Language-model activations: harvesting, shard store, training on shards, autointerp."""

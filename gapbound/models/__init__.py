@@ -1,0 +1,1 @@
+"""Models: SAEs (ReLU / TopK / JumpReLU), MLP encoders, dictionaries, per-sample coding, SAELens files."""

@@ -1,0 +1,1 @@
+"""The paper's synthetic setting: generative model, metrics, methods x settings."""
