@@ -15,7 +15,9 @@ __all__ = [
     "positive_float",
     "nonnegative_float",
     "add_common_args",
+    "add_debug_arg",
     "run_cli",
+    "RESUME_HINT",
     "default_jobs",
     "limit_threads",
 ]
@@ -47,22 +49,80 @@ def default_jobs() -> int:
 
 
 def add_common_args(parser: argparse.ArgumentParser, default_out: str) -> None:
-    """Arguments every simulation shares: ``--out``, ``--device``, ``--jobs``, ``--no-figures``, ``--quiet``."""
+    """Arguments every simulation shares: the output protocol, ``--device``, ``--jobs``, figures, ``--quiet``, ``--debug``.
+
+    ``--out``, ``--resume`` and ``--overwrite`` follow :mod:`gapbound.utils.experiment`.
+    """
     parser.add_argument("--out", default=default_out, help=f"results directory (default: {default_out})")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run of the same configuration in --out (finished parts are kept)")
+    again.add_argument("--overwrite", action="store_true", help="discard the run in --out and start afresh")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when available; default: cpu)")
     parser.add_argument("--jobs", type=positive_int, default=default_jobs(),
                         help="parallel worker processes for independent runs (default: available cores)")
-    parser.add_argument("--no-figures", action="store_true", help="skip rendering figures into paper_figures/")
+    parser.add_argument("--no-figures", action="store_true", help="skip rendering figures")
+    parser.add_argument("--figures-dir", default=None,
+                        help="folder for figures (default: OUT/figures; the committed ones: paper_figures)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_debug_arg(parser)
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run ``main`` and turn configuration errors into a one-line message and exit status 2."""
+def add_debug_arg(parser: argparse.ArgumentParser) -> None:
+    """``--debug``: show the full traceback of an error instead of one line (read by :func:`run_cli`)."""
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+
+
+RESUME_HINT = "finished work is kept; rerun the same command with --resume to continue"
+
+# Errors a user can fix (bad argument, file, directory, memory): one line and exit status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, MemoryError, torch.cuda.OutOfMemoryError)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):
+        first = f"out of memory ({first}); use smaller sizes or fewer --jobs"
+    return first
+
+
+def run_cli(
+    main: Callable[[Sequence[str] | None], int],
+    argv: Sequence[str] | None = None,
+    resume_hint: str | None = RESUME_HINT,
+) -> int:
+    """Run a command-line ``main`` with the project's error conventions.
+
+    - a user error (``ValueError``, ``TypeError``, ``OSError``, out of memory)
+      prints ``error: <one line>`` and returns 2;
+    - Ctrl-C prints ``interrupted`` (with ``resume_hint`` if given) and returns 130;
+    - any other exception prints one line naming it and returns 1;
+    - with ``--debug`` in the arguments, the exception propagates with its traceback.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
     try:
         return main(argv)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted" + (f": {resume_hint}" if resume_hint else ""), file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug: still one line, the traceback on request
+        if debug:
+            raise
+        print(f"internal error: {type(err).__name__}: {_one_line(err)} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 def limit_threads(jobs: int) -> None:

@@ -19,15 +19,30 @@ import torch
 __all__ = ["atomic_write", "atomic_write_json", "atomic_save", "read_json", "jsonable", "finished_result"]
 
 
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` onto ``path``."""
+    """Call ``write(tmp_path)``, flush it to disk, then atomically move it onto ``path``.
+
+    The temporary file sits next to ``path`` (``.<name>.<random>.tmp``) and is
+    removed if ``write`` fails or is interrupted; the folder is synced after the
+    rename so the new name survives a power cut too.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -56,8 +71,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
         with open(tmp, "w") as f:
             json.dump(jsonable(obj), f, indent=2, allow_nan=False)
             f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
 
     return atomic_write(path, write)
 
@@ -68,14 +81,16 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Load a JSON file, with a clear error when it is missing or corrupt."""
+    """Load a JSON file, with a one-line error when it is missing, a folder, unreadable or not JSON."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"results file {path} does not exist")
+        raise FileNotFoundError(f"file {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a JSON file")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"results file {path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete or regenerate it") from None
 
 
 def finished_result(path: str | os.PathLike, config: Any, overwrite: bool = False) -> dict | None:

@@ -8,6 +8,8 @@ wrong number.
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,8 @@ __all__ = [
     "check_dictionary",
     "check_data",
     "resolve_device",
+    "available_memory",
+    "check_memory",
 ]
 
 
@@ -158,3 +162,42 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: ``MemAvailable`` capped by the cgroup limit (Linux), else free pages."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(0, avail)
+
+
+def check_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse up front a run whose estimated memory ``nbytes`` exceeds what is available.
+
+    Parameters
+    ----------
+    nbytes : float
+        Estimated peak bytes.
+    what : str
+        What needs it (e.g. ``"the training set (--n-train x --N)"``).
+    fix : str
+        What to change (e.g. ``"reduce --n-train"``).
+    """
+    avail = available_memory()
+    if nbytes > avail:
+        raise MemoryError(f"{what} needs about {nbytes / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB "
+                          f"is available; {fix}")
