@@ -27,7 +27,8 @@ import torch
 from tqdm import tqdm
 
 from gapbound.synthetic.data import random_dictionary
-from gapbound.theory import fit_encoder, lower_bound, witness_codes
+from gapbound.theory import lower_bound, witness_codes
+from gapbound.training.witness import fit_encoder
 
 PANEL = [("pairs", 2), ("exact", 2), ("exact", 3)]  # (design, K): 'pairs' serves every K >= 2; 'exact' has exactly K non-zeros
 

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from gapbound.theory.cli import main as certify_main
 from gapbound.synthetic.data import random_dictionary
 from gapbound.inference import solve
-from gapbound.theory.core import _envelope
+from gapbound.theory.duality import _envelope
+from gapbound.training.witness import fit_encoder
 from gapbound.theory import (
     certify,
     exact_decode,
-    fit_encoder,
     lower_bound,
     spark_exceeds,
     support_search_decode,
@@ -81,6 +81,10 @@ def test_witness_band_partners_for_large_N():
         (np.random.default_rng(0).normal(size=(3, 5)), 2.5, TypeError),
         ("not a matrix", 2, TypeError),
         (np.ones(5), 2, ValueError),
+        (np.random.default_rng(0).normal(size=(3, 5)) + 1j, 2, TypeError),
+        (np.arange(15).reshape(3, 5) + 1, 2, TypeError),
+        (torch.ones(3, 5, dtype=torch.int64), 2, TypeError),
+        (np.full((3, 5), np.inf), 2, ValueError),
     ],
 )
 def test_certify_bad_input(D, K, err):
@@ -275,3 +279,21 @@ def test_validity_paper_size_many_restarts(K):
         assert err >= gated
         if act == "relu":
             assert err >= relu
+
+
+def test_witness_error_leaves_the_callers_encoder_alone():
+    """witness_error evaluates a float64 copy: a float32 encoder stays float32 (it used to be converted in place)."""
+    from gapbound.models import SAE
+    from gapbound.theory import witness_error
+
+    D = _dict(4, 6, 0)
+    codes = witness_codes(6, 2)
+    enc = SAE(4, 6)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    err = witness_error(enc, D, codes)
+    assert enc.linear.weight.dtype == torch.float32
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    X = torch.from_numpy(witness_inputs(D, codes))
+    with torch.no_grad():
+        ref = float(((enc.double()(X) - torch.from_numpy(codes)) ** 2).sum())
+    assert err == pytest.approx(ref, rel=1e-12)

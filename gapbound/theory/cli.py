@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..synthetic.data import random_dictionary
-from .core import CertifyResult, certify
+from .certificate import CertifyResult, certify
 
 
 def build_parser() -> argparse.ArgumentParser:
