@@ -17,16 +17,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+import numpy as np
+from matplotlib.axes import Axes
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from gapbound.utils.io import read_json
+from paper_figures.common import figure_main, save_figure, subplots
 
-from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gapbound.utils.io import read_json  # noqa: E402
 
 TITLES = {"known_d": "Known D", "unknown": "Unknown Z and D"}
 COLORS = {"SAE": "tab:blue", "SAE+ITO": "tab:red", "SC": "tab:green"}
@@ -52,7 +49,7 @@ def pareto(xy: list[tuple[float, float]]) -> np.ndarray:
     return np.array(out)
 
 
-def plot_setting(agg: dict, setting: str, ax: plt.Axes) -> None:
+def plot_setting(agg: dict, setting: str, ax: Axes) -> None:
     """One setting's frontier onto ``ax``."""
     rows = {k: v for k, v in agg.items() if k[0] == setting}
     mlps = sorted((int(k[1].split("-")[1]), v) for k, v in rows.items() if k[1].startswith("MLP-"))
@@ -85,14 +82,14 @@ def plot_setting(agg: dict, setting: str, ax: plt.Axes) -> None:
     ax.grid(alpha=0.3)
 
 
-def render(path: str | Path, fig_dir: Path = FIG_DIR) -> list[Path]:
+def render(path: str | Path, fig_dir: str | Path) -> list[Path]:
     """Draw the frontier figure from ``frontier.json``; returns the PNG and PDF paths."""
     data = read_json(path)
     agg = aggregate(data["points"])
     settings = [s for s in TITLES if any(k[0] == s for k in agg)]
     if not settings:
         raise ValueError(f"{path} has no frontier points")
-    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(settings), figsize=(5.5 * len(settings), 4.2), squeeze=False)
     for setting, ax in zip(settings, axes[0]):
         plot_setting(agg, setting, ax)
     # One legend under the panels: inside, it would hide points.

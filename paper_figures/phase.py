@@ -14,14 +14,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from gapbound.utils.io import read_json
+from paper_figures.common import figure_main, save_figure, subplots
 
-from gapbound.utils.io import read_json  # noqa: E402
-from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
 
 LEVELS = np.linspace(0.0, 1.0, 11)
 
@@ -44,7 +41,7 @@ def mcc_table(rows: list[dict]) -> dict[tuple[str, int], tuple[list[int], list[i
     return out
 
 
-def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
+def render(results_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Draw ``phase.{png,pdf}`` into ``out_dir`` from a ``phase.json`` document."""
     doc = read_json(results_path)
     if not doc["rows"]:
@@ -52,7 +49,7 @@ def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path
     table = mcc_table(doc["rows"])
     methods = list(dict.fromkeys(r["method"] for r in doc["rows"]))
     Ks = sorted({K for _, K in table})
-    fig, axes = plt.subplots(len(methods), len(Ks), figsize=(3.6 * len(Ks), 3.1 * len(methods)), squeeze=False,
+    fig, axes = subplots(len(methods), len(Ks), figsize=(3.6 * len(Ks), 3.1 * len(methods)), squeeze=False,
                              gridspec_kw={"hspace": 0.45})
     filled = None
     for a, method in enumerate(methods):

@@ -13,21 +13,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from gapbound.utils.io import read_json  # noqa: E402
-from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
-from paper_figures.synthetic import plot_setting  # noqa: E402
+from gapbound.utils.io import read_json
+from paper_figures.common import figure_main, save_figure, subplots
+from paper_figures.synthetic import plot_setting
 
 
-def render(results_path: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
+def render(results_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Draw ``scaled.{png,pdf}`` into ``out_dir`` from a ``scaled.json`` report."""
     report = read_json(results_path)
     data = report["config"]["data"]
-    fig, (ax_curve, ax_bar) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, (ax_curve, ax_bar) = subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
     plot_setting(report, ax_curve)
     ax_curve.set_title(f"Known Z at scale: N={data['N']}, M={data['M']}, K={data['K']} "
                        f"({report['config']['preset']} preset)")

@@ -13,14 +13,12 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from gapbound.utils.io import read_json
+from paper_figures.common import figure_main, save_figure, subplots
 
-from paper_figures.common import FIG_DIR, figure_main, save_figure  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gapbound.utils.io import read_json  # noqa: E402
 
 TITLES = {"known_z": "Known Z", "known_d": "Known D", "unknown": "Unknown Z and D"}
 COLORS = {"SAE": "tab:blue", "SAE+ITO": "tab:red", "SC": "tab:green"}
@@ -33,13 +31,13 @@ def _mean_curve(curves: list[list[list[float]]]) -> tuple[np.ndarray, np.ndarray
     return arr[:, :, 0].mean(0), np.nanmean(arr[:, :, 1], 0)
 
 
-def plot_setting(report: dict, ax: plt.Axes) -> None:
+def plot_setting(report: dict, ax: Axes) -> None:
     """Draw one setting's MCC-vs-FLOPs curves onto ``ax``.
 
     The step-0 point (no FLOPs yet) has no place on a log axis and is dropped;
     a training curve shared by two methods (SAE and SAE+ITO) is drawn once.
     """
-    mlp_colors = plt.cm.Purples(np.linspace(0.45, 0.95, max(1, sum(k.startswith("MLP") for k in report["methods"]))))
+    mlp_colors = matplotlib.colormaps["Purples"](np.linspace(0.45, 0.95, max(1, sum(k.startswith("MLP") for k in report["methods"]))))
     mlp_i = 0
     drawn: set[tuple] = set()
     for name, m in report["methods"].items():
@@ -65,7 +63,7 @@ def plot_setting(report: dict, ax: plt.Axes) -> None:
     ax.legend(fontsize=8, loc="lower right")
 
 
-def render(results_dir: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]:
+def render(results_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Render every ``<setting>.json`` found in ``results_dir`` to ``synthetic_<setting>.{png,pdf}``, plus a combined panel."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     reports = [read_json(results_dir / f"{s}.json") for s in TITLES if (results_dir / f"{s}.json").exists()]
@@ -73,11 +71,11 @@ def render(results_dir: str | Path, out_dir: str | Path = FIG_DIR) -> list[Path]
         raise FileNotFoundError(f"no known_z/known_d/unknown .json results in {results_dir}")
     written: list[Path] = []
     for report in reports:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig, ax = subplots(figsize=(5.5, 4))
         plot_setting(report, ax)
         fig.tight_layout()
         written += save_figure(fig, out_dir, f"synthetic_{report['setting']}")
-    fig, axes = plt.subplots(1, len(reports), figsize=(5.2 * len(reports), 4), squeeze=False)
+    fig, axes = subplots(1, len(reports), figsize=(5.2 * len(reports), 4), squeeze=False)
     for report, ax in zip(reports, axes[0]):
         plot_setting(report, ax)
     fig.tight_layout()

@@ -9,9 +9,13 @@ each width, SC), then re-evaluates SAE+ITO and SC under a sweep of
 per-sample inference budgets from the saved checkpoints, so no model is
 trained twice: plain FISTA for each iteration budget (duality-gap tolerance 0,
 so the budget is what is spent), and the exact solve (FISTA + active set to a
-certified gap of 1e-6, budget ``"exact"``). Every point records measured training and inference FLOPs. Results go
-to ``OUT/frontier.json`` (atomic writes; finished (setting, seed, budget)
-points are skipped on rerun) and the figure to ``paper_figures/frontier.{png,pdf}``.
+certified gap of 1e-6, budget ``"exact"``). Every point records measured
+training and inference FLOPs and the inference's convergence. Each finished
+(setting, seed, budget) is written atomically to ``OUT/parts/`` and
+``OUT/frontier.json`` is rebuilt from all of them; ``--resume`` skips finished
+ones (and may add seeds, settings or budgets), ``--overwrite`` starts afresh
+(see :mod:`gapbound.utils.experiment`). The figure goes to
+``OUT/figures/frontier.{png,pdf}`` (``--figures-dir paper_figures`` for the committed one).
 """
 
 from __future__ import annotations
@@ -20,16 +24,15 @@ import argparse
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from gapbound.utils.cli import add_common_args, limit_threads, positive_int, run_cli
 from gapbound.synthetic.data import SyntheticConfig
-from gapbound.synthetic.methods import ExperimentConfig, run_seed
-from gapbound.utils.io import atomic_write_json, read_json
+from gapbound.synthetic.methods import ExperimentConfig, convergence_summary, run_seed
 from gapbound.training.loop import TrainConfig
+from gapbound.utils.cli import add_common_args, check_unique, limit_threads, nonnegative_float, nonnegative_int, positive_int, run_cli
+from gapbound.utils.experiment import open_experiment
 from simulations import render_figures
 
 SETTINGS = ("known_d", "unknown")
@@ -46,12 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", action="store_true", help="short training, one seed, two MLP widths (the default)")
     mode.add_argument("--full", action="store_true", help="the paper's step counts, 5 seeds, MLP widths 32/256/1024")
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: quick 0; full 0-4)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=None, help="seeds (default: quick 0; full 0-4)")
     p.add_argument("--budgets", type=positive_int, nargs="+", default=None,
                    help="plain FISTA iteration budgets for SAE+ITO and SC (the exact solve is always added)")
     p.add_argument("--widths", type=positive_int, nargs="+", default=None, help="MLP hidden widths")
     p.add_argument("--steps", type=positive_int, default=None, help="training steps for both settings")
-    p.add_argument("--ito-lam", type=float, default=1e-3, help="L1 weight of per-sample inference (default 1e-3)")
+    p.add_argument("--ito-lam", type=nonnegative_float, default=1e-3, help="L1 weight of per-sample inference (default 1e-3)")
     add_common_args(p, "results/frontier")
     return p
 
@@ -69,49 +72,48 @@ def point(setting: str, seed: int, method: str, budget: int | None, res: dict) -
     """One frontier point from a :func:`run_seed` method entry."""
     return {"setting": setting, "seed": seed, "method": method, "budget": budget, "mcc": res["mcc"],
             "train_flops": res["train_flops"], "inference_flops": res["inference_flops"],
-            "total_flops": res["train_flops"] + res["inference_flops"]}
+            "total_flops": res["train_flops"] + res["inference_flops"], **convergence_summary([res["inference"]])}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     preset = FULL if args.full else QUICK
     seeds = args.seeds or list(preset["seeds"])
-    budgets = sorted(set(args.budgets or preset["budgets"]))
     widths = args.widths or list(preset["widths"])
-    out = Path(args.out)
+    for flag, values in (("--seeds", seeds), ("--budgets", args.budgets or []), ("--widths", widths),
+                         ("--settings", args.settings)):
+        check_unique(flag, values)
+    budgets = sorted(args.budgets or preset["budgets"])
     limit_threads(1)
-    path = out / "frontier.json"
-    done = read_json(path) if path.exists() else {"points": []}
     steps = {s: args.steps or preset["steps"][s] for s in SETTINGS}
-    run_cfg = {"preset": "full" if args.full else "quick", "ito_lam": args.ito_lam, "widths": widths, "steps": steps,
+    configs = {s: base_config(s, steps[s], widths, args) for s in SETTINGS}
+    run_cfg = {"settings": {s: c.result_settings() for s, c in configs.items()},
                "budgets": "plain FISTA, tol 0; exact: FISTA + active set, tol 1e-6"}
-    if done.get("config", run_cfg) != run_cfg:
-        raise ValueError(f"{path} was produced with a different configuration; use another --out")
-    points: list[dict] = done["points"]
-    have = {(p["setting"], p["seed"], p["method"], p["budget"]) for p in points}
     t0 = time.perf_counter()
-    jobs = [(s, seed) for s in args.settings for seed in seeds]
-    for setting, seed in tqdm(jobs, desc="frontier", disable=args.quiet):
-        cfg = base_config(setting, steps[setting], widths, args)
-        ckpt = str(out / "checkpoints")
-        if not all((setting, seed, m, None) in have for m in cfg.methods if m != "SC"):
-            res = run_seed(cfg, seed, checkpoint_dir=ckpt)
-            points += [point(setting, seed, m, None, r) for m, r in res.items() if m != "SC"]
-            atomic_write_json(path, {"config": run_cfg, "points": points})
-        for b in [*budgets, EXACT]:
-            if (setting, seed, "SAE+ITO", b) in have and (setting, seed, "SC", b) in have:
-                continue
-            # Plain FISTA with tol 0 spends exactly the budget; the exact point runs to the
-            # float32 certificate floor. SAE and SC load their finished checkpoints.
-            infer = {"ito_tol": 1e-6} if b == EXACT else {"ito_max_iter": b, "ito_tol": 0.0, "ito_polish": False}
-            res = run_seed(replace(cfg, methods=("SAE+ITO", "SC"), **infer), seed, checkpoint_dir=ckpt)
-            points += [point(setting, seed, m, b, r) for m, r in res.items()]
-            atomic_write_json(path, {"config": run_cfg, "points": points})
-        have = {(p["setting"], p["seed"], p["method"], p["budget"]) for p in points}
-    print(f"{len(points)} points in {path} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    print(format_table(points), file=sys.stderr)
-    if not args.no_figures:
-        render_figures("frontier", path)
+    with open_experiment(args.out, "frontier", run_cfg, resume=args.resume, overwrite=args.overwrite,
+                         outputs=("frontier.json",)) as exp:
+        ckpt = str(exp.checkpoint_dir)
+        jobs = [(s, seed) for s in args.settings for seed in seeds]
+        for setting, seed in tqdm(jobs, desc="frontier", disable=args.quiet):
+            cfg = configs[setting]
+            if not exp.has_part(key := f"{setting}-seed{seed}-base"):
+                res = run_seed(cfg, seed, checkpoint_dir=ckpt)
+                exp.write_part(key, {"points": [point(setting, seed, m, None, r) for m, r in res.items() if m != "SC"]})
+            for b in [*budgets, EXACT]:
+                if exp.has_part(key := f"{setting}-seed{seed}-{b}"):
+                    continue
+                # Plain FISTA with tol 0 spends exactly the budget; the exact point runs to the
+                # float32 certificate floor. SAE and SC load their finished checkpoints.
+                infer = {"ito_tol": 1e-6} if b == EXACT else {"ito_max_iter": b, "ito_tol": 0.0, "ito_polish": False}
+                res = run_seed(replace(cfg, methods=("SAE+ITO", "SC"), **infer), seed, checkpoint_dir=ckpt)
+                exp.write_part(key, {"points": [point(setting, seed, m, b, r) for m, r in res.items()]})
+        points = [p for part in exp.parts().values() for p in part["points"]]
+        path = exp.write_result("frontier.json", {"points": points})
+        exp.finish()
+        print(f"{len(points)} points in {path} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        print(format_table(points), file=sys.stderr)
+        if not args.no_figures:
+            render_figures("frontier", path, exp.figures_dir(args.figures_dir))
     return 0
 
 

@@ -5,10 +5,12 @@
     python -m simulations.phase --setting unknown --out results/phase_unknown
 
 Every (N, M, K, seed) cell is an independent job dispatched with joblib on
-``--jobs`` worker processes (default: every available core). The results file
-``OUT/phase.json`` is rewritten atomically after each finished cell, and cells
-already in it are skipped, so a grid can be filled over several invocations
-(and an interrupted one loses at most the cells in flight).
+``--jobs`` worker processes (default: every available core). Each finished
+cell is written atomically to ``OUT/parts/`` and ``OUT/phase.json`` is rebuilt
+from every part on disk, so an interrupted run loses at most the cells in
+flight, and a grid can be filled over several invocations with ``--resume``
+(cells already done are skipped; a run of other settings is refused, see
+:mod:`gapbound.utils.experiment`).
 
 Cells with ``M >= N`` (no compression: the problem is not sparse coding) or
 ``K >= M`` (more active sources than measurements) are skipped and listed in
@@ -26,7 +28,8 @@ the code picks up whatever backend is active::
         run_grid(PhaseConfig(), cells, skipped, "results/phase", jobs=-1)
 
 The figure (contours of MCC over log2 N and M, one panel per method and K) is
-drawn by ``paper_figures/phase.py``.
+drawn by ``paper_figures/phase.py`` into ``OUT/figures/`` (``--figures-dir paper_figures``
+for the committed one).
 """
 
 from __future__ import annotations
@@ -42,12 +45,13 @@ from typing import Iterable, Sequence
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from gapbound.utils.cli import add_common_args, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.synthetic.data import SyntheticConfig
-from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, run_seed
-from gapbound.utils.io import atomic_write_json, finished_result, jsonable
+from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, convergence_summary, run_seed
 from gapbound.training.loop import TrainConfig
-from gapbound.utils.validation import check_int, resolve_device
+from gapbound.utils.cli import add_common_args, check_unique, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.utils.experiment import ExperimentDir, open_experiment
+from gapbound.utils.io import jsonable, read_json
+from gapbound.utils.validation import check_int, check_memory, resolve_device
 from simulations import render_figures
 
 FULL_GRID = {"N": (16, 32, 64, 128, 256), "M": (8, 16, 32), "K": (3, 9, 15)}
@@ -112,6 +116,11 @@ class PhaseConfig:
     def to_dict(self) -> dict:
         return jsonable({**asdict(self), "methods": list(self.methods)})
 
+    def result_settings(self, device: str = "cpu") -> dict:
+        """Every setting that changes a cell's result (the fingerprint's input)."""
+        train = {k: v for k, v in asdict(self.train).items() if k not in ("progress", "checkpoint_every", "checkpoint_path")}
+        return jsonable({**self.to_dict(), "train": train, "device": resolve_device(device).type})
+
 
 def invalid_reason(N: int, M: int, K: int) -> str | None:
     """Why a grid point is skipped, or None when it is a valid compressed-sensing problem."""
@@ -143,34 +152,34 @@ def run_cell(cfg: PhaseConfig, cell: Cell, threads: int = 1, device: str = "cpu"
     torch.set_num_threads(threads)
     result = run_seed(cfg.experiment(cell, device), cell.seed)
     return [{"method": name, **asdict(cell), "mcc": r["mcc"], "support_f1": r["support_f1"],
-             "train_flops": r["train_flops"], "inference_flops": r["inference_flops"], "wall_s": r["wall_s"]}
+             "train_flops": r["train_flops"], "inference_flops": r["inference_flops"], "wall_s": r["wall_s"],
+             **convergence_summary([r["inference"]])}
             for name, r in result.items()]
 
 
-def _done(rows: list[dict], methods: Sequence[str]) -> set[Cell]:
-    have: dict[Cell, set[str]] = {}
-    for r in rows:
-        have.setdefault(Cell(r["N"], r["M"], r["K"], r["seed"]), set()).add(r["method"])
-    return {c for c, m in have.items() if set(methods) <= m}
+def _key(cell: Cell) -> str:
+    return f"N{cell.N}-M{cell.M}-K{cell.K}-seed{cell.seed}"
 
 
 def run_grid(cfg: PhaseConfig, cells: list[Cell], skipped: list[dict], out: str | Path, jobs: int = 1,
-             overwrite: bool = False, progress: bool = True, device: str = "cpu") -> dict:
-    """Run every cell not yet in ``OUT/phase.json``, rewriting the file atomically as cells finish.
+             resume: bool = False, overwrite: bool = False, progress: bool = True, device: str = "cpu") -> dict:
+    """Run every cell not yet finished in ``out``; rebuild ``OUT/phase.json`` from all parts as cells finish.
 
     Parameters
     ----------
     cfg : PhaseConfig
-        Settings shared by every cell; a results file written with other
+        Settings shared by every cell; a directory holding a run of other
         settings is refused (use another ``out`` or ``overwrite``).
     cells, skipped : list
         From :func:`grid_cells`.
     out : str or Path
-        Results directory.
+        Results directory (the protocol of :mod:`gapbound.utils.experiment`).
     jobs : int
         joblib ``n_jobs`` (-1: all cores of the active backend).
+    resume : bool
+        Extend the run of the same settings in ``out`` (finished cells are kept and skipped).
     overwrite : bool
-        Discard earlier results in ``out`` instead of extending them.
+        Discard the run in ``out`` instead.
     progress : bool
         Show a per-cell tqdm bar.
     device : str
@@ -181,29 +190,35 @@ def run_grid(cfg: PhaseConfig, cells: list[Cell], skipped: list[dict], out: str 
     dict
         The results document (``config``, ``rows``, ``skipped``).
     """
-    path = Path(out) / "phase.json"
-    doc = finished_result(path, cfg.to_dict(), overwrite) or {
-        "experiment": "phase", "config": cfg.to_dict(), "rows": [], "skipped": []}
-    known = {(s["N"], s["M"], s["K"]) for s in doc["skipped"]}
-    doc["skipped"] += [s for s in skipped if (s["N"], s["M"], s["K"]) not in known]
-    done = _done(doc["rows"], cfg.methods)
-    todo = [c for c in cells if c not in done]
-    print(f"phase: {len(todo)} cell(s) to run, {len(cells) - len(todo)} already in {path}, "
-          f"{len(skipped)} invalid grid point(s) skipped", file=sys.stderr)
-    if not todo:
-        atomic_write_json(path, doc)
-        return doc
-    # Cells are small: one torch thread each, parallelism comes from running cells side by side.
-    t0 = time.perf_counter()
-    results = Parallel(n_jobs=jobs if jobs == -1 else min(jobs, len(todo)), return_as="generator_unordered")(
-        delayed(run_cell)(cfg, c, 1, device) for c in todo)
-    for rows in tqdm(results, total=len(todo), desc="phase cells", unit="cell", disable=not progress):
-        key = Cell(rows[0]["N"], rows[0]["M"], rows[0]["K"], rows[0]["seed"])
-        doc["rows"] = [r for r in doc["rows"] if Cell(r["N"], r["M"], r["K"], r["seed"]) != key] + rows
-        doc["wall_s_total"] = doc.get("wall_s_total", 0.0) + sum(r["wall_s"] for r in rows)
-        atomic_write_json(path, doc)
-    print(f"phase: {len(todo)} cell(s) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    with open_experiment(out, "phase", cfg.result_settings(device), resume=resume, overwrite=overwrite,
+                         outputs=("phase.json",)) as exp:
+        todo = [c for c in cells if not exp.has_part(_key(c))]
+        old = exp.path / "phase.json"
+        known = read_json(old)["skipped"] if exp.resumed and old.exists() else []
+        skipped = known + [s for s in skipped if s not in known]
+        print(f"phase: {len(todo)} cell(s) to run, {len(cells) - len(todo)} already in {exp.path}, "
+              f"{len(skipped)} invalid grid point(s) skipped", file=sys.stderr)
+        t0 = time.perf_counter()
+        doc = _write_doc(exp, skipped)
+        if todo:
+            # Cells are small: one torch thread each, parallelism comes from running cells side by side.
+            results = Parallel(n_jobs=jobs if jobs == -1 else min(jobs, len(todo)), return_as="generator_unordered")(
+                delayed(run_cell)(cfg, c, 1, device) for c in todo)
+            for rows in tqdm(results, total=len(todo), desc="phase cells", unit="cell", disable=not progress):
+                exp.write_part(_key(Cell(*(rows[0][k] for k in ("N", "M", "K", "seed")))), {"rows": rows})
+                doc = _write_doc(exp, skipped)
+            print(f"phase: {len(todo)} cell(s) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        exp.finish()
     return doc
+
+
+def _write_doc(exp: ExperimentDir, skipped: list[dict]) -> dict:
+    """``OUT/phase.json`` from every finished cell on disk (never only this run's)."""
+    rows = [r for part in exp.parts().values() for r in part["rows"]]
+    doc = {"experiment": "phase", "config": exp.config, "rows": rows, "skipped": skipped,
+           "wall_s_total": sum(r["wall_s"] for r in rows)}
+    exp.write_result("phase.json", doc)
+    return {**doc, "fingerprint": exp.fingerprint}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=positive_int, default=1024, help="training samples per cell (default 1024)")
     p.add_argument("--n-test", type=positive_int, default=1024, help="test samples per cell (default 1024)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="minibatch size (default 256)")
-    p.add_argument("--overwrite", action="store_true", help="discard results already in OUT/phase.json")
     add_common_args(p, "results/phase")
     return p
 
@@ -235,15 +249,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = PhaseConfig(setting=args.setting, hidden=args.hidden, n_train=args.n_train, n_test=args.n_test,
                       batch_size=args.batch_size, train=TrainConfig(steps=steps, lr=args.lr, progress=False))
     resolve_device(args.device)
+    for flag, values in (("--N", args.N), ("--M", args.M), ("--K", args.K), ("--seeds", args.seeds)):
+        check_unique(flag, values or [])
     cells, skipped = grid_cells(args.N or grid["N"], args.M or grid["M"], args.K or grid["K"], args.seeds)
     for s in skipped:
         print(f"skipping N={s['N']}, M={s['M']}, K={s['K']}: {s['reason']}", file=sys.stderr)
     if not cells:
         raise ValueError("no valid (N, M, K) cell in the grid: every point has M >= N or K >= M")
-    run_grid(cfg, cells, skipped, args.out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.quiet,
-             device=args.device)
+    check_memory(max(cfg.experiment(c, args.device).memory_bytes() for c in cells) * args.jobs,
+                 "the largest cell's data (--n-train, --n-test x --N) and models", "reduce them or --jobs")
+    run_grid(cfg, cells, skipped, args.out, jobs=args.jobs, resume=args.resume, overwrite=args.overwrite,
+             progress=not args.quiet, device=args.device)
     if not args.no_figures:
-        render_figures("phase", Path(args.out) / "phase.json")
+        figures = Path(args.figures_dir) if args.figures_dir else Path(args.out) / "figures"
+        render_figures("phase", Path(args.out) / "phase.json", figures)
     return 0
 
 

@@ -3,6 +3,7 @@
     python -m simulations.scaled                              # quick preset (default): minutes on 2 CPU cores
     python -m simulations.scaled --preset paper --device auto # the full protocol, on CUDA when present
     python -m simulations.scaled --resume                     # continue an interrupted run in --out
+    python -m simulations.scaled --overwrite                  # discard the run in --out, start afresh
 
 Encoders (SAE and MLPs of several hidden widths) regress the true codes
 (known Z) from minibatches of 1024 streamed out of a fixed set of training
@@ -20,10 +21,12 @@ Presets (every field can be overridden by the flag of the same name):
 
 Models checkpoint to ``OUT/checkpoints/`` every ``--checkpoint-every`` steps;
 ``--resume`` continues from there (also after SIGKILL) and ends with the same
-result as an uninterrupted run. Each seed's result is written atomically to
-``OUT/parts/``, and the summary to ``OUT/scaled.json`` (the synthetic results
-schema: ``config``, ``methods`` -> name -> ``mcc_mean``, ``train_flops``,
-``inference_flops``, ``wall_s``, ...). The figure goes to ``paper_figures/``.
+result as an uninterrupted run; a run of other settings in ``OUT`` is refused
+(see :mod:`gapbound.utils.experiment`). Each seed's result is written
+atomically to ``OUT/parts/``, and the summary to ``OUT/scaled.json`` (the
+synthetic results schema: ``config``, ``methods`` -> name -> ``mcc_mean``,
+``train_flops``, ``inference_flops``, ``wall_s``, ``converged_fraction``, ...).
+The figure goes to ``OUT/figures/`` (``--figures-dir paper_figures`` for the committed one).
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ from typing import Sequence
 
 from joblib import Parallel, delayed
 
-from gapbound.utils.cli import add_common_args, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_problem
-from gapbound.synthetic.methods import ExperimentConfig, run_seed, summarise
-from gapbound.utils.io import atomic_write_json, jsonable, read_json
+from gapbound.synthetic.methods import ExperimentConfig, run_seed, summarise, unconverged_warning
 from gapbound.training.loop import BatchFn, TrainConfig, stream_batches
-from gapbound.utils.validation import check_int, resolve_device
+from gapbound.utils.cli import add_common_args, check_unique, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.utils.experiment import open_experiment
+from gapbound.utils.io import jsonable
+from gapbound.utils.validation import check_int, check_memory, resolve_device
 from simulations import render_figures
 
 
@@ -88,10 +92,15 @@ class ScaledConfig:
         check_int("n_samples", self.n_samples, minimum=self.experiment.batch_size or 1)
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
+        check_unique("seeds", list(self.seeds))
 
     def to_dict(self) -> dict:
         return jsonable({**self.experiment.to_dict(), "n_samples": self.n_samples, "seeds": list(self.seeds),
                          "preset": self.preset})
+
+    def result_settings(self) -> dict:
+        """Every setting that changes a seed's result (the fingerprint's input; seeds are the work list)."""
+        return jsonable({**self.experiment.result_settings(), "n_samples": self.n_samples})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,8 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per worker (default: cores / workers - 1, at least 1; one more thread "
                         "generates the next minibatches)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoints and finished seeds in OUT/parts (default: start afresh)")
     override = p.add_argument_group("preset overrides (default: the preset's value)")
     for f in fields(Preset):
         flag = "--" + f.name.replace("_", "-")
@@ -160,8 +167,8 @@ def prefetched(batches: BatchFn, depth: int = 2) -> BatchFn:
     return fn
 
 
-def run_part(cfg: ScaledConfig, seed: int, out: Path, threads: int) -> dict:
-    """Train and evaluate every method for one seed; write ``OUT/parts/seed<seed>.json`` atomically.
+def run_part(cfg: ScaledConfig, seed: int, checkpoints: Path, threads: int) -> tuple[int, dict]:
+    """Train and evaluate every method for one seed; returns ``(seed, part)``.
 
     The training set is a :class:`~gapbound.synthetic.data.CodeStream` over ``n_samples``
     samples of the seed's dictionary; the test split is the seed's
@@ -174,62 +181,50 @@ def run_part(cfg: ScaledConfig, seed: int, out: Path, threads: int) -> dict:
     t0 = time.perf_counter()
     problem = make_problem(replace(exp.data, seed=seed))
     stream = CodeStream(problem.D, exp.data.K, exp.batch_size, seed=seed, n_samples=cfg.n_samples)
-    methods = run_seed(exp, seed, checkpoint_dir=str(out / "checkpoints"), problem=problem,
+    methods = run_seed(exp, seed, checkpoint_dir=str(checkpoints), problem=problem,
                        batches=prefetched(stream_batches(stream, resolve_device(exp.device))))
-    part = {"config": cfg.to_dict(), "seed": seed, "wall_s": time.perf_counter() - t0,
-            "peak_rss_mib": peak_rss_mib(), "threads": threads, "device": str(resolve_device(exp.device)),
-            "methods": methods}
-    atomic_write_json(_part_path(out, seed), part)
-    return part
-
-
-def _part_path(out: Path, seed: int) -> Path:
-    return out / "parts" / f"seed{seed}.json"
-
-
-def _start_afresh(out: Path) -> None:
-    """Forget the checkpoints and per-seed parts of an earlier run in ``out`` (only the files this script writes)."""
-    for path in [*(out / "checkpoints").glob("known_z-*-seed*.pt"), *(out / "parts").glob("seed*.json")]:
-        path.unlink()
+    return seed, {"seed": seed, "wall_s": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib(),
+                  "threads": threads, "device": str(resolve_device(exp.device)), "methods": methods}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
-    out = Path(args.out)
-    manifest = out / "checkpoints" / "run.json"
-    if args.resume and manifest.exists() and read_json(manifest) != cfg.to_dict():
-        raise ValueError(f"{out} holds a run with a different configuration ({manifest}); "
-                         "resume with the same arguments, or drop --resume to start afresh")
-    if not args.resume:
-        _start_afresh(out)
-    atomic_write_json(manifest, cfg.to_dict())
-
-    todo = [s for s in cfg.seeds if not _part_path(out, s).exists()]
-    workers = max(1, min(args.jobs, len(todo)))
-    threads = args.threads or max(1, default_jobs() // workers - 1)
-    print(f"scaled ({cfg.preset}): {len(todo)} seed(s) to run, {len(cfg.seeds) - len(todo)} already done; "
-          f"{workers} worker(s) x {threads} thread(s) on {resolve_device(args.device)}", file=sys.stderr)
-    t0 = time.perf_counter()
-    if todo:
-        Parallel(n_jobs=workers)(delayed(run_part)(cfg, s, out, threads) for s in todo)
-    wall = time.perf_counter() - t0
-
-    parts = [read_json(_part_path(out, s)) for s in cfg.seeds]
-    report = {
-        "experiment": "scaled",
-        "setting": "known_z",
-        "config": cfg.to_dict(),
-        "wall_s_total": sum(p["wall_s"] for p in parts),
-        "peak_rss_mib": max(p["peak_rss_mib"] for p in parts),
-        "device": parts[0]["device"],
-        "methods": summarise([p["methods"] for p in parts], list(cfg.seeds)),
-    }
-    atomic_write_json(out / "scaled.json", report)
-    print(format_table(report), file=sys.stderr)
-    print(f"wall time of this invocation: {wall:.1f} s; peak memory {report['peak_rss_mib']:.0f} MiB", file=sys.stderr)
-    if not args.no_figures:
-        render_figures("scaled", out / "scaled.json")
+    workers = max(1, min(args.jobs, len(cfg.seeds)))
+    check_memory(cfg.experiment.memory_bytes(n_train=cfg.experiment.batch_size * 4) * workers,
+                 "the test set (--n-test x --N), minibatches and the widest model", "reduce them or --jobs")
+    with open_experiment(args.out, "scaled", cfg.result_settings(), resume=args.resume, overwrite=args.overwrite,
+                         outputs=("scaled.json",)) as exp:
+        todo = [s for s in cfg.seeds if not exp.has_part(f"seed{s}")]
+        workers = max(1, min(args.jobs, len(todo)))
+        threads = args.threads or max(1, default_jobs() // workers - 1)
+        print(f"scaled ({cfg.preset}): {len(todo)} seed(s) to run, {len(cfg.seeds) - len(todo)} already done; "
+              f"{workers} worker(s) x {threads} thread(s) on {resolve_device(args.device)}", file=sys.stderr)
+        t0 = time.perf_counter()
+        if todo:
+            for seed, part in Parallel(n_jobs=workers, return_as="generator_unordered")(
+                    delayed(run_part)(cfg, s, exp.checkpoint_dir, threads) for s in todo):
+                exp.write_part(f"seed{seed}", part)
+        wall = time.perf_counter() - t0
+        parts = sorted(exp.parts().values(), key=lambda p: p["seed"])
+        seeds = [p["seed"] for p in parts]
+        report = {
+            "experiment": "scaled",
+            "setting": "known_z",
+            "config": {**exp.config, "seeds": seeds, "preset": cfg.preset},
+            "wall_s_total": sum(p["wall_s"] for p in parts),
+            "peak_rss_mib": max(p["peak_rss_mib"] for p in parts),
+            "device": parts[0]["device"],
+            "methods": summarise([p["methods"] for p in parts], seeds),
+        }
+        exp.write_result("scaled.json", report)
+        exp.finish()
+        print(format_table(report), file=sys.stderr)
+        if warning := unconverged_warning(report["methods"]):
+            print(warning, file=sys.stderr)
+        print(f"wall time of this invocation: {wall:.1f} s; peak memory {report['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+        if not args.no_figures:
+            render_figures("scaled", exp.path / "scaled.json", exp.figures_dir(args.figures_dir))
     return 0
 
 
@@ -240,7 +235,7 @@ def format_table(report: dict) -> str:
              f"{'method':<10} {'MCC':>14} {'train FLOPs':>12} {'infer FLOPs':>12} {'wall s':>8}"]
     for name, m in report["methods"].items():
         lines.append(f"{name:<10} {m['mcc_mean']:>7.3f} ± {m['mcc_std']:.3f} {m['train_flops']:>12.3g} "
-                     f"{m['inference_flops']:>12.3g} {m['wall_s']:>8.1f}")
+                     f"{m['inference_flops']:>12.3g} {m['wall_s']:>8.1f}{' *' if m.get('unconverged') else ''}")
     return "\n".join(lines)
 
 

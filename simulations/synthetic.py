@@ -4,11 +4,14 @@
     python -m simulations.synthetic --quick          # same qualitative result in a few minutes
     python -m simulations.synthetic --setting known_d --seeds 0 1 --steps 5000
 
-Each (setting, seed) is an independent job (run in parallel with joblib) whose
-result is written atomically to ``OUT/parts/`` and skipped when rerun, and
-whose models checkpoint to ``OUT/checkpoints/``: an interrupted run continues
-where it stopped. ``OUT/<setting>.json`` follows the results schema in the
-README; figures go to ``paper_figures/``.
+Each (setting, seed) is an independent job (run in parallel with joblib)
+whose result is written atomically to ``OUT/parts/`` as it finishes; models
+checkpoint to ``OUT/checkpoints/``. ``--resume`` continues an interrupted run
+(or adds seeds and settings to a finished one) and ``--overwrite`` starts
+afresh; a run of other settings in ``OUT`` is refused (see
+:mod:`gapbound.utils.experiment`). ``OUT/<setting>.json`` follows the results
+schema in the README, including each method's inference convergence; figures
+go to ``OUT/figures/`` (``--figures-dir paper_figures`` for the committed ones).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Sequence
 
 from joblib import Parallel, delayed
 
-from gapbound.utils.cli import add_common_args, default_jobs, limit_threads, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.synthetic.data import SyntheticConfig
-from gapbound.synthetic.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, parse_method, run_seed, summarise
-from gapbound.utils.io import atomic_write_json, finished_result, jsonable, read_json
+from gapbound.synthetic.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, run_seed, summarise, unconverged_warning
 from gapbound.training.loop import TrainConfig
+from gapbound.utils.cli import (add_common_args, check_unique, default_jobs, limit_threads, nonnegative_float,
+                                nonnegative_int, positive_float, positive_int, run_cli)
+from gapbound.utils.experiment import ExperimentDir, open_experiment
+from gapbound.utils.validation import check_memory
 from simulations import render_figures
 
 # Paper protocol: 100,000 steps for the unknown setting; the known-Z / known-D
@@ -54,17 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l1", type=nonnegative_float, default=1e-4, help="L1 penalty (default 1e-4, the paper's)")
     p.add_argument("--resample-every", type=nonnegative_int, default=15_000, help="dead-latent resampling period (0: off)")
     p.add_argument("--ito-lam", type=nonnegative_float, default=1e-3, help="L1 weight of per-sample inference (ITO, SC)")
-    p.add_argument("--overwrite", action="store_true", help="recompute finished (setting, seed) parts")
     add_common_args(p, "results/synthetic")
     return p
 
 
-def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
-    """One :class:`ExperimentConfig` per requested setting."""
+def configs_from_args(args: argparse.Namespace, settings: Sequence[str] = SETTINGS) -> list[ExperimentConfig]:
+    """One :class:`ExperimentConfig` per setting in ``settings``."""
     data = SyntheticConfig(N=args.N, M=args.M, K=args.K, n_train=args.n_train, n_test=args.n_test)
-    for m in args.methods:
-        parse_method(m)
-    settings = SETTINGS if args.setting == "all" else (args.setting,)
     steps = QUICK_STEPS if args.quick else PAPER_STEPS
     return [
         ExperimentConfig(
@@ -78,64 +79,76 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
     ]
 
 
-def _part_path(out: Path, cfg: ExperimentConfig, seed: int) -> Path:
-    return out / "parts" / f"{cfg.setting}-seed{seed}.json"
-
-
-def run_part(cfg: ExperimentConfig, seed: int, out: Path, threads: int) -> dict:
-    """One (setting, seed) job: train and evaluate every method, write its part file atomically."""
+def run_part(cfg: ExperimentConfig, seed: int, checkpoints: Path, threads: int) -> tuple[str, int, dict]:
+    """One (setting, seed) job: train and evaluate every method; returns ``(setting, seed, part)``."""
     import torch
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    result = run_seed(cfg, seed, checkpoint_dir=str(out / "checkpoints"))
-    part = {"config": jsonable(cfg.to_dict()), "seed": seed, "wall_s": time.perf_counter() - t0, "methods": result}
-    atomic_write_json(_part_path(out, cfg, seed), part)
-    return part
+    result = run_seed(cfg, seed, checkpoint_dir=str(checkpoints))
+    return cfg.setting, seed, {"setting": cfg.setting, "seed": seed, "wall_s": time.perf_counter() - t0,
+                               "methods": result}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     seeds = args.seeds or list(QUICK_SEEDS if args.quick else range(5))
-    configs = configs_from_args(args)
-    out = Path(args.out)
-    limit_threads(args.jobs)
-
-    todo = []
-    for cfg in configs:
-        for seed in seeds:
-            if finished_result(_part_path(out, cfg, seed), cfg.to_dict(), args.overwrite) is None:
-                todo.append((cfg, seed))
-    print(f"{len(todo)} (setting, seed) jobs to run, {len(configs) * len(seeds) - len(todo)} already done; "
-          f"{args.jobs} worker(s)", file=sys.stderr)
-    t0 = time.perf_counter()
-    threads = max(1, default_jobs() // args.jobs)
-    if todo:
-        Parallel(n_jobs=min(args.jobs, len(todo)))(delayed(run_part)(c, s, out, threads) for c, s in todo)
-    wall = time.perf_counter() - t0
-
-    for cfg in configs:
-        parts = [read_json(_part_path(out, cfg, s)) for s in seeds]
-        report = {
-            "setting": cfg.setting,
-            "config": {**jsonable(cfg.to_dict()), "seeds": seeds},
-            "wall_s_total": sum(p["wall_s"] for p in parts),
-            "methods": summarise([p["methods"] for p in parts], seeds),
-        }
-        atomic_write_json(out / f"{cfg.setting}.json", report)
-        print(format_table(report), file=sys.stderr)
-    print(f"wall time of this invocation: {wall:.1f} s", file=sys.stderr)
-    if not args.no_figures:
-        render_figures("synthetic", out)
+    check_unique("--seeds", seeds)
+    every = {c.setting: c for c in configs_from_args(args)}  # the fingerprint covers every setting's config
+    configs = list(every.values()) if args.setting == "all" else [every[args.setting]]
+    check_memory(max(c.memory_bytes() for c in configs) * min(args.jobs, len(configs) * len(seeds)),
+                 "the training and test sets (--n-train, --n-test x --N) and models", "reduce them or --jobs")
+    fingerprinted = {s: c.result_settings() for s, c in every.items()}
+    with open_experiment(args.out, "synthetic", fingerprinted, resume=args.resume, overwrite=args.overwrite,
+                         outputs=tuple(f"{s}.json" for s in SETTINGS)) as exp:
+        todo = [(c, s) for c in configs for s in seeds if not exp.has_part(f"{c.setting}-seed{s}")]
+        print(f"{len(todo)} (setting, seed) jobs to run, {len(configs) * len(seeds) - len(todo)} already done; "
+              f"{args.jobs} worker(s)", file=sys.stderr)
+        limit_threads(args.jobs)
+        t0 = time.perf_counter()
+        threads = max(1, default_jobs() // args.jobs)
+        if todo:
+            results = Parallel(n_jobs=min(args.jobs, len(todo)), return_as="generator_unordered")(
+                delayed(run_part)(c, s, exp.checkpoint_dir, threads) for c, s in todo)
+            for setting, seed, part in results:
+                exp.write_part(f"{setting}-seed{seed}", part)
+        wall = time.perf_counter() - t0
+        write_reports(exp)
+        exp.finish()
+        print(f"wall time of this invocation: {wall:.1f} s", file=sys.stderr)
+        if not args.no_figures:
+            render_figures("synthetic", exp.path, exp.figures_dir(args.figures_dir))
     return 0
 
 
+def write_reports(exp: ExperimentDir) -> None:
+    """Rebuild ``OUT/<setting>.json`` from every part on disk (all seeds of all runs into OUT) and print tables."""
+    by_setting: dict[str, list[dict]] = {}
+    for part in exp.parts().values():
+        by_setting.setdefault(part["setting"], []).append(part)
+    for setting in (s for s in SETTINGS if s in by_setting):
+        parts = sorted(by_setting[setting], key=lambda p: p["seed"])
+        seeds = [p["seed"] for p in parts]
+        report = {
+            "setting": setting,
+            "config": {**exp.config[setting], "seeds": seeds},
+            "wall_s_total": sum(p["wall_s"] for p in parts),
+            "methods": summarise([p["methods"] for p in parts], seeds),
+        }
+        exp.write_result(f"{setting}.json", report)
+        print(format_table(report), file=sys.stderr)
+        if warning := unconverged_warning(report["methods"]):
+            print(warning, file=sys.stderr)
+
+
 def format_table(report: dict) -> str:
-    """A readable per-method summary of one setting's results."""
+    """A readable per-method summary of one setting's results (``*``: per-sample inference not converged)."""
     lines = [f"\n== {report['setting']} ==", f"{'method':<10} {'MCC':>14} {'dict MCC':>9} {'train FLOPs':>12} {'infer FLOPs':>12}"]
     for name, m in report["methods"].items():
         dm = "-" if m["dict_mcc_mean"] is None else f"{m['dict_mcc_mean']:.3f}"
-        lines.append(f"{name:<10} {m['mcc_mean']:>7.3f} ± {m['mcc_std']:.3f} {dm:>9} {m['train_flops']:>12.3g} {m['inference_flops']:>12.3g}")
+        flag = " *" if m.get("unconverged") else ""
+        lines.append(f"{name:<10} {m['mcc_mean']:>7.3f} ± {m['mcc_std']:.3f} {dm:>9} {m['train_flops']:>12.3g} "
+                     f"{m['inference_flops']:>12.3g}{flag}")
     return "\n".join(lines)
 
 

@@ -26,10 +26,15 @@ def test_frontier_points_exact_solve_resume_and_figure(tmp_path):
         assert by_key[(m, "exact")]["mcc"] > 0.95
     # SAE+ITO starts from the trained SAE: same training FLOPs.
     assert by_key[("SAE+ITO", 1)]["train_flops"] == by_key[("SAE", None)]["train_flops"]
-    mtime = path.stat().st_mtime_ns
-    assert frontier.main(argv) == 0  # everything finished: nothing rerun, nothing rewritten
-    assert path.stat().st_mtime_ns == mtime
+    exact = [p for p in points if p["budget"] == "exact"]
+    assert all(p["converged_fraction"] == 1.0 and not p["unconverged"] for p in exact)
+    parts = {p: p.stat().st_mtime_ns for p in (tmp_path / "parts").iterdir()}
+    with pytest.raises(ValueError, match="add --resume"):
+        frontier.main(argv)
+    assert frontier.main([*argv, "--resume"]) == 0  # everything finished: nothing rerun
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "parts").iterdir()} == parts
+    assert read_json(path)["points"] == points
     with pytest.raises(ValueError, match="different configuration"):
-        frontier.main([*argv[:-2], "--ito-lam", "0.01", "--quiet", "--no-figures"])
+        frontier.main([*argv[:-2], "--ito-lam", "0.01", "--quiet", "--no-figures", "--resume"])
     figs = render(path, fig_dir=tmp_path)
     assert [f.suffix for f in figs] == [".png", ".pdf"] and all(f.stat().st_size > 0 for f in figs)

@@ -38,14 +38,28 @@ def test_finished_cells_are_skipped_and_new_ones_appended(tmp_path, monkeypatch)
     calls = []
     real = phase.run_cell
     monkeypatch.setattr(phase, "run_cell", lambda cfg, cell, *a: calls.append(cell) or real(cfg, cell, *a))
-    again = phase.run_grid(TINY, cells, skipped, tmp_path, jobs=1, progress=False)
+    with pytest.raises(ValueError, match="add --resume"):
+        phase.run_grid(TINY, cells, skipped, tmp_path, jobs=1, progress=False)
+    again = phase.run_grid(TINY, cells, skipped, tmp_path, jobs=1, resume=True, progress=False)
     assert calls == [] and again["rows"] == doc["rows"]
 
     more, more_skipped = phase.grid_cells([16, 32, 64], [8], [3], seeds=[0])
-    grown = phase.run_grid(TINY, more, more_skipped, tmp_path, jobs=1, progress=False)
+    grown = phase.run_grid(TINY, more, more_skipped, tmp_path, jobs=1, resume=True, progress=False)
     assert calls == [phase.Cell(64, 8, 3, 0)]
     assert grown["rows"][:6] == doc["rows"] and len(grown["rows"]) == 9
     assert read_json(tmp_path / "phase.json")["rows"] == grown["rows"]
+    assert len(grown["skipped"]) == 2  # the earlier run's skipped points are kept too
+    sc = [r for r in grown["rows"] if r["method"] == "SC"]
+    assert all(0.0 <= r["converged_fraction"] <= 1.0 for r in sc)
+
+
+def test_a_cell_finished_by_another_run_is_never_lost(tmp_path):
+    """Two invocations filling one grid: the summary is rebuilt from every finished cell on disk."""
+    a, _ = phase.grid_cells([16], [8], [3], seeds=[0])
+    b, _ = phase.grid_cells([32], [8], [3], seeds=[0])
+    phase.run_grid(TINY, a, [], tmp_path, jobs=1, progress=False)
+    doc = phase.run_grid(TINY, b, [], tmp_path, jobs=1, resume=True, progress=False)
+    assert {(r["N"], r["method"]) for r in doc["rows"]} == {(N, m) for N in (16, 32) for m in ("SAE", "MLP-8", "SC")}
 
 
 def test_results_of_another_configuration_are_not_mixed(tmp_path):

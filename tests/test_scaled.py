@@ -68,10 +68,11 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, capsys):
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "simulations.scaled", *TINY, "--out", str(killed)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = killed / "checkpoints" / "known_z-SAE-seed0.pt"
     deadline = time.monotonic() + 120
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not (found := list((killed / "checkpoints").glob("known_z-SAE-seed0-*.pt"))) and proc.poll() is None \
+            and time.monotonic() < deadline:
         time.sleep(0.01)
+    first = found[0] if found else killed / "checkpoints" / "missing"
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert first.exists() and not (killed / "scaled.json").exists()
@@ -80,9 +81,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, capsys):
     assert run_cli(scaled.main, [*TINY, "--out", str(killed), "--resume"]) == 0
     assert _methods(killed) == _methods(straight)
 
-    # Resuming with other settings is refused rather than silently mixing runs.
+    # Resuming with other settings is refused rather than silently mixing runs, and so is a
+    # rerun without --resume; neither touches the finished results.
+    before = (killed / "scaled.json").read_bytes()
     assert run_cli(scaled.main, [*[a if a != "80" else "90" for a in TINY], "--out", str(killed), "--resume"]) == 2
-    assert "different configuration" in capsys.readouterr().err
+    assert "different configuration (train.steps: 80 -> 90)" in capsys.readouterr().err
+    assert run_cli(scaled.main, [*TINY, "--out", str(killed)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (killed / "scaled.json").read_bytes() == before
 
 
 def test_help_lists_presets(capsys):
@@ -90,7 +96,7 @@ def test_help_lists_presets(capsys):
         scaled.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "--preset" in out and "--resume" in out and "paper" in out
+    assert "--preset" in out and "--resume" in out and "--overwrite" in out and "paper" in out
 
 
 @pytest.mark.parametrize(
@@ -117,6 +123,8 @@ def test_bad_arguments_are_argparse_errors(argv, message, capsys):
         (["--N", "10", "--K", "20"], "K (active sources per sample) must be <= N=10"),
         (["--batch-size", "4096", "--n-samples", "1024"], "n_samples must be >= 4096"),
         (["--device", "tpu"], "device must be"),
+        (["--seeds", "1", "1"], "seeds repeats [1]"),
+        (["--n-test", "2000000000"], "GiB but only"),
     ],
 )
 def test_invalid_configurations_give_one_line_errors(argv, message, tmp_path, capsys):

@@ -67,13 +67,23 @@ def test_cli_writes_schema_and_resumes(tmp_path):
         assert m["dict_mcc_mean"] is None
         for key in ("train_flops", "inference_flops", "wall_s", "curves"):
             assert key in m
-    # a second invocation finds both parts done and recomputes nothing
+    for name in ("SAE+ITO", "SC"):  # convergence of per-sample inference is carried into the results
+        m = report["methods"][name]
+        assert 0.0 <= m["converged_fraction"] <= 1.0 and m["max_duality_gap"] >= 0.0
+        assert m["unconverged"] == (m["converged_fraction"] < 1.0)
+    assert report["methods"]["SAE"]["converged_fraction"] is None
+    # rerunning into a finished run needs --resume (then nothing is recomputed) ...
+    with pytest.raises(ValueError, match="add --resume"):
+        synthetic.main(args)
     before = (tmp_path / "parts" / "known_d-seed0.json").stat().st_mtime_ns
-    assert synthetic.main(args) == 0
+    assert synthetic.main([*args, "--resume"]) == 0
     assert (tmp_path / "parts" / "known_d-seed0.json").stat().st_mtime_ns == before
-    # the same output folder with another configuration is refused, not silently mixed
-    with pytest.raises(ValueError, match="different configuration"):
-        synthetic.main([*args[:6], "31", *args[7:]])
+    # ... and another configuration is refused, naming the difference, not silently mixed
+    with pytest.raises(ValueError, match=r"different configuration \(known_d.train.steps: 30 -> 31"):
+        synthetic.main([*args[:6], "31", *args[7:], "--resume"])
+    # --overwrite starts afresh
+    assert synthetic.main([*args[:6], "31", *args[7:], "--overwrite"]) == 0
+    assert json.loads((tmp_path / "known_d.json").read_text())["config"]["train"]["steps"] == 31
 
 
 @pytest.mark.parametrize(
@@ -85,6 +95,9 @@ def test_cli_writes_schema_and_resumes(tmp_path):
         (["--M", "0"], "positive integer"),
         (["--methods", "RNN"], "unknown method"),
         (["--device", "tpu"], "device"),
+        (["--seeds", "0", "0"], "--seeds repeats [0]"),
+        (["--methods", "SAE", "sae"], "repeat a method"),
+        (["--resume", "--overwrite"], "not allowed with argument"),
     ],
 )
 def test_cli_bad_arguments_are_clear(argv, message, tmp_path):
@@ -101,6 +114,26 @@ def test_help():
 
 
 def test_parse_method():
-    assert parse_method("mlp-64").hidden == 64 and parse_method("sae+ito").kind == "sae_ito"
-    with pytest.raises(ValueError, match="unknown method"):
-        parse_method("MLP-0")
+    assert parse_method("mlp-64").hidden == 64 and parse_method("mlp-64").base == "MLP-64"
+    ito = parse_method("sae+ito")
+    assert (ito.name, ito.base, ito.encoder, ito.ito) == ("SAE+ITO", "SAE", "sae", True)
+    assert parse_method("SC").encoder is None and parse_method("SC").ito
+    for bad in ("MLP-0", "MLP-", "SAE+", "RNN"):
+        with pytest.raises(ValueError, match="unknown method"):
+            parse_method(bad)
+    with pytest.raises(TypeError, match="strings"):
+        parse_method(3)
+
+
+def test_a_method_is_one_registry_entry(monkeypatch):
+    """A new method (here: the MLP's codes refined by ITO) needs only a registry entry to run end to end."""
+    from gapbound.synthetic import methods
+
+    monkeypatch.setitem(methods.METHODS, r"MLP-(\d+)\+ITO",
+                        lambda m: methods.MethodSpec(f"MLP-{m[1]}+ITO", f"MLP-{m[1]}", "mlp", hidden=int(m[1]), ito=True))
+    cfg = methods.ExperimentConfig(setting="known_d", data=SyntheticConfig(n_train=64, n_test=64),
+                                   train=TrainConfig(steps=5, progress=False), methods=("MLP-8", "MLP-8+ITO"))
+    out = methods.run_seed(cfg, 0)
+    assert out["MLP-8"]["train_flops"] == out["MLP-8+ITO"]["train_flops"] > 0  # one training shared
+    assert out["MLP-8+ITO"]["inference_flops"] > out["MLP-8"]["inference_flops"]
+    assert out["MLP-8+ITO"]["inference"] is not None and out["MLP-8"]["inference"] is None

@@ -35,6 +35,7 @@ from ..inference import solve
 from .metrics import dictionary_mcc, mcc, support_scores
 from ..models.coding import SparseCoding
 from ..training.loop import Autoencoder, BatchFn, Supervised, TrainConfig, tensor_batches, train
+from ..utils.experiment import fingerprint
 from ..utils.validation import check_float, check_int, resolve_device
 
 __all__ = [
@@ -46,6 +47,9 @@ __all__ = [
     "ExperimentConfig",
     "run_seed",
     "summarise",
+    "convergence_summary",
+    "unconverged_warning",
+    "METHODS",
 ]
 
 Setting = Literal["known_z", "known_d", "unknown"]
@@ -55,25 +59,50 @@ DEFAULT_METHODS: tuple[str, ...] = ("SAE", "SAE+ITO", "MLP-32", "MLP-256", "MLP-
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A parsed method name: ``kind`` in {sae, sae_ito, mlp, sc} and the MLP's hidden width."""
+    """What a method trains and how it encodes the test set.
+
+    Attributes
+    ----------
+    name : str
+        Canonical name (``SAE``, ``SAE+ITO``, ``MLP-256``, ``SC``).
+    base : str
+        The trained model it reads; methods sharing a base (SAE and SAE+ITO)
+        train it once.
+    encoder : str or None
+        :func:`~gapbound.models.encoders.make_encoder` kind of the base's
+        encoder; ``None`` for sparse coding (a dictionary, learned only in ``unknown``).
+    hidden : int or None
+        Hidden width of an MLP encoder.
+    ito : bool
+        Whether per-sample inference follows (from the encoder's codes, or from zero without an encoder).
+    """
 
     name: str
-    kind: str
+    base: str
+    encoder: str | None
     hidden: int | None = None
+    ito: bool = False
+
+
+# The method registry: a name pattern (matched case-insensitively on the whole name) and
+# the spec it stands for. Adding a method is one entry here.
+METHODS: dict[str, Any] = {
+    r"SAE": lambda m: MethodSpec("SAE", "SAE", "sae"),
+    r"SAE\+ITO": lambda m: MethodSpec("SAE+ITO", "SAE", "sae", ito=True),
+    r"MLP-(\d+)": lambda m: MethodSpec(f"MLP-{int(m[1])}", f"MLP-{int(m[1])}", "mlp", hidden=int(m[1]))
+    if int(m[1]) >= 1 else None,
+    r"SC": lambda m: MethodSpec("SC", "SC", None, ito=True),
+}
 
 
 def parse_method(name: str) -> MethodSpec:
-    """Parse ``SAE``, ``SAE+ITO``, ``MLP-<h>`` or ``SC`` (case-insensitive)."""
+    """The :class:`MethodSpec` of ``SAE``, ``SAE+ITO``, ``MLP-<h>`` or ``SC`` (case-insensitive)."""
+    if not isinstance(name, str):
+        raise TypeError(f"method names must be strings, got {type(name).__name__} ({name!r})")
     key = name.strip().upper()
-    if key == "SAE":
-        return MethodSpec("SAE", "sae")
-    if key == "SAE+ITO":
-        return MethodSpec("SAE+ITO", "sae_ito")
-    if key == "SC":
-        return MethodSpec("SC", "sc")
-    m = re.fullmatch(r"MLP-(\d+)", key)
-    if m and int(m.group(1)) >= 1:
-        return MethodSpec(f"MLP-{int(m.group(1))}", "mlp", int(m.group(1)))
+    for pattern, spec in METHODS.items():
+        if (m := re.fullmatch(pattern, key)) and (found := spec(m)) is not None:
+            return found
     raise ValueError(f"unknown method {name!r}; expected SAE, SAE+ITO, MLP-<hidden width> or SC")
 
 
@@ -124,9 +153,13 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if isinstance(self.methods, str) or not isinstance(self.methods, (tuple, list)):
+            raise TypeError(f"methods must be a tuple of method names, got {type(self.methods).__name__}")
         self.methods = tuple(parse_method(m).name for m in self.methods)
         if not self.methods:
             raise ValueError("methods must name at least one method")
+        if len(set(self.methods)) < len(self.methods):
+            raise ValueError(f"methods repeat a method: {self.methods}; give each once")
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size, minimum=1)
         check_float("ito_lam", self.ito_lam, minimum=0.0)
@@ -138,6 +171,32 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def result_settings(self) -> dict[str, Any]:
+        """Every setting that changes a result (the fingerprint's input): no display or checkpoint options.
+
+        The device enters as its type (``cpu`` / ``cuda``): the two round differently.
+        """
+        d = self.to_dict()
+        d["train"] = {k: v for k, v in d["train"].items() if k not in _NOT_RESULT_SETTINGS}
+        d["device"] = resolve_device(self.device).type
+        return d
+
+    def memory_bytes(self, n_train: int | None = None) -> int:
+        """A rough upper estimate of one run's peak memory (data, the widest model's activations, inference)."""
+        N, M = self.data.N, self.data.M
+        n_train = self.data.n_train if n_train is None else n_train
+        batch = self.batch_size or n_train
+        widest = max([parse_method(m).hidden or N for m in self.methods] + [N])
+        data = 4 * (n_train + self.data.n_test) * (2 * N + M)
+        model = 4 * 4 * (widest * (M + N) + M * N)  # weights, gradients, two Adam moments
+        step = 4 * 4 * batch * (widest + N + M)  # activations and their gradients
+        infer = 8 * 8 * self.data.n_test * N  # float64 codes, correlations and their copies
+        return int(2 * data + model + step + infer)
+
+
+# Options that change how a run is shown or checkpointed, never its numbers.
+_NOT_RESULT_SETTINGS = ("progress", "checkpoint_every", "checkpoint_path")
+
 
 def _seeded(seed: int, build):
     """Build a module under a fixed torch seed without disturbing the global RNG."""
@@ -146,10 +205,13 @@ def _seeded(seed: int, build):
         return build()
 
 
-def _infer(D: torch.Tensor, X: torch.Tensor, cfg: ExperimentConfig, init: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """Per-sample inference under ``D`` with its FLOPs measured; returns (codes, flops)."""
+def _infer(D: torch.Tensor, X: torch.Tensor, cfg: ExperimentConfig, init: torch.Tensor | None = None) -> tuple[torch.Tensor, int, dict]:
+    """Per-sample inference under ``D`` with its FLOPs measured; returns (codes, flops, convergence record)."""
     flops, res = count_flops(_solve, D, X, cfg, init=init)
-    return res.codes, flops
+    gap = res.duality_gap
+    record = {"tol": cfg.ito_tol, "converged_fraction": float((gap <= cfg.ito_tol).double().mean()),
+              "max_duality_gap": float(gap.max()), "iterations": int(res.n_iter)}
+    return res.codes, flops, record
 
 
 def _solve(D: torch.Tensor, X: torch.Tensor, cfg: ExperimentConfig, init: torch.Tensor | None = None, max_iter: int | None = None):
@@ -169,9 +231,9 @@ def _scores(problem: SyntheticProblem, codes: torch.Tensor, D_hat: torch.Tensor 
 
 def _model_for(spec: MethodSpec, setting: str, problem: SyntheticProblem, seed: int) -> nn.Module:
     M, N = problem.config.M, problem.config.N
-    if spec.kind == "sc":
+    if spec.encoder is None:
         return SparseCoding(_seeded(seed, lambda: Dictionary(M, N)), problem.X_train.shape[0])
-    encoder = _seeded(seed, lambda: make_encoder("mlp" if spec.kind == "mlp" else "sae", M, N, hidden=spec.hidden))
+    encoder = _seeded(seed, lambda: make_encoder(spec.encoder, M, N, hidden=spec.hidden))
     if setting == "known_z":
         return Supervised(encoder)
     dictionary = (
@@ -182,6 +244,9 @@ def _model_for(spec: MethodSpec, setting: str, problem: SyntheticProblem, seed: 
 
 def _decoder(model: nn.Module, problem: SyntheticProblem) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(dictionary used for ITO, learned dictionary or None)."""
+    if isinstance(model, SparseCoding):
+        D = model.dictionary.weight.detach()
+        return D, D
     if isinstance(model, Supervised):
         return problem.D, None
     D = model.dictionary.weight.detach()
@@ -207,8 +272,53 @@ def _train_model(
             codes = m.encode(problem.X_test)
         return {"mcc": mcc(problem.S_test, codes)}
 
-    result = train(model, batches, tcfg, evaluate=evaluate, desc=f"{cfg.setting}/{spec.name}/seed{seed}")
+    result = train(model, batches, tcfg, evaluate=evaluate, desc=f"{cfg.setting}/{spec.base}/seed{seed}")
     return model, result
+
+
+@dataclass
+class _Trained:
+    """A method's base model after training: what encoding needs, and what training cost."""
+
+    model: nn.Module | None
+    D: torch.Tensor
+    D_hat: torch.Tensor | None
+    train_flops: int
+    train_s: float
+    curve: list[list[Any]]
+
+
+def _train_base(spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProblem, seed: int,
+                ckpt: str | None, batches: BatchFn | None) -> _Trained:
+    """Train ``spec``'s base model (sparse coding trains only when the dictionary is unknown)."""
+    t0 = time.perf_counter()
+    if spec.encoder is None and cfg.setting != "unknown":
+        return _Trained(None, problem.D, None, 0, time.perf_counter() - t0, [])
+    model, res = _train_model(spec, cfg, problem, seed, ckpt, batches)
+    D, D_hat = _decoder(model, problem)
+    return _Trained(model, D, D_hat, cfg.train.steps * res.step_flops, time.perf_counter() - t0,
+                    [[h["train_flops"], h["mcc"]] for h in res.history])
+
+
+def _evaluate(spec: MethodSpec, base: _Trained, cfg: ExperimentConfig, problem: SyntheticProblem,
+              encoded: dict[str, tuple[torch.Tensor, int, float]]) -> dict[str, Any]:
+    """Encode the test set with ``spec`` (reusing the base encoder's codes in ``encoded``) and score it."""
+    codes, flops, wall, inference = None, 0, base.train_s, None
+    if spec.encoder is not None:
+        if spec.base not in encoded:
+            t = time.perf_counter()
+            with torch.no_grad():
+                enc_flops, enc_codes = count_flops(base.model.encode, problem.X_test)
+            encoded[spec.base] = (enc_codes, enc_flops, time.perf_counter() - t)
+        codes, flops, enc_s = encoded[spec.base]
+        wall += enc_s
+    if spec.ito:
+        t = time.perf_counter()
+        codes, ito_flops, inference = _infer(base.D, problem.X_test, cfg, init=codes)
+        flops, wall = flops + ito_flops, wall + time.perf_counter() - t
+    total = base.train_flops + flops
+    return {**_scores(problem, codes, base.D_hat), "train_flops": base.train_flops, "inference_flops": flops,
+            "wall_s": wall, "inference": inference, "curve": base.curve + [[total, mcc(problem.S_test, codes)]]}
 
 
 def run_seed(
@@ -227,7 +337,9 @@ def run_seed(
     seed : int
         Seeds the dictionary, the data and every model's initialisation.
     checkpoint_dir : str, optional
-        Where training checkpoints go (resumed if present).
+        Where training checkpoints go (resumed if present). File names carry a
+        fingerprint of every setting that changes the trained weights, so a
+        checkpoint is never resumed into a run of other settings.
     problem : SyntheticProblem, optional
         The dictionary and test split to use (default: ``make_problem`` of
         ``cfg.data`` with this seed). Its training split is ignored when
@@ -241,58 +353,36 @@ def run_seed(
     -------
     dict
         Method name -> ``mcc``, ``dict_mcc``, ``support_f1``, ``train_flops``,
-        ``inference_flops``, ``wall_s``, ``curve`` (list of ``[flops, mcc]``).
+        ``inference_flops``, ``wall_s``, ``inference`` (per-sample inference's
+        ``tol``, ``converged_fraction``, ``max_duality_gap``, ``iterations``;
+        ``None`` for methods without it), ``curve`` (list of ``[flops, mcc]``).
     """
+    seed = check_int("seed", seed, minimum=0)
     device = resolve_device(cfg.device)
     if problem is None:
         problem = make_problem(SyntheticConfig(**{**cfg.data.to_dict(), "seed": seed}))
     problem = problem.to(device)
     specs = [parse_method(m) for m in cfg.methods]
-    out: dict[str, dict[str, Any]] = {}
+    bases = {s.base: parse_method(s.base) for s in specs}  # each base model trained once, in order
+    trained = {name: _train_base(spec, cfg, problem, seed, _checkpoint(checkpoint_dir, cfg, spec, seed), batches)
+               for name, spec in bases.items()}
+    encoded: dict[str, tuple[torch.Tensor, int, float]] = {}
+    return {s.name: _evaluate(s, trained[s.base], cfg, problem, encoded) for s in specs}
 
-    def ckpt(name: str) -> str | None:
-        return None if checkpoint_dir is None else f"{checkpoint_dir}/{cfg.setting}-{name}-seed{seed}.pt"
 
-    # SAE+ITO reuses the SAE, so the SAE is trained once if either is asked for.
-    bases = {("SAE" if s.kind in ("sae", "sae_ito") else s.name): s for s in specs}
-    for base_name, spec in bases.items():
-        base = parse_method(base_name) if base_name == "SAE" else spec
-        needs_training = not (base.kind == "sc" and cfg.setting != "unknown")
-        t0 = time.perf_counter()
-        if needs_training:
-            model, res = _train_model(base, cfg, problem, seed, ckpt(base.name), batches)
-            train_flops, history = cfg.train.steps * res.step_flops, res.history
-            D, D_hat = (model.dictionary.weight.detach(),) * 2 if isinstance(model, SparseCoding) else _decoder(model, problem)
-        else:
-            model, train_flops, history, D, D_hat = None, 0, [], problem.D, None
-        train_s = time.perf_counter() - t0
+def _checkpoint(directory: str | None, cfg: ExperimentConfig, spec: MethodSpec, seed: int) -> str | None:
+    """Checkpoint file of ``spec``'s base model, keyed on every setting its trained weights depend on.
 
-        if base.kind == "sc":
-            t1 = time.perf_counter()
-            codes, inf_flops = _infer(D, problem.X_test, cfg)
-            out["SC"] = {**_scores(problem, codes, D_hat), "train_flops": train_flops, "inference_flops": inf_flops,
-                         "wall_s": train_s + time.perf_counter() - t1,
-                         "curve": [[h["train_flops"], h["mcc"]] for h in history] + [[train_flops + inf_flops, None]]}
-            out["SC"]["curve"][-1][1] = out["SC"]["mcc"]
-            continue
-
-        t1 = time.perf_counter()
-        with torch.no_grad():
-            enc_flops, codes = count_flops(model.encode, problem.X_test)
-        enc_s = time.perf_counter() - t1
-        curve = [[h["train_flops"], h["mcc"]] for h in history]
-        name = base.name
-        if any(s.name == name for s in specs):
-            out[name] = {**_scores(problem, codes, D_hat), "train_flops": train_flops, "inference_flops": enc_flops,
-                         "wall_s": train_s + enc_s, "curve": curve + [[train_flops + enc_flops, mcc(problem.S_test, codes)]]}
-        if name == "SAE" and any(s.kind == "sae_ito" for s in specs):
-            t2 = time.perf_counter()
-            ito_codes, ito_flops = _infer(D, problem.X_test, cfg, init=codes)
-            total_inf = enc_flops + ito_flops
-            out["SAE+ITO"] = {**_scores(problem, ito_codes, D_hat), "train_flops": train_flops,
-                              "inference_flops": total_inf, "wall_s": train_s + enc_s + time.perf_counter() - t2,
-                              "curve": curve + [[train_flops + total_inf, mcc(problem.S_test, ito_codes)]]}
-    return {s.name: out[s.name] for s in specs}
+    Inference settings are not in the key: they change no weight, so the
+    frontier's budget sweep reuses one training (sparse coding's curve points
+    then keep the encoding settings of the run that trained it).
+    """
+    if directory is None:
+        return None
+    key = {"setting": cfg.setting, "data": {**cfg.data.to_dict(), "seed": seed}, "batch_size": cfg.batch_size,
+           "curve_points": cfg.curve_points, "base": spec.base,
+           "train": {k: v for k, v in asdict(cfg.train).items() if k not in ("progress", "checkpoint_every")}}
+    return f"{directory}/{cfg.setting}-{spec.base}-seed{seed}-{fingerprint(key)}.pt"
 
 
 def summarise(per_seed: list[dict[str, dict[str, Any]]], seeds: list[int]) -> dict[str, dict[str, Any]]:
@@ -315,5 +405,32 @@ def summarise(per_seed: list[dict[str, dict[str, Any]]], seeds: list[int]) -> di
             "wall_s": float(np.sum([r["wall_s"] for r in rows])),
             "seeds": list(seeds),
             "curves": [r["curve"] for r in rows],
+            **convergence_summary([r.get("inference") for r in rows]),
         }
     return methods
+
+
+def convergence_summary(records: list[dict | None]) -> dict[str, Any]:
+    """Per-method convergence of per-sample inference over seeds (``None`` entries: methods without it).
+
+    Returns ``converged_fraction`` (mean over seeds of the fraction of test
+    samples whose duality gap reached the tolerance), ``max_duality_gap``
+    (largest over seeds and samples), ``inference_tol`` and ``unconverged``
+    (True when a positive tolerance was missed by any sample; a zero
+    tolerance is a fixed iteration budget, reported but not flagged).
+    """
+    got = [r for r in records if r is not None]
+    if not got:
+        return {"converged_fraction": None, "max_duality_gap": None, "inference_tol": None, "unconverged": False}
+    frac = float(np.mean([r["converged_fraction"] for r in got]))
+    tol = max(r["tol"] for r in got)
+    return {"converged_fraction": frac, "max_duality_gap": max(r["max_duality_gap"] for r in got),
+            "inference_tol": tol, "unconverged": bool(tol > 0 and frac < 1.0)}
+
+
+def unconverged_warning(methods: dict[str, dict[str, Any]]) -> str | None:
+    """One line naming the methods whose per-sample inference missed its tolerance, or ``None``."""
+    bad = [f"{n} ({m['converged_fraction']:.1%} of samples, largest gap {m['max_duality_gap']:.2g} > tol "
+           f"{m['inference_tol']:.2g})" for n, m in methods.items() if m.get("unconverged")]
+    return ("warning: per-sample inference did not converge for " + "; ".join(bad) +
+            ": raise --ito-max-iter or the tolerance") if bad else None

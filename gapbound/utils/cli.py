@@ -15,6 +15,7 @@ __all__ = [
     "positive_float",
     "nonnegative_float",
     "add_common_args",
+    "check_unique",
     "add_debug_arg",
     "run_cli",
     "RESUME_HINT",
@@ -41,6 +42,13 @@ positive_int = _typed(int, lambda v: v >= 1, "a positive integer")
 nonnegative_int = _typed(int, lambda v: v >= 0, "a non-negative integer")
 positive_float = _typed(float, lambda v: v > 0 and v != float("inf"), "a positive number")
 nonnegative_float = _typed(float, lambda v: 0 <= v < float("inf"), "a non-negative number")
+
+
+def check_unique(flag: str, values: Sequence) -> None:
+    """Refuse repeated values (``--seeds 0 0`` would count one seed twice)."""
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise ValueError(f"{flag} repeats {sorted(set(seen))}; give each value once")
 
 
 def default_jobs() -> int:
