@@ -1,4 +1,4 @@
-"""Gap meter and SAELens layout: round trips, certificates, agreement with the simulation, bad input."""
+"""Gap meter: certificates, agreement with the simulation, SAEs from files and shard stores, the CLI, bad input."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from gapbound.synthetic.data import SyntheticConfig, make_problem
-from gapbound.models.encoders import SAE, Dictionary
 from gapbound.inference import objective, solve
 from gapbound.meter import main, measure_gap
-from gapbound.models.saelens import SAELensSAE, load_sae, save_sae
+from gapbound.models import SAE, Dictionary, load_sae, save_sae
 from gapbound.training.loop import Autoencoder, TrainConfig, tensor_batches, train
 
 
@@ -25,40 +24,6 @@ def known_d():
     model = Autoencoder(SAE(8, 16), Dictionary(8, 16, weight=p.D, trainable=False))
     train(model, tensor_batches(p.X_train), TrainConfig(steps=300, lr=3e-3, l1=1e-4, progress=False))
     return p, model.encoder.eval()
-
-
-@pytest.mark.parametrize("activation, kw", [("relu", {}), ("topk", {"k": 3}), ("jumprelu", {"threshold": 0.05})])
-def test_saelens_round_trip(tmp_path, activation, kw):
-    torch.manual_seed(1)
-    enc = SAE(8, 16, activation=activation, **kw)
-    D = torch.randn(8, 16)
-    b = torch.randn(8)
-    save_sae(tmp_path / "sae", enc, D / D.norm(dim=0), b_dec=b, hook_name="blocks.0.hook_resid_pre")
-    cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
-    assert cfg["d_in"] == 8 and cfg["d_sae"] == 16 and cfg["hook_name"] == "blocks.0.hook_resid_pre"
-    sae = load_sae(tmp_path / "sae")
-    assert sae.W_enc.shape == (8, 16) and sae.W_dec.shape == (16, 8)
-    X = torch.randn(20, 8)
-    with torch.no_grad():
-        assert torch.allclose(sae.encode(X), enc(X), atol=1e-6)
-        assert torch.allclose(sae.dictionary, D / D.norm(dim=0), atol=1e-7)
-        assert torch.allclose(sae.decode(sae.encode(X)), sae.encode(X) @ sae.dictionary.T + b, atol=1e-5)
-    save_sae(tmp_path / "again", sae)  # an SAELensSAE saves as is
-    again = load_sae(tmp_path / "again")
-    with torch.no_grad():
-        assert torch.equal(again.encode(X), sae.encode(X))
-
-
-def test_apply_b_dec_to_input_follows_saelens(tmp_path):
-    W_enc, b_enc, W_dec, b_dec = torch.randn(4, 6), torch.randn(6), torch.randn(6, 4), torch.randn(4)
-    sae = SAELensSAE(W_enc, b_enc, W_dec, b_dec, apply_b_dec_to_input=True)
-    X = torch.randn(5, 4)
-    with torch.no_grad():
-        assert torch.allclose(sae.encode(X), torch.relu((X - b_dec) @ W_enc + b_enc))
-    save_sae(tmp_path, sae)
-    assert json.loads((tmp_path / "cfg.json").read_text())["apply_b_dec_to_input"] is True
-    with torch.no_grad():
-        assert torch.allclose(load_sae(tmp_path).encode(X), sae.encode(X))
 
 
 def test_meter_gap_is_certified_and_matches_the_simulation(known_d):
@@ -82,18 +47,53 @@ def test_meter_gap_is_certified_and_matches_the_simulation(known_d):
 def test_meter_through_saelens_layout_and_cli(tmp_path, known_d, capsys):
     p, enc = known_d
     b = torch.linspace(-0.5, 0.5, 8)
-    sae = SAELensSAE.from_gapbound(enc, p.D, b_dec=b)
-    sae.apply_b_dec_to_input = True  # encode(x + b) = enc(x): the same SAE on shifted activations
+    sae = SAE.from_weights(enc.linear.weight.T.detach(), enc.linear.bias.detach(), p.D.T.contiguous(), b,
+                           apply_b_dec_to_input=True)  # encode(x + b) = enc(x): the same SAE on shifted activations
     save_sae(tmp_path / "sae", sae)
     X = (p.X_test + b).numpy()
     np.save(tmp_path / "acts.npy", X)
-    summary = main([str(tmp_path / "sae"), str(tmp_path / "acts.npy"), "--json", "--lam", "0.001"])
+    assert main([str(tmp_path / "sae"), str(tmp_path / "acts.npy"), "--json", "--lam", "0.001"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["gap_mean"] == pytest.approx(summary["gap_mean"]) and printed["certified"] is True
+    assert printed["certified"] is True and printed["not_certified_because"] is None
     # The decoder bias is removed before comparing, so the gap equals the bias-free one.
     direct = measure_gap(enc, p.D, p.X_test, lam=1e-3).summary()
     assert printed["gap_mean"] == pytest.approx(direct["gap_mean"], rel=1e-4)
     assert printed["gap_mean"] >= 0 and printed["certificate_max"] <= printed["tol_lasso"]
+    # the same numbers from (n, ctx, d) contexts, as a shard store holds them
+    np.save(tmp_path / "ctx.npy", X.reshape(64, 4, 8))
+    assert main([str(tmp_path / "sae"), str(tmp_path / "ctx.npy"), "--json", "--lam", "0.001"]) == 0
+    assert json.loads(capsys.readouterr().out)["gap_mean"] == pytest.approx(printed["gap_mean"], rel=1e-9)
+
+
+def test_meter_reads_a_shard_store(tmp_path, known_d, capsys):
+    from gapbound.lm.shards import ShardStore
+
+    p, enc = known_d
+    sae = SAE.from_weights(enc.linear.weight.T.detach(), enc.linear.bias.detach(), p.D.T.contiguous(), torch.zeros(8),
+                           apply_b_dec_to_input=False)
+    sae.save(tmp_path / "sae")
+    X = p.X_test.numpy().reshape(32, 8, 8)
+    store = ShardStore.create(tmp_path / "store", d_model=8, context_length=8, dtype="float32", fingerprint={"test": 1})
+    store.append_shard(X[:20], np.zeros((20, 8), np.int32))
+    store.append_shard(X[20:], np.zeros((12, 8), np.int32))
+    assert main([str(tmp_path / "sae"), str(tmp_path / "store"), "--json", "--lam", "0.001", "--max-samples", "200"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    ref = measure_gap(sae, X=p.X_test[:200], lam=1e-3).summary()
+    assert got["n_samples"] == 200 and got["gap_mean"] == pytest.approx(ref["gap_mean"], rel=1e-9)
+
+
+def test_sae_form_uses_its_own_decoder_and_normalisation(known_d):
+    p, enc = known_d
+    sae = SAE.from_weights(enc.linear.weight.T.detach(), enc.linear.bias.detach(), p.D.T.contiguous(), torch.zeros(8),
+                           apply_b_dec_to_input=False, input_norm="constant_norm_rescale")
+    X = p.X_test[:64]
+    rep = measure_gap(sae, X, lam=1e-3)
+    Xn = X * (8**0.5 / X.norm(dim=1, keepdim=True))
+    ref = measure_gap(enc, p.D, Xn, lam=1e-3)
+    np.testing.assert_allclose(rep.lasso_sae, ref.lasso_sae, rtol=1e-6)
+    np.testing.assert_allclose(rep.lasso_gap, ref.lasso_gap, rtol=1e-5, atol=rep.tol_lasso)
+    with pytest.raises(ValueError, match="b_dec comes from the SAE"):
+        measure_gap(sae, X=X, b_dec=torch.zeros(8))
 
 
 def test_implied_lam_default(known_d):
@@ -102,22 +102,8 @@ def test_implied_lam_default(known_d):
     assert rep.lam_source == "implied" and rep.lam > 0 and rep.certified
 
 
-def test_bad_inputs(tmp_path, known_d):
+def test_bad_inputs(tmp_path, known_d, capsys):
     p, enc = known_d
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_sae(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="cfg.json"):
-        load_sae(tmp_path / "empty")
-    d = tmp_path / "partial"
-    d.mkdir()
-    (d / "cfg.json").write_text(json.dumps({"d_in": 8, "d_sae": 16}))
-    save_file({"W_enc": torch.zeros(8, 16), "b_enc": torch.zeros(16)}, str(d / "sae_weights.safetensors"))
-    with pytest.raises(ValueError, match="lacks tensors"):
-        load_sae(d)
-    save_sae(tmp_path / "norm", enc, p.D, normalize_activations="expected_average_only_in")
-    with pytest.raises(ValueError, match="normalize_activations"):
-        load_sae(tmp_path / "norm")
     with pytest.raises(ValueError, match="zero columns"):
         measure_gap(enc, torch.zeros(8, 16), p.X_test)
     with pytest.raises(ValueError, match="lam must be >= 0"):
@@ -128,7 +114,15 @@ def test_bad_inputs(tmp_path, known_d):
         measure_gap(lambda x: x, p.D, p.X_test)
     with pytest.raises(ValueError, match="matching the dictionary's rows"):
         measure_gap(enc, p.D, torch.zeros(5, 7))
-    with pytest.raises(ValueError, match="W_dec must have shape"):
-        SAELensSAE(torch.zeros(4, 6), torch.zeros(6), torch.zeros(4, 6), torch.zeros(4))
-    with pytest.raises(SystemExit):
-        main([str(tmp_path / "missing"), str(tmp_path / "nothing.npy")])
+    with pytest.raises(TypeError, match="callable"):
+        measure_gap(3, p.D, p.X_test)
+    # the CLI: one line and exit status 2
+    assert main([str(tmp_path / "missing"), str(tmp_path / "nothing.npy")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    sae = SAE(8, 16)
+    sae.save(tmp_path / "sae")
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 7), np.float32))
+    assert main([str(tmp_path / "sae"), str(tmp_path / "wrong.npy")]) == 2
+    assert "d=7 but the SAE reads d_in=8" in capsys.readouterr().err
+    assert main([str(tmp_path / "sae"), str(tmp_path / "nothing.npy")]) == 2
+    assert "do not exist" in capsys.readouterr().err

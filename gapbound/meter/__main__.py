@@ -1,7 +1,7 @@
-"""``python -m gapbound.meter SAE_DIR ACTS``: measure a trained SAE's amortisation gap."""
+"""``python -m gapbound.meter SAE_DIR ACTIVATIONS``: measure a trained SAE's amortisation gap."""
 
 import sys
 
-from .core import main
+from .cli import main
 
-main(sys.argv[1:])
+sys.exit(main())

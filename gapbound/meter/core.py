@@ -1,8 +1,9 @@
 """Gap meter: how much per-sample optimal inference under the *same* decoder improves an SAE.
 
-Given an encoder (any callable: a gapbound SAE, a :class:`~gapbound.models.saelens.SAELensSAE`,
-a function), its decoder ``x_hat = D s + b_dec`` (``D`` is ``M x N``) and activations
-``X`` (``n x M``), the meter compares the SAE's codes with per-sample optimal codes
+Given an encoder (a :class:`gapbound.SAE`, whose decoder, decoder bias and run-time
+input normalisation are then used, or any callable with its decoder ``x_hat = D s + b_dec``,
+``D`` being ``M x N``) and activations ``X`` (``n x M``, or a shard store's ``(n, ctx, M)``
+arrays), the meter compares the SAE's codes with per-sample optimal codes
 for the same decoder, sample by sample:
 
 - **LASSO objective** ``P(s) = 0.5 ||x - b_dec - D s||^2 + lam ||s||_1`` (``s >= 0``):
@@ -12,24 +13,17 @@ for the same decoder, sample by sample:
   ``certificate`` being the optimum's duality gap.
 - **Reconstruction at matched L1**: the best squared error reachable with
   ``s >= 0, ||s||_1 <= ||s_sae||_1`` (same L1 budget per sample), with a
-  Frank-Wolfe certificate (:func:`gapbound.inference.solvers.fista_l1_ball`).
+  Frank-Wolfe certificate (:func:`gapbound.inference.fista_l1_ball`).
 
 ``lam`` defaults to the value at which the SAE's own codes are closest to
 stationary: the median of ``d_j . r`` over the SAE's active latents (at a
 LASSO optimum every active latent has ``d_j . r = lam`` exactly).
 
-Command line::
-
-    python -m gapbound.meter PATH_TO_SAE ACTIVATIONS.npy [--lam L] [--json]
-
-``PATH_TO_SAE`` is a directory in the SAELens layout (see :mod:`gapbound.models.saelens`).
+The command line (``python -m gapbound.meter``) lives in :mod:`gapbound.meter.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,9 +31,10 @@ import numpy as np
 import torch
 
 from ..inference import duality_gap, fista, fista_l1_ball, objective
+from ..models import SAE
 from ..utils.validation import as_tensor, check_data, check_dictionary, check_float, check_int
 
-__all__ = ["GapReport", "measure_gap", "implied_lam", "main"]
+__all__ = ["GapReport", "measure_gap", "implied_lam", "uncertified_reason"]
 
 
 @dataclass
@@ -112,7 +107,22 @@ class GapReport:
             "tol_lasso": self.tol_lasso,
             "tol_l1": self.tol_l1,
             "certified": self.certified,
+            "not_certified_because": uncertified_reason(self),
         }
+
+
+def uncertified_reason(report: "GapReport") -> str | None:
+    """A plain sentence saying which certificates missed their tolerance and by how much; ``None`` if certified."""
+    if report.certified:
+        return None
+    parts = []
+    for name, cert, tol in (("LASSO duality gap", report.lasso_certificate, report.tol_lasso),
+                            ("matched-L1 Frank-Wolfe gap", report.l1_certificate, report.tol_l1)):
+        bad = int((cert > tol).sum())
+        if bad:
+            parts.append(f"the {name} of {bad} of {cert.shape[0]} samples exceeds its tolerance {tol:.3g} "
+                         f"(worst {float(cert.max()):.3g})")
+    return "; ".join(parts) + ": raise --max-iter or loosen --rtol; the reported gaps are still valid lower bounds."
 
 
 def implied_lam(D: torch.Tensor, Xc: torch.Tensor, codes: torch.Tensor) -> float:
@@ -133,8 +143,8 @@ def implied_lam(D: torch.Tensor, Xc: torch.Tensor, codes: torch.Tensor) -> float
 
 def measure_gap(
     encoder: Callable[[torch.Tensor], torch.Tensor] | torch.nn.Module,
-    D: Any,
-    X: Any,
+    D: Any = None,
+    X: Any = None,
     lam: float | None = None,
     b_dec: Any = None,
     rtol: float = 1e-6,
@@ -143,14 +153,19 @@ def measure_gap(
 ) -> GapReport:
     """Measure an SAE's amortisation gap under its own decoder, with certificates.
 
+    ``measure_gap(sae, X)`` for a :class:`gapbound.SAE`; ``measure_gap(encoder, D, X, b_dec=b)``
+    for any other encoder.
+
     Parameters
     ----------
-    encoder : callable
-        Maps raw activations ``n x M`` to codes ``n x N`` (negative entries are clipped).
-    D : array-like
+    encoder : SAE or callable
+        A :class:`gapbound.SAE` without ``D``: its ``dictionary``, ``b_dec`` and input
+        normalisation are used. Otherwise (or with ``D``) a callable mapping activations
+        ``n x M`` to codes ``n x N`` (negative entries are clipped), measured under ``D``, ``b_dec``.
+    D : array-like, optional
         ``M x N`` decoder (``x_hat = D s + b_dec``; for SAELens ``D = W_dec^T``).
     X : array-like
-        ``n x M`` activations.
+        ``n x M`` activations, or ``(n, ctx, M)`` (flattened to ``n * ctx`` rows).
     lam : float, optional
         LASSO L1 weight; default :func:`implied_lam`.
     b_dec : array-like, optional
@@ -167,10 +182,24 @@ def measure_gap(
     -------
     GapReport
     """
-    if not callable(encoder):
-        raise TypeError(f"encoder must be callable (an nn.Module or function), got {type(encoder).__name__}")
+    if isinstance(encoder, SAE) and X is None and D is not None:  # measure_gap(sae, X)
+        D, X = None, D
+    if isinstance(encoder, SAE) and D is None:
+        if b_dec is not None:
+            raise ValueError("b_dec comes from the SAE itself; omit it (or pass D and b_dec to use another decoder)")
+        sae = encoder
+        D, b_dec = sae.dictionary, sae.b_dec.detach()
+    elif not callable(encoder):
+        raise TypeError(f"encoder must be a gapbound SAE or a callable (an nn.Module or function), got {type(encoder).__name__}")
+    else:
+        sae = None
+    if D is None or X is None:
+        raise ValueError("measure_gap needs the decoder D and the activations X (or an SAE and X)")
     Dt = check_dictionary(D).detach()
-    Xt = check_data(X, Dt, dtype=Dt.dtype, device=Dt.device).detach()
+    Xt = as_tensor("X", X).detach()
+    if Xt.ndim == 3:  # a shard store's (n, ctx, d) contexts
+        Xt = Xt.reshape(-1, Xt.shape[-1])
+    Xt = check_data(Xt, Dt, dtype=Dt.dtype, device=Dt.device).detach()
     M = Dt.shape[0]
     b = torch.zeros(M, dtype=Dt.dtype, device=Dt.device) if b_dec is None else as_tensor("b_dec", b_dec, dtype=Dt.dtype, device=Dt.device).detach().reshape(-1)
     if b.shape[0] != M or not torch.isfinite(b).all():
@@ -178,7 +207,9 @@ def measure_gap(
     check_float("rtol", rtol, minimum=0.0)
     check_int("max_iter", max_iter, minimum=1)
     with torch.no_grad():
-        codes = encoder(Xt)
+        codes = encoder.encode(Xt) if sae is not None else encoder(Xt)
+        if sae is not None:  # the LASSO lives where the decoder reconstructs: after run-time normalisation
+            Xt = sae.normalise(Xt.to(sae.linear.weight.dtype)).to(Dt.dtype)
     codes = as_tensor("encoder output", codes).detach()
     if codes.shape != (Xt.shape[0], Dt.shape[1]):
         raise ValueError(f"encoder output must have shape {(Xt.shape[0], Dt.shape[1])} (samples x decoder atoms), got {tuple(codes.shape)}")
@@ -213,45 +244,4 @@ def measure_gap(
         sq_err_sae=np64(sq_sae), sq_err_l1=np64(sq_l1), l1_certificate=np64(l1.duality_gap),
         l0_sae=np64((S_sae > 0).sum(1)), l0_opt=np64((S_opt > 0).sum(1)), tol_lasso=tol, tol_l1=tol_l1,
     )
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m gapbound.meter PATH_TO_SAE ACTIVATIONS.npy [--lam L] [--json]``."""
-    from ..models.saelens import load_sae
-
-    ap = argparse.ArgumentParser(prog="python -m gapbound.meter", description=__doc__.split("\n\n")[0])
-    ap.add_argument("sae", help="directory with an SAE in the SAELens layout (cfg.json + sae_weights.safetensors)")
-    ap.add_argument("activations", help=".npy file of activations, shape (n, d_in)")
-    ap.add_argument("--lam", type=float, default=None, help="LASSO L1 weight (default: implied by the SAE's codes)")
-    ap.add_argument("--rtol", type=float, default=1e-6, help="certificate tolerance relative to the median SAE objective")
-    ap.add_argument("--max-iter", type=int, default=5000, help="solver iteration cap")
-    ap.add_argument("--max-samples", type=int, default=None, help="use only the first n activations")
-    ap.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    ap.add_argument("--out", metavar="FILE", help="also write per-sample arrays and the summary to FILE (.npz)")
-    args = ap.parse_args(argv)
-    try:
-        sae = load_sae(args.sae)
-        X = np.load(args.activations, allow_pickle=False)
-    except (FileNotFoundError, ValueError) as err:
-        ap.exit(2, f"error: {err}\n")
-    if X.ndim != 2:
-        ap.exit(2, f"error: activations must be a 2-D array (n, d_in), got shape {X.shape}\n")
-    if args.max_samples is not None:
-        X = X[: check_int("--max-samples", args.max_samples, minimum=1)]
-    try:
-        report = measure_gap(sae.encode, sae.dictionary, X.astype(np.float32, copy=False), lam=args.lam,
-                             b_dec=sae.b_dec.detach(), rtol=args.rtol, max_iter=args.max_iter)
-    except (TypeError, ValueError) as err:
-        ap.exit(2, f"error: {err}\n")
-    summary = {"sae": str(args.sae), "activations": str(args.activations), **report.summary()}
-    if args.out:
-        np.savez(args.out, **{k: v for k, v in vars(report).items() if isinstance(v, np.ndarray)}, summary=json.dumps(summary))
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        width = max(map(len, summary))
-        for k, v in summary.items():
-            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-    return summary
-
 

@@ -1,185 +1,115 @@
-"""Read and write SAEs in the SAELens on-disk layout, so the gap meter works on SAEs trained elsewhere.
+"""SAELens's on-disk layout (``cfg.json`` + ``sae_weights.safetensors``): read what SAELens saves, write what it reads.
 
-A SAELens SAE directory holds ``cfg.json`` and ``sae_weights.safetensors``
-with ``W_enc`` (``d_in x d_sae``), ``b_enc`` (``d_sae``), ``W_dec``
-(``d_sae x d_in``) and ``b_dec`` (``d_in``), plus ``threshold`` (``d_sae``)
-for JumpReLU SAEs. The SAELens forward pass is::
+Reading follows SAELens 6's ``SAE.load_from_disk`` and its encoders exactly:
 
-    sae_in = x - b_dec            (only if cfg["apply_b_dec_to_input"])
-    acts   = act(sae_in @ W_enc + b_enc)
-    x_hat  = acts @ W_dec + b_dec
+- architectures ``standard`` (ReLU), ``topk`` (with ``rescale_acts_by_decoder_norm``),
+  ``jumprelu`` (SAELens also saves BatchTopK and Matryoshka SAEs as ``jumprelu``) and
+  ``gated``; anything else (transcoders, ...) is refused as unsupported;
+- configs older than SAELens 6.0 get SAELens's defaults for missing keys
+  (``apply_b_dec_to_input`` true, ``activation_fn_str: "topk"`` with a ``k`` meaning
+  a TopK SAE, boolean ``normalize_activations``);
+- ``normalize_activations``: ``constant_norm_rescale`` and ``layer_norm`` are per-sample
+  run-time normalisations and are applied by :meth:`SAE.normalise`; ``expected_average_only_in``
+  is a dataset factor that SAELens does not apply at run time either (the input must
+  already be scaled), so encoding matches SAELens and a warning says so;
+- tensors are cast to ``cfg["dtype"]`` (or the ``dtype`` argument), as SAELens does.
 
-with ``act`` ReLU (``architecture`` ``"standard"``), JumpReLU
-(``z * (z > threshold)``) or TopK (``k`` from ``cfg["k"]`` or
-``cfg["activation_fn_kwargs"]["k"]``). In gapbound's notation the decoder is
-``x_hat = D s + b_dec`` with ``D = W_dec^T`` (``M x N``). Activation
-normalisation other than ``"none"`` (e.g. SAELens's
-``expected_average_only_in``) depends on a dataset statistic that is not in
-the directory, so it is rejected rather than silently ignored.
+Writing produces the current (6.x) layout, readable by ``sae_lens.SAE.load_from_disk``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
-from .encoders import SAE
-from ..utils.io import atomic_write
-from ..utils.validation import check_dictionary, check_int
+from ..utils.io import atomic_write, atomic_write_json
+from .sae import INPUT_NORMS, SAE
 
-__all__ = ["SAELensSAE", "load_sae", "save_sae", "WEIGHTS_FILE", "CONFIG_FILE"]
+__all__ = ["read_saelens", "write_saelens", "saelens_config", "parse_dtype", "CONFIG_FILE", "WEIGHTS_FILE", "SAELENS_ARCHITECTURES"]
 
-WEIGHTS_FILE = "sae_weights.safetensors"
 CONFIG_FILE = "cfg.json"
-_ARCHITECTURES = ("standard", "relu", "jumprelu", "topk")
+WEIGHTS_FILE = "sae_weights.safetensors"
+SAELENS_ARCHITECTURES = ("standard", "topk", "jumprelu", "gated")
+LAYOUT_VERSION = "6.0.0"  # the cfg.json layout written; SAELens converts configs without a version as pre-6.0
+_ACTIVATION = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
+_TENSORS = {
+    "standard": ("W_enc", "b_enc", "W_dec", "b_dec"),
+    "topk": ("W_enc", "b_enc", "W_dec", "b_dec"),
+    "jumprelu": ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
+    "gated": ("W_enc", "b_gate", "b_mag", "r_mag", "W_dec", "b_dec"),
+}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# provenance keys older configs keep at the top level; SAELens 6 moves them under "metadata"
+_METADATA_KEYS = ("model_name", "hook_name", "hook_head_index", "hook_layer", "context_size", "prepend_bos",
+                  "dataset_path", "model_from_pretrained_kwargs", "seqpos_slice", "exclude_special_tokens",
+                  "model_class_name", "sae_lens_training_version", "neuronpedia_id")
 
 
-class SAELensSAE(nn.Module):
-    """An SAE with SAELens's parameter names and forward pass.
+def parse_dtype(name: Any) -> torch.dtype:
+    """A torch dtype from SAELens's names (``"float32"``, ``"torch.bfloat16"``, ...)."""
+    if isinstance(name, torch.dtype):
+        return name
+    key = str(name).replace("torch.", "")
+    if key not in _DTYPES:
+        raise ValueError(f"unsupported dtype {name!r} (supported: {', '.join(_DTYPES)})")
+    return _DTYPES[key]
 
-    Parameters
-    ----------
-    W_enc, b_enc, W_dec, b_dec : torch.Tensor
-        Shapes ``(d_in, d_sae)``, ``(d_sae,)``, ``(d_sae, d_in)``, ``(d_in,)``.
-    architecture : str
-        ``"standard"`` (ReLU), ``"jumprelu"`` or ``"topk"``.
-    apply_b_dec_to_input : bool
-        Subtract ``b_dec`` from the input before encoding.
-    threshold : torch.Tensor, optional
-        JumpReLU thresholds (``d_sae``).
-    k : int, optional
-        TopK's number of active latents.
-    cfg : dict, optional
-        The full ``cfg.json`` contents, kept for saving.
+
+def saelens_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg.json`` contents with SAELens's defaults for missing keys, old (pre-6.0) configs converted.
+
+    Raises
+    ------
+    ValueError
+        For an old config whose activation SAELens 6 would silently read as ReLU
+        (``topk`` without ``k``, or another activation such as ``tanh-relu``).
     """
-
-    def __init__(
-        self, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor,
-        architecture: str = "standard", apply_b_dec_to_input: bool = False, threshold: torch.Tensor | None = None,
-        k: int | None = None, cfg: dict | None = None,
-    ):
-        super().__init__()
-        d_in, d_sae = W_enc.shape
-        expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
-        for name, t in zip(expected, (W_enc, b_enc, W_dec, b_dec)):
-            if tuple(t.shape) != expected[name]:
-                raise ValueError(f"{name} must have shape {expected[name]} (d_in={d_in}, d_sae={d_sae}), got {tuple(t.shape)}")
-            if not torch.isfinite(t).all():
-                raise ValueError(f"{name} contains NaN or infinite values")
-        architecture = "standard" if architecture == "relu" else architecture
-        if architecture not in _ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {_ARCHITECTURES}, got {architecture!r}")
-        if architecture == "jumprelu" and (threshold is None or tuple(threshold.shape) != (d_sae,)):
-            raise ValueError(f"a jumprelu SAE needs a 'threshold' tensor of shape ({d_sae},)")
-        if architecture == "topk":
+    cfg = dict(cfg)
+    version = cfg.get("sae_lens_version") or (cfg.get("metadata") or {}).get("sae_lens_version")
+    major = str(version or "0").split(".")[0]
+    pre6 = not major.isdigit() or int(major) < 6  # SAELens: version < 6.0.0-rc.0
+    if pre6:
+        for old, new in (("hook_point", "hook_name"), ("hook_point_head_index", "hook_head_index"), ("activation_fn_str", "activation_fn")):
+            if old in cfg and new not in cfg:
+                cfg[new] = cfg.pop(old)
+        cfg.setdefault("apply_b_dec_to_input", True)
+        cfg.setdefault("architecture", "standard")
+        activation = cfg.get("activation_fn") or "relu"
+        k = cfg.get("k", (cfg.get("activation_fn_kwargs") or {}).get("k"))
+        if cfg["architecture"] == "standard" and activation == "topk":
             if k is None:
-                raise ValueError("a topk SAE needs k in cfg.json ('k' or activation_fn_kwargs.k)")
-            check_int("k", k, minimum=1, maximum=d_sae)
-        self.W_enc, self.b_enc = nn.Parameter(W_enc), nn.Parameter(b_enc)
-        self.W_dec, self.b_dec = nn.Parameter(W_dec), nn.Parameter(b_dec)
-        self.threshold = None if threshold is None else nn.Parameter(threshold)
-        self.architecture, self.apply_b_dec_to_input, self.k = architecture, bool(apply_b_dec_to_input), k
-        self.cfg = dict(cfg or {})
-
-    @property
-    def d_in(self) -> int:
-        return self.W_enc.shape[0]
-
-    @property
-    def d_sae(self) -> int:
-        return self.W_enc.shape[1]
-
-    @property
-    def dictionary(self) -> torch.Tensor:
-        """The decoder in gapbound's convention, ``D = W_dec^T`` (``d_in x d_sae``)."""
-        return self.W_dec.detach().T
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent activations of a batch ``x`` (``n x d_in``)."""
-        if x.ndim != 2 or x.shape[1] != self.d_in:
-            raise ValueError(f"x must have shape (n, {self.d_in}), got {tuple(x.shape)}")
-        x = x.to(self.W_enc.dtype)
-        z = (x - self.b_dec if self.apply_b_dec_to_input else x) @ self.W_enc + self.b_enc
-        if self.architecture == "jumprelu":
-            return z * (z > self.threshold)
-        if self.architecture == "topk":
-            top = z.topk(self.k, dim=1)
-            return torch.zeros_like(z).scatter(1, top.indices, torch.relu(top.values))
-        return torch.relu(z)
-
-    def decode(self, s: torch.Tensor) -> torch.Tensor:
-        """Reconstruction ``s @ W_dec + b_dec``."""
-        return s @ self.W_dec + self.b_dec
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
-
-    @classmethod
-    def from_gapbound(cls, encoder: SAE, D: Any, b_dec: Any = None, cfg: dict | None = None) -> "SAELensSAE":
-        """Wrap a gapbound :class:`~gapbound.models.encoders.SAE` and its ``M x N`` dictionary ``D``."""
-        if not isinstance(encoder, SAE):
-            raise TypeError(f"encoder must be a gapbound.models.encoders.SAE, got {type(encoder).__name__}")
-        D = check_dictionary(D, rows=encoder.M, cols=encoder.N).detach().float()
-        b = torch.zeros(encoder.M) if b_dec is None else torch.as_tensor(b_dec, dtype=torch.float32).reshape(-1)
-        W = encoder.linear.weight.detach().float()
-        thr = encoder.log_threshold.detach().exp().float() if encoder.activation == "jumprelu" else None
-        arch = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}[encoder.activation]
-        return cls(W.T.contiguous(), encoder.linear.bias.detach().float().clone(), D.T.contiguous(), b, arch,
-                   apply_b_dec_to_input=False, threshold=thr, k=encoder.k, cfg=cfg)
+                raise ValueError("cfg.json has activation_fn 'topk' but no k (activation_fn_kwargs.k); cannot tell the TopK size")
+            cfg["architecture"], cfg["k"] = "topk", k
+        elif cfg["architecture"] == "standard" and activation != "relu":
+            raise ValueError(f"unsupported activation_fn {activation!r} for architecture 'standard' (supported: relu, topk)")
+        if cfg["architecture"] == "topk" and "k" not in cfg and k is not None:
+            cfg["k"] = k
+        if isinstance(cfg.get("normalize_activations"), bool):
+            cfg["normalize_activations"] = "expected_average_only_in" if cfg["normalize_activations"] else "none"
+        metadata = {key: cfg[key] for key in _METADATA_KEYS if key in cfg}
+        cfg["metadata"] = {**metadata, **(cfg.get("metadata") or {})}
+    cfg.setdefault("apply_b_dec_to_input", True)  # SAEConfig's default in SAELens 6
+    if cfg.get("normalize_activations") is None:
+        cfg["normalize_activations"] = "none"
+    cfg.setdefault("dtype", "float32")
+    return cfg
 
 
-def save_sae(path: str | os.PathLike, sae: SAELensSAE | SAE, D: Any = None, b_dec: Any = None, **cfg_extra: Any) -> Path:
-    """Write ``sae`` in the SAELens layout (``cfg.json`` + ``sae_weights.safetensors``) under directory ``path``.
-
-    Parameters
-    ----------
-    path : path-like
-        Output directory (created).
-    sae : SAELensSAE or gapbound SAE
-        A gapbound :class:`~gapbound.models.encoders.SAE` needs its dictionary ``D`` (``M x N``).
-    D, b_dec : array-like, optional
-        Decoder and decoder bias for a gapbound SAE.
-    **cfg_extra
-        Extra ``cfg.json`` fields (e.g. ``hook_name``, ``model_name``).
-    """
-    if isinstance(sae, SAE):
-        if D is None:
-            raise ValueError("saving a gapbound SAE needs its dictionary D (M x N)")
-        sae = SAELensSAE.from_gapbound(sae, D, b_dec)
-    elif not isinstance(sae, SAELensSAE):
-        raise TypeError(f"sae must be a SAELensSAE or gapbound SAE, got {type(sae).__name__}")
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {name: getattr(sae, name).detach().cpu().contiguous() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    if sae.threshold is not None:
-        tensors["threshold"] = sae.threshold.detach().cpu().contiguous()
-    cfg = {**sae.cfg, "d_in": sae.d_in, "d_sae": sae.d_sae, "architecture": sae.architecture,
-           "activation_fn_str": {"standard": "relu", "jumprelu": "jumprelu", "topk": "topk"}[sae.architecture],
-           "apply_b_dec_to_input": sae.apply_b_dec_to_input, "normalize_activations": "none",
-           "dtype": str(sae.W_enc.dtype).replace("torch.", ""), **cfg_extra}
-    if sae.k is not None:
-        cfg["k"] = sae.k
-        cfg["activation_fn_kwargs"] = {"k": sae.k}
-    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-    atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
-    return out
-
-
-def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAELensSAE:
-    """Load an SAE saved in the SAELens layout from directory ``path``.
+def read_saelens(path: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu") -> SAE:
+    """Load an SAE from a SAELens directory so that ``encode`` equals SAELens's ``encode``.
 
     Raises
     ------
     FileNotFoundError
         If the directory or one of its two files is missing.
     ValueError
-        If tensors are missing or mis-shaped, or the config asks for an unsupported feature.
+        If the config asks for an unsupported architecture or mode, or tensors are missing or mis-shaped.
     """
     root = Path(path)
     if not root.is_dir():
@@ -188,22 +118,85 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE
         if not (root / name).is_file():
             raise FileNotFoundError(f"SAE directory {root} has no {name} (SAELens layout: {CONFIG_FILE} + {WEIGHTS_FILE})")
     try:
-        cfg = json.loads((root / CONFIG_FILE).read_text())
+        raw = json.loads((root / CONFIG_FILE).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{root / CONFIG_FILE} is not valid JSON: {err}") from err
-    tensors = load_file(str(root / WEIGHTS_FILE), device=str(device))
-    missing = [n for n in ("W_enc", "b_enc", "W_dec", "b_dec") if n not in tensors]
+    if not isinstance(raw, dict):
+        raise ValueError(f"{root / CONFIG_FILE} must hold a JSON object")
+    cfg = saelens_config(raw)
+    arch = cfg["architecture"]
+    if arch not in SAELENS_ARCHITECTURES:
+        raise ValueError(f"unsupported architecture {arch!r} in {root / CONFIG_FILE} (supported: {', '.join(SAELENS_ARCHITECTURES)})")
+    norm = cfg["normalize_activations"]
+    if norm not in INPUT_NORMS:
+        raise ValueError(f"unsupported normalize_activations {norm!r} in {root / CONFIG_FILE} (supported: {', '.join(INPUT_NORMS)})")
+    target = parse_dtype(cfg["dtype"] if dtype is None else dtype)
+    tensors = {k: v.to(target) for k, v in load_file(str(root / WEIGHTS_FILE), device=str(device)).items()}
+    scaling = tensors.pop("scaling_factor", None)
+    if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
+        raise ValueError(f"unsupported: {root / WEIGHTS_FILE} has a fine-tuning scaling_factor that is not all ones "
+                         "(SAELens 6 refuses it too unless finetuning_scaling_factor is set)")
+    needed = _TENSORS[arch]
+    missing = [n for n in needed if n not in tensors]
     if missing:
-        raise ValueError(f"{root / WEIGHTS_FILE} lacks tensors {missing} (has {sorted(tensors)})")
-    norm = cfg.get("normalize_activations", "none") or "none"
-    if norm != "none":
-        raise ValueError(f"cfg.json normalize_activations={norm!r} needs a dataset scaling factor not stored here; "
-                         "normalise the activations yourself and set it to 'none'")
-    arch = cfg.get("architecture", cfg.get("activation_fn_str", "standard"))
-    k = cfg.get("k", (cfg.get("activation_fn_kwargs") or {}).get("k"))
-    for name, dim in (("d_in", 0), ("d_sae", 1)):
-        if name in cfg and cfg[name] != tensors["W_enc"].shape[dim]:
+        raise ValueError(f"{root / WEIGHTS_FILE} lacks tensors {missing} for a {arch} SAE (has {sorted(tensors)})")
+    extra = sorted(set(tensors) - set(needed))
+    if extra:
+        raise ValueError(f"{root / WEIGHTS_FILE} has tensors {extra} that a SAELens {arch} SAE does not have; unsupported variant")
+    d_in, d_sae = tensors["W_enc"].shape
+    for name, value in (("d_in", d_in), ("d_sae", d_sae)):
+        if name in cfg and cfg[name] != value:
             raise ValueError(f"cfg.json {name}={cfg[name]} does not match W_enc of shape {tuple(tensors['W_enc'].shape)}")
-    return SAELensSAE(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"], arch,
-                      bool(cfg.get("apply_b_dec_to_input", False)), tensors.get("threshold"),
-                      None if k is None else int(k), cfg)
+    if norm == "expected_average_only_in":
+        warnings.warn(f"{root}: normalize_activations='expected_average_only_in' is a dataset scaling factor that SAELens "
+                      "does not apply at run time; pass activations already scaled (or fold the factor with "
+                      "SAE.fold_input_normalisation(scale=1/factor))", UserWarning, stacklevel=2)
+    metadata = {**(cfg.get("metadata") or {}), "format": "saelens"}
+    if cfg.get("reshape_activations", "none") != "none":
+        metadata["reshape_activations"] = cfg["reshape_activations"]  # hook_z: inputs are flattened (n_heads * d_head)
+    k = cfg.get("k")
+    b_enc = tensors["b_mag"] if arch == "gated" else tensors["b_enc"]
+    return SAE.from_weights(
+        tensors["W_enc"], b_enc, tensors["W_dec"], tensors["b_dec"], _ACTIVATION[arch], k=None if k is None else int(k),
+        threshold=tensors.get("threshold"), b_gate=tensors.get("b_gate"), r_mag=tensors.get("r_mag"),
+        apply_b_dec_to_input=bool(cfg["apply_b_dec_to_input"]),
+        rescale_acts_by_decoder_norm=bool(cfg.get("rescale_acts_by_decoder_norm", False)) and arch == "topk",
+        input_norm=norm, metadata=metadata,
+    )
+
+
+def write_saelens(sae: SAE, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write ``sae`` in the current SAELens layout under directory ``path`` (created); returns ``path``.
+
+    ``metadata`` (``hook_name``, ``model_name``, ``context_size``, ``prepend_bos``, ...)
+    is merged over ``sae.metadata`` into ``cfg.json["metadata"]``.
+    """
+    if not isinstance(sae, SAE):
+        raise TypeError(f"sae must be a gapbound SAE, got {type(sae).__name__}")
+    arch = {v: k for k, v in _ACTIVATION.items()}[sae.activation]
+    dtype = sae.linear.weight.dtype
+    tensors = {"W_enc": sae.linear.weight.T, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
+    if arch == "gated":
+        tensors.update(b_mag=sae.linear.bias, b_gate=sae.b_gate, r_mag=sae.r_mag)
+    else:
+        tensors["b_enc"] = sae.linear.bias
+    if arch == "jumprelu":
+        tensors["threshold"] = sae.threshold.to(dtype)
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
+    meta = {**sae.metadata, **metadata}
+    meta.pop("format", None)
+    reshape = meta.pop("reshape_activations", "none")
+    meta.setdefault("sae_lens_version", LAYOUT_VERSION)
+    meta.setdefault("sae_lens_training_version", None)
+    cfg: dict[str, Any] = {
+        "architecture": arch, "d_in": sae.M, "d_sae": sae.N, "dtype": str(dtype).replace("torch.", ""), "device": "cpu",
+        "apply_b_dec_to_input": sae.apply_b_dec_to_input, "normalize_activations": sae.input_norm,
+        "reshape_activations": reshape, "metadata": meta,
+    }
+    if arch == "topk":
+        cfg.update(k=sae.k, rescale_acts_by_decoder_norm=sae.rescale_acts_by_decoder_norm)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    atomic_write_json(out / CONFIG_FILE, cfg)
+    return out
