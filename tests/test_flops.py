@@ -36,3 +36,22 @@ def test_train_step_leaves_no_gradients():
     sae = SAE(4, 8)
     train_step_flops(lambda: sae(torch.randn(5, 4)).sum(), list(sae.parameters()))
     assert all(p.grad is None for p in sae.parameters())
+
+
+def test_gapbound_formulas_stay_inside_count_flops():
+    """count_flops knows the Cholesky formula; torch's global registry and a plain FlopCounterMode do not change."""
+    import numpy as np
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+    from gapbound.inference import fista
+
+    A = torch.eye(4, dtype=torch.float64).expand(3, 4, 4).contiguous()
+    D = np.linalg.qr(np.random.default_rng(0).normal(size=(8, 8)))[0][:, :6]
+    assert count_flops(fista, D, np.ones((4, 8)), 0.1)[0] > 0  # imports and runs the compiled active set
+    assert count_flops(torch.linalg.cholesky_ex, A)[0] == 3 * 4**3 // 3
+    for op in (torch.ops.aten.linalg_cholesky_ex, torch.ops.aten.cholesky_solve, torch.ops.aten.addmm_,
+               torch.ops.gapbound.active_set):
+        assert op not in flop_registry
+    with FlopCounterMode(display=False) as plain:
+        torch.linalg.cholesky_ex(A)
+    assert plain.get_total_flops() == 0

@@ -1,8 +1,6 @@
-"""Solvers of gapbound.inference.solvers against cvxpy and scikit-learn, certificates, warm starts, bad input."""
+"""Solvers of gapbound.inference against cvxpy and scikit-learn, certificates, warm starts, bad input."""
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import pytest
@@ -12,10 +10,8 @@ from hypothesis import strategies as st
 
 from gapbound.synthetic.data import SyntheticConfig, make_problem
 from gapbound.utils.flops import count_flops
-from gapbound.inference.solvers import (
+from gapbound.inference import (
     SOLVERS,
-    _compact,
-    _Problem,
     cvxpy_encode,
     duality_gap,
     fista,
@@ -25,6 +21,8 @@ from gapbound.inference.solvers import (
     solve,
     warm_start,
 )
+from gapbound.inference.active_set import compact, lawson_hanson, run_active_set
+from gapbound.inference.problem import Problem
 
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -49,13 +47,12 @@ def _total(res) -> float:
     return float(res.objective.sum())
 
 
-@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @SETTINGS
 @given(prob=problems())
-def test_fista_matches_cvxpy_and_sklearn(compiled, prob):
+def test_fista_matches_cvxpy_and_sklearn(backend, prob):
     D, X, lam = prob
-    with _backend(compiled):
-        f = fista(D, X, lam, tol=1e-11, max_iter=20000)
+    f = fista(D, X, lam, tol=1e-11, max_iter=20000, backend=backend)
     ref = cvxpy_encode(D, X, lam)
     lars = solve(D, X, lam, method="sklearn_lars")
     assert f.converged
@@ -107,8 +104,6 @@ def test_lawson_hanson_steps_are_descent_and_exact_on_the_support(m, k, n, seed)
     KKT rounds of the solver around it (tested end to end against cvxpy above)."""
     from scipy.optimize import nnls
 
-    from gapbound.inference.solvers import _lawson_hanson
-
     rng = np.random.default_rng(seed)
     A, b = rng.normal(size=(n, m, k)), rng.normal(size=(n, m))
     G = torch.as_tensor(np.einsum("nmk,nml->nkl", A, A))
@@ -117,7 +112,7 @@ def test_lawson_hanson_steps_are_descent_and_exact_on_the_support(m, k, n, seed)
     f = lambda s: 0.5 * np.einsum("nk,nkl,nl->n", s, G.numpy(), s) - np.einsum("nk,nk->n", q.numpy(), s)  # noqa: E731
     ref = np.stack([nnls(A[i], b[i])[0] for i in range(n)])
     for start in (torch.zeros(n, k, dtype=torch.float64), torch.as_tensor(np.abs(rng.normal(size=(n, k))))):
-        s = _lawson_hanson(G, q, start, free, rank=m).numpy()
+        s = lawson_hanson(G, q, start, free, rank=m).numpy()
         assert (s >= 0).all()
         assert (f(s) <= f(start.numpy()) + 1e-9 * (1 + np.abs(f(start.numpy())))).all()
         if k <= m:  # full rank: zero gradient on the kept atoms, and the optimum when no sign is wrong
@@ -127,13 +122,12 @@ def test_lawson_hanson_steps_are_descent_and_exact_on_the_support(m, k, n, seed)
             np.testing.assert_allclose(f(s)[whole], f(ref)[whole], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
-def test_active_set_alone_solves_a_cold_start_with_sparse_certificates(compiled):
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_active_set_alone_solves_a_cold_start_with_sparse_certificates(backend):
     """Large problems start with the active set (sparse certificates); it alone reaches the tolerance."""
     p = make_problem(SyntheticConfig(N=512, M=128, K=8, n_train=256, n_test=1, seed=5))
     D, X = p.D.double(), p.X_train.double()
-    with _backend(compiled):
-        res = fista(D, X, 0.1, tol=1e-9, max_iter=1)
+    res = fista(D, X, 0.1, tol=1e-9, max_iter=1, backend=backend)
     assert res.converged and res.n_iter == 0
     dense = duality_gap(D, X, res.codes, 0.1)
     assert torch.allclose(res.duality_gap, dense, rtol=1e-6, atol=1e-11)
@@ -146,13 +140,13 @@ def test_compact_working_sets_truncate_or_restart_wide_codes(n_wide):
     """Codes wider than the rank enter the active set as their M largest codes when few rows are
     wide, and restart from zero when most are; either way the correlations describe those codes."""
     p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=8, n_test=1, seed=3))
-    prob = _Problem(p.D.double(), p.X_train.double(), 0.1, None, None)
+    prob = Problem.build(p.D.double(), p.X_train.double(), 0.1)
     S = torch.zeros(8, 16, dtype=torch.float64)
     S[:, :3] = torch.rand(8, 3, dtype=torch.float64) + 0.1
     S[:n_wide] = torch.rand(n_wide, 16, dtype=torch.float64) + 0.1  # all 16 atoms on, rank 8
     rows = torch.arange(8)
     _, _, C = prob.certify(S, rows)
-    idx, vals = _compact(prob, S, C, rows)
+    idx, vals = compact(prob, S, C, rows)
     kept = torch.zeros_like(S).scatter_(1, idx, vals)
     restart = 2 * n_wide >= 8
     for i in range(8):
@@ -165,32 +159,19 @@ def test_compact_working_sets_truncate_or_restart_wide_codes(n_wide):
     assert torch.allclose(C, prob.certify(kept, rows)[2], rtol=1e-12, atol=1e-12)
 
 
-def test_active_set_chunks_rows_without_changing_the_result(monkeypatch):
-    """The Lawson-Hanson solves run in row chunks (memory reuse); chunk boundaries must not matter."""
-    import gapbound.inference.solvers as inference
-
+def test_active_set_chunks_rows_without_changing_the_result():
+    """The batched Lawson-Hanson solves run in row chunks (memory reuse); chunk boundaries must not matter."""
     p = make_problem(SyntheticConfig(N=512, M=128, K=8, n_train=96, n_test=1, seed=7))
-    D, X = p.D.double(), p.X_train.double()
-    monkeypatch.setattr(inference, "_USE_COMPILED", False)  # the chunks are those of the batched version
-    whole = fista(D, X, 0.1, tol=1e-10, max_iter=1)
-    monkeypatch.setattr(inference, "_CHUNK_ELEMS", 7 * 16)  # a few rows per chunk, and a ragged last one
-    chunked = fista(D, X, 0.1, tol=1e-10, max_iter=1)
-    assert whole.converged and chunked.converged
+    prob = Problem.build(p.D.double(), p.X_train.double(), 0.1, backend="torch")
+    rows = torch.arange(96)
+    start = (torch.zeros(96, 1, dtype=torch.long), torch.zeros(96, 1, dtype=torch.float64))
+    whole = run_active_set(prob, *start, None, rows, 1e-10, max_outer=16)
+    # a few rows per chunk, and a ragged last one
+    chunked = run_active_set(prob, *start, None, rows, 1e-10, max_outer=16, chunk_elems=7 * 16)
+    assert (whole[2] <= 1e-10).all() and (chunked[2] <= 1e-10).all()
     # Same supports; values equal up to the rounding of batched LAPACK calls of other sizes.
-    assert torch.equal(whole.codes > 0, chunked.codes > 0)
-    assert torch.allclose(whole.codes, chunked.codes, rtol=0, atol=1e-12)
-
-
-@contextlib.contextmanager
-def _backend(compiled: bool):
-    """Run the active set compiled (per sample, numba) or batched in torch (the CUDA path) on the CPU."""
-    import gapbound.inference.solvers as inference
-
-    saved, inference._USE_COMPILED = inference._USE_COMPILED, compiled
-    try:
-        yield
-    finally:
-        inference._USE_COMPILED = saved
+    assert torch.equal(whole[0] > 0, chunked[0] > 0)
+    assert torch.allclose(whole[0], chunked[0], rtol=0, atol=1e-12)
 
 
 def _degenerate(M: int, N: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,9 +202,9 @@ def test_compiled_active_set_alone_is_exact(prob, seed, duplicate):
                               rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("start", ["cold", "warm", "duplicates"])
-def test_active_set_backends_reach_the_same_optimum(compiled, start):
+def test_active_set_backends_reach_the_same_optimum(backend, start):
     """Compiled and batched active sets, alone (no FISTA iteration) or finished by FISTA, reach
     cvxpy's optimum; the compiled one alone, even from poor warm starts and with duplicate atoms."""
     if start == "duplicates":
@@ -235,13 +216,12 @@ def test_active_set_backends_reach_the_same_optimum(compiled, start):
         # A warm start on the true support plus noise atoms, not optimal on its own support.
         init = None if start == "cold" else (p.S_train + 0.3 * (torch.rand_like(p.S_train) < 0.15)).double()
     lam = 0.05
-    with _backend(compiled):
-        alone = fista(D, X, lam, init=init, tol=1e-10, max_iter=1)
-        res = fista(D, X, lam, init=init, tol=1e-10, max_iter=20000)
+    alone = fista(D, X, lam, init=init, tol=1e-10, max_iter=1, backend=backend)
+    res = fista(D, X, lam, init=init, tol=1e-10, max_iter=20000, backend=backend)
     ref = cvxpy_encode(D, X, lam)
     assert res.converged and (res.codes >= 0).all()
     assert abs(_total(res) - _total(ref)) <= 1e-6 * _total(ref) + float(ref.duality_gap.sum())
-    if compiled:
+    if backend == "numba":
         assert alone.converged and alone.n_iter == 0
         assert torch.allclose(alone.objective, res.objective, rtol=1e-9, atol=1e-10)
     assert torch.allclose(duality_gap(D, X, res.codes, lam), res.duality_gap, rtol=1e-6, atol=1e-12)
@@ -302,7 +282,7 @@ def test_flops_are_counted_including_cholesky():
     assert count_flops(torch.linalg.cholesky_ex, A)[0] == 3 * 4**3 // 3
     # Sparse certificates (wide dictionaries): 2 nnz N FLOPs for D^T D s, however sparse s is.
     Dw = torch.randn(128, 512, dtype=torch.float64)
-    prob = _Problem(Dw / Dw.norm(dim=0), torch.randn(6, 128, dtype=torch.float64), 0.1, None, None)
+    prob = Problem.build(Dw / Dw.norm(dim=0), torch.randn(6, 128, dtype=torch.float64), 0.1)
     idx = torch.stack([torch.randperm(512)[:5] for _ in range(6)])
     _ = (prob.DtX64, prob.G64, prob.xx64)  # set-up products, not counted below
     assert count_flops(prob.certify_support, idx, torch.rand(6, 5, dtype=torch.float64))[0] == 2 * 6 * 5 * 512
@@ -377,3 +357,78 @@ def test_bad_options_raise():
     with pytest.raises(TypeError, match="encoder must be callable"):
         warm_start(3, D, X, 0.1)
     assert {"fista", "ista", "lca", "adam_exp", "sklearn_cd", "sklearn_lars", "cvxpy"} <= set(SOLVERS)
+
+
+def test_compiled_active_set_restores_numba_threads():
+    """The kernel runs with torch's thread count and leaves numba's setting as it found it."""
+    import numba
+
+    before = numba.get_num_threads()
+    D, X = _degenerate(12, 30, 16, seed=1)
+    assert fista(D, X, 0.05, tol=1e-10, backend="numba").converged
+    assert numba.get_num_threads() == before
+
+
+def test_fista_without_polish_is_an_iteration_budget():
+    """polish=False, tol=0: exactly max_iter plain FISTA iterations (the frontier's budgets), not an exact solve."""
+    p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=64, n_test=1, seed=9))
+    D, X = p.D.double(), p.X_train.double()
+    budget = fista(D, X, 0.01, tol=0.0, max_iter=7, polish=False)
+    exact = fista(D, X, 0.01, tol=1e-12)
+    assert budget.n_iter == 7 and not budget.converged
+    assert exact.n_iter == 0 and exact.converged
+    assert _total(budget) > _total(exact)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("kind", ["coherent", "small_lam"])
+def test_supports_wider_than_the_old_cap_are_solved_exactly(backend, kind):
+    """Optima with more atoms than the old working-set cap max(32, M/4) (coherent atoms, tiny lam):
+    the active set alone certifies them (no FISTA fallback) and matches scikit-learn's LARS."""
+    rng = np.random.default_rng(3)
+    M, N, n = 64, 256, 6
+    if kind == "coherent":  # mutual coherence about 0.9: every atom near one common direction
+        common = rng.normal(size=(M, 1))
+        D = 0.9 * common / np.linalg.norm(common) + 0.45 * rng.normal(size=(M, N)) / np.sqrt(M)
+    else:
+        D = rng.normal(size=(M, N))
+    D /= np.linalg.norm(D, axis=0)
+    S = np.abs(rng.normal(size=(n, N))) * (rng.random((n, N)) < 0.3)
+    X = S @ D.T + 0.1 * rng.normal(size=(n, M))
+    lam = (1e-2 if kind == "coherent" else 1e-3) * float((X @ D).max())
+    # The compiled kernel alone (no FISTA iteration); the batched one after FISTA's first check.
+    res = fista(D, X, lam, tol=1e-10, max_iter=1 if backend == "numba" else 100, backend=backend)
+    width = int((res.codes > 0).sum(1).max())
+    assert width > 32  # wider than the old cap
+    assert res.converged and res.n_iter == (0 if backend == "numba" else 20)
+    lars = solve(D, X, lam, method="sklearn_lars")
+    assert _total(res) <= _total(lars) + 1e-9 * abs(_total(lars))
+    # Gaps near 1e-13: the two formulas agree to their rounding, about 1e-16 ||x||^2 (1e-13 here is ample).
+    dense = duality_gap(torch.as_tensor(D), torch.as_tensor(X), res.codes, lam)
+    assert torch.allclose(dense, res.duality_gap, rtol=0, atol=1e-13 * float((X**2).sum(1).max()))
+
+
+@pytest.mark.parametrize(
+    "D, X, match, err",
+    [
+        (np.eye(2, dtype=np.complex128), np.ones((2, 2)), "D must be real", TypeError),
+        (np.eye(2), np.ones((2, 2), dtype=np.complex64), "X must be real", TypeError),
+        (np.eye(2, dtype=np.int64), np.ones((2, 2)), "D must be a floating-point array", TypeError),
+        (np.eye(2), np.ones((2, 2), dtype=np.int32), "X must be a floating-point array", TypeError),
+        (torch.eye(2, dtype=torch.int64), torch.ones(2, 2), "D must be a floating-point array", TypeError),
+        (np.eye(2), [[1, 2], [3, 4]], "X must be a floating-point array", TypeError),
+    ],
+)
+def test_complex_and_integer_arrays_are_refused(D, X, match, err):
+    for method in ("fista", "lca", "sklearn_cd"):
+        with pytest.raises(err, match=match):
+            solve(D, X, 0.1, method=method)
+
+
+def test_backend_argument_is_checked():
+    D, X = np.eye(2), np.ones((3, 2))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fista(D, X, 0.1, backend="cuda")
+    wide = np.random.default_rng(0).normal(size=(4, 4097))
+    with pytest.raises(ValueError, match="backend='numba' needs a CPU dictionary with at most 4096 atoms"):
+        fista(wide, np.ones((1, 4)), 0.1, backend="numba")

@@ -1,4 +1,37 @@
-"""Per-sample sparse inference: the non-negative LASSO, solved and certified sample by sample."""
+"""Per-sample sparse inference: the non-negative LASSO, solved and certified sample by sample.
 
-from .solvers import *  # noqa: F401,F403
-from .solvers import __all__
+Modules, one idea each: :mod:`.problem` (the objective, per-sample duality-gap
+certificates, the shared set-up), :mod:`.active_set` (the exact active-set
+method, backends ``"numba"`` / ``"torch"``) with its compiled kernel
+:mod:`.compiled`, :mod:`.proximal` (ISTA, FISTA, FISTA on an L1 ball),
+:mod:`.lca` (LCA, the Adam-on-exp baseline), :mod:`.reference` (scikit-learn,
+cvxpy), :mod:`.api` (``solve``, ``warm_start``, the solver registry) and
+:mod:`.coder` (``SparseCoder``, set-up kept across calls).
+"""
+
+from .api import SOLVERS, register_solver, solve, warm_start
+from .coder import SparseCoder
+from .lca import adam_exp, lca
+from .problem import InferenceResult, duality_gap, lipschitz, objective
+from .proximal import fista, fista_l1_ball, ista, project_capped_simplex
+from .reference import cvxpy_encode, sklearn_encode
+
+__all__ = [
+    "InferenceResult",
+    "SparseCoder",
+    "register_solver",
+    "solve",
+    "objective",
+    "duality_gap",
+    "lipschitz",
+    "ista",
+    "fista",
+    "lca",
+    "adam_exp",
+    "sklearn_encode",
+    "cvxpy_encode",
+    "warm_start",
+    "fista_l1_ball",
+    "project_capped_simplex",
+    "SOLVERS",
+]

@@ -1,7 +1,7 @@
 """Compiled per-sample active-set solver for the non-negative LASSO (CPU).
 
-The same method as the batched torch active set in :mod:`gapbound.inference.solvers`
-(``_active_set``), written sample by sample and compiled with numba: on a CPU
+The same method as the batched torch active set in :mod:`gapbound.inference.active_set`,
+written sample by sample and compiled with numba: on a CPU
 the batched version spends most of its time in the per-operation overhead of
 hundreds of small tensor operations and of batched LAPACK calls on 20-50-wide
 matrices, which a loop over samples does not pay.
@@ -11,12 +11,13 @@ correlations of the residual ``r = D^T (x - D s) = c - G s``:
 
 1. the working set is the sample's support plus its atoms most violating the
    KKT condition ``r_j <= lam`` (``n_first`` of them from an empty support,
-   then ``n_add``, doubling while the objective falls and one at a time where
-   it stalled, the rule that makes Lawson-Hanson finite);
+   then ``n_add``, doubling up to ``max_add`` while the objective falls and one
+   at a time where it stalled, the rule that makes Lawson-Hanson finite); there
+   is no cap on the support below the rank: ``cap`` is ``M + max_add`` (or ``N``);
 2. ``min 0.5 s'Gs - (c - lam)'s, s >= 0`` is solved exactly on the working set
    by Lawson-Hanson steps, each an exact Cholesky solve;
 3. ``r`` is recomputed from ``c`` and the duality gap certifies the codes
-   (the formula of :func:`gapbound.inference.solvers._gap`); a sample stops when its
+   (the formula of :func:`gapbound.inference.problem.gap_terms`); a sample stops when its
    gap is at most ``tol``, when no atom violates the KKT conditions, or after
    ``max_outer`` rounds.
 
@@ -25,23 +26,25 @@ only on rows ``< i``), so the rows of atoms that stay in the free set from one
 Lawson-Hanson step or round to the next are reused and only new or displaced
 rows are computed. The kernel returns the FLOPs it spent (multiply-adds of the
 correlation updates and the factorisations, counted as 2 each) so that
-:mod:`gapbound.utils.flops` can count them through a registered formula.
+:func:`gapbound.utils.flops.count_flops` can count them (its counting context maps
+the operator to the kernel's own count; nothing is registered globally).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Any, Iterator
 
 import numba
 import numpy as np
 import torch
 from numba import njit, prange
-from torch.utils.flop_counter import register_flop_formula
 
 __all__ = ["active_set"]
 
-_TINY = 2.2250738585072014e-308  # smallest normal float64, as in inference._gap
-_MAX_INNER = 64  # Lawson-Hanson steps per round
+_TINY = 2.2250738585072014e-308  # smallest normal float64, as in problem.gap_terms
+_MAX_INNER = 64  # Lawson-Hanson steps per round beyond one per working-set atom
 _PIVOT = 1e-13  # relative pivot below which an atom counts as dependent on the free atoms before it
 
 
@@ -174,7 +177,7 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
     m = k
     for a in range(k):
         F[a] = a
-    for _ in range(_MAX_INNER):
+    for _ in range(_MAX_INNER + k):
         if m == 0:
             return 0, flops, True
         bad, f = _factor_rows(G, W, F, m, valid, q, L, y)
@@ -248,7 +251,7 @@ def _primal(xx: float, c: np.ndarray, r: np.ndarray, W: np.ndarray, s: np.ndarra
 
 @njit(cache=True, inline="always")
 def _gap(primal: float, rr: float, xr: float, rmax: float, lam: float) -> float:
-    """Duality gap with the residual scaled into ``D^T theta <= lam`` (as inference._gap)."""
+    """Duality gap with the residual scaled into ``D^T theta <= lam`` (as problem.gap_terms)."""
     scale = lam / max(rmax, _TINY) if rmax > lam else 1.0
     return max(primal - (scale * xr - 0.5 * scale * scale * rr), 0.0)
 
@@ -278,90 +281,120 @@ def _keep(W: np.ndarray, s: np.ndarray, k: int, r: np.ndarray, lam: float, viola
     return kk, n_coded
 
 
+@njit(cache=True)
+def _grown(W, s, q, F, L, y, z, cand_i, cand_v, size):
+    """The working-set arrays enlarged to ``size`` entries, contents kept (the factor's leading block too)."""
+    old = W.shape[0]
+    W2, F2, ci2 = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
+    s2, q2, y2, z2, cv2 = np.zeros(size), np.empty(size), np.empty(size), np.empty(size), np.empty(size)
+    L2 = np.empty((size, size))
+    W2[:old], F2[:old], ci2[:old] = W, F, cand_i
+    s2[:old], q2[:old], y2[:old], z2[:old], cv2[:old] = s, q, y, z, cand_v
+    L2[:old, :old] = L
+    return W2, s2, q2, F2, L2, y2, z2, ci2, cv2
+
+
 @njit(cache=True, parallel=True)
-def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_outer, n_add, n_first, S, P, gap, flops):  # pragma: no cover
+def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, n_chunks, S, P, gap, flops):  # pragma: no cover
     n, N = rows.shape[0], G.shape[0]
-    for i in prange(n):
-        c, xi = DtX[rows[i]], xx[rows[i]]
+    # Samples in n_chunks contiguous chunks, a few per thread: each chunk allocates its workspace once
+    # and grows it only as far as its widest working set needs (supports may reach the rank M).
+    for ch in prange(n_chunks):
         r = np.empty(N)
         inW = np.zeros(N, np.bool_)
-        W = np.empty(cap, np.int64)
-        s = np.zeros(cap)
-        q = np.empty(cap)
-        F = np.empty(cap, np.int64)
-        L = np.empty((cap, cap))
-        y = np.empty(cap)
-        z = np.empty(cap)
-        cand_i = np.empty(cap, np.int64)
-        cand_v = np.empty(cap)
-        k = 0
-        for a in range(idx.shape[1]):
-            if vals[i, a] > 0.0 and k < cap:
-                W[k], s[k] = idx[i, a], vals[i, a]
-                inW[W[k]] = True
-                k += 1
-        fl = _correlations(G, c, W, s, k, r)
-        adds = n_add if k > 0 else max(n_add, n_first)
-        valid = 0  # leading rows of L still those of working-set positions 0..valid-1
-        Pi, gi = math.inf, math.inf
-        exact = False  # whether the codes solve the problem restricted to their support
-        for outer in range(max_outer + 1):
-            P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
-            stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
-            if outer == 1:
-                adds = n_add
-            elif outer > 1:  # grow geometrically while the objective falls
-                adds = 1 if stalled else min(max(2 * adds, n_add), max(n_add, cap // 2))
-            Pi = P_new
-            # Where it stalled, only the single worst violator joins the coded atoms: Lawson-Hanson's
-            # rule, under which the next solve must lower the objective (several new atoms at zero
-            # can all leave again at once).
-            k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
-            valid = min(valid, n_coded)
-            nc, rmax = _scan(r, lam, inW, min(adds, cap - k), cand_i, cand_v)
-            gi = _gap(Pi, rr, xr, rmax, lam)
-            # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
-            if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
-                break
-            for a in range(nc):
-                W[k], s[k] = cand_i[a], 0.0
-                inW[W[k]] = True
-                k += 1
+        size = min(cap, 64)
+        W, s, q, F = np.empty(size, np.int64), np.zeros(size), np.empty(size), np.empty(size, np.int64)
+        L, y, z = np.empty((size, size)), np.empty(size), np.empty(size)
+        cand_i, cand_v = np.empty(size, np.int64), np.empty(size)
+        for i in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
+            c, xi = DtX[rows[i]], xx[rows[i]]
+            need = min(cap, idx.shape[1])
+            if need > W.shape[0]:
+                W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v, need)
+            k = 0
+            for a in range(idx.shape[1]):
+                if vals[i, a] > 0.0 and k < cap:
+                    W[k], s[k] = idx[i, a], vals[i, a]
+                    inW[W[k]] = True
+                    k += 1
+            fl = _correlations(G, c, W, s, k, r)
+            adds = n_add if k > 0 else max(n_add, n_first)
+            valid = 0  # leading rows of L still those of working-set positions 0..valid-1
+            Pi, gi = math.inf, math.inf
+            exact = False  # whether the codes solve the problem restricted to their support
+            for outer in range(max_outer + 1):
+                P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
+                stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
+                if outer == 1:
+                    adds = n_add
+                elif outer > 1:  # grow geometrically while the objective falls
+                    adds = 1 if stalled else min(max(2 * adds, n_add), max_add)
+                Pi = P_new
+                # Where it stalled, only the single worst violator joins the coded atoms: Lawson-Hanson's
+                # rule, under which the next solve must lower the objective (several new atoms at zero
+                # can all leave again at once).
+                k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
+                valid = min(valid, n_coded)
+                m = min(adds, cap - k)
+                if k + m > W.shape[0]:
+                    W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v,
+                                                                 min(cap, max(k + m, 2 * W.shape[0])))
+                nc, rmax = _scan(r, lam, inW, m, cand_i, cand_v)
+                gi = _gap(Pi, rr, xr, rmax, lam)
+                # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
+                if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
+                    break
+                for a in range(nc):
+                    W[k], s[k] = cand_i[a], 0.0
+                    inW[W[k]] = True
+                    k += 1
+                for a in range(k):
+                    q[a] = c[W[a]] - lam
+                valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
+                fl += f + _correlations(G, c, W, s, k, r)
             for a in range(k):
-                q[a] = c[W[a]] - lam
-            valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
-            fl += f + _correlations(G, c, W, s, k, r)
-        for a in range(k):
-            if s[a] > 0.0:
-                S[i, W[a]] = s[a]
-        P[i], gap[i], flops[i] = Pi, gi, fl
+                inW[W[a]] = False  # the workspace serves the chunk's next sample
+                if s[a] > 0.0:
+                    S[i, W[a]] = s[a]
+            P[i], gap[i], flops[i] = Pi, gi, fl
+
+
+@contextlib.contextmanager
+def _threads_like_torch() -> Iterator[None]:
+    """numba's thread count set to torch's for the duration (the benchmarks give every solver the same), then restored."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
 
 
 @torch.library.custom_op("gapbound::active_set", mutates_args=())
 def _active_set_op(
     G: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
-    lam: float, tol: float, cap: int, max_outer: int, n_add: int, n_first: int,
+    lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int, n_first: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The compiled kernel as a torch operator, so that FlopCounterMode sees it (see the formula below)."""
+    """The compiled kernel as a torch operator, so that gapbound's FLOP counter sees it.
+
+    Its fourth output holds the FLOPs each sample spent; :func:`gapbound.utils.flops.count_flops`
+    maps the operator to their sum (a formula that exists only inside that counting context).
+    """
     n, N = rows.numel(), G.shape[0]
     S = torch.zeros(n, N, dtype=torch.float64)
     P, gap = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
-    flops = torch.empty(n, dtype=torch.int64)
-    # The kernel's threads follow torch's setting (the benchmarks give every solver the same).
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    _kernel(G.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(), lam, tol, cap,
-            max_outer, n_add, n_first, S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
+    flops = torch.zeros(n, dtype=torch.int64)
+    if n:
+        with _threads_like_torch():
+            n_chunks = min(n, 4 * numba.get_num_threads())
+            _kernel(G.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(), lam, tol, cap, max_add,
+                    max_outer, n_add, n_first, n_chunks, S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
     return S, P, gap, flops
-
-
-@register_flop_formula(torch.ops.gapbound.active_set, get_raw=True)
-def _active_set_flops(*args, out_val=None, **kwargs) -> int:
-    return int(out_val[3].sum())
 
 
 def active_set(
     G: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
-    lam: float, tol: float, cap: int, max_outer: int, n_add: int, n_first: int,
+    lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int, n_first: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample active-set refinement of compact codes (see the module docstring).
 
@@ -379,9 +412,12 @@ def active_set(
     lam, tol : float
         L1 weight and per-sample duality-gap tolerance.
     cap : int
-        Largest working set.
+        Largest working set (coded atoms plus candidates); the rank ``M`` plus
+        ``max_add`` lets supports grow to any width an optimum can have.
+    max_add : int
+        Most atoms added in one round.
     max_outer, n_add, n_first : int
-        Rounds, atoms added per round, atoms added to an empty support.
+        Rounds, atoms added per round at first, atoms added to an empty support.
 
     Returns
     -------
@@ -393,7 +429,7 @@ def active_set(
 
     S, P, gap, _ = _active_set_op(
         prep(G, torch.float64), prep(DtX, torch.float64), prep(xx, torch.float64), prep(rows, torch.int64),
-        prep(idx, torch.int64), prep(vals, torch.float64), float(lam), float(tol), int(cap),
+        prep(idx, torch.int64), prep(vals, torch.float64), float(lam), float(tol), int(cap), int(max_add),
         int(max_outer), int(n_add), int(n_first),
     )
     return S, P, gap

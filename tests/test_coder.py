@@ -1,0 +1,97 @@
+"""SparseCoder: same codes as fista, set-up formed once and kept, numpy/torch in and out, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gapbound.inference import SparseCoder, cvxpy_encode, fista
+
+
+def _problem(M: int = 12, N: int = 40, n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    D = rng.normal(size=(M, N))
+    D /= np.linalg.norm(D, axis=0)
+    S = np.abs(rng.normal(size=(n, N))) * (rng.random((n, N)) < 0.2)
+    return D, S @ D.T + 0.05 * rng.normal(size=(n, M))
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_coder_matches_fista_and_cvxpy_in_any_batch_split(backend):
+    D, X = _problem()
+    coder = SparseCoder(D, 0.05, backend=backend, tol=1e-10)
+    whole = coder.solve(X)
+    ones = [coder.solve(X[i : i + 1]) for i in range(X.shape[0])]
+    ref = cvxpy_encode(D, X, 0.05)
+    assert whole.converged and all(r.converged for r in ones)
+    one_obj = torch.cat([r.objective for r in ones])
+    assert torch.allclose(whole.objective, one_obj, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(whole.objective, fista(D, X, 0.05, tol=1e-10, backend=backend).objective, rtol=1e-9, atol=1e-12)
+    assert float(whole.objective.sum()) <= float(ref.objective.sum()) + 1e-9
+    assert (whole.duality_gap <= 1e-10).all()
+
+
+def test_coder_keeps_its_precomputation_across_calls():
+    D, X = _problem()
+    coder = SparseCoder(D, 0.05, tol=1e-10)
+    coder.solve(X[:3])
+    G, L = coder.atoms.G64, coder.atoms.lipschitz
+    assert G is not None
+    coder.solve(X[3:])
+    assert coder.atoms.G64 is G and coder.atoms.lipschitz == L
+
+
+def test_transform_returns_the_input_kind_and_warm_start_never_hurts():
+    D, X = _problem()
+    coder = SparseCoder(D, 0.05, tol=1e-10)
+    codes = coder.transform(X)
+    assert isinstance(codes, np.ndarray) and codes.shape == (16, 40) and (codes >= 0).all()
+    t = coder.transform(torch.as_tensor(X))
+    assert isinstance(t, torch.Tensor) and torch.allclose(t, torch.as_tensor(codes), atol=1e-9)
+    noisy = np.abs(np.random.default_rng(1).normal(size=codes.shape))  # a poor start everywhere
+    warm = coder.solve(X, init=noisy)
+    assert warm.converged and torch.allclose(warm.objective, coder.solve(X).objective, rtol=1e-9, atol=1e-12)
+    assert "SparseCoder(M=12, N=40" in repr(coder) and coder.n_atoms == 40 and coder.n_features == 12
+
+
+@pytest.mark.parametrize(
+    "D, lam, kw, err, match",
+    [
+        (np.array([[1.0, 0.0], [0.0, 0.0]]), 0.1, {}, ValueError, "zero columns"),
+        (np.array([[1.0, np.inf], [0.0, 1.0]]), 0.1, {}, ValueError, "NaN or infinite"),
+        (np.eye(2), -0.1, {}, ValueError, "lam must be >= 0"),
+        (np.eye(2, dtype=np.complex128), 0.1, {}, TypeError, "D must be real"),
+        (np.eye(2, dtype=np.int64), 0.1, {}, TypeError, "D must be a floating-point array"),
+        (np.eye(2), 0.1, {"backend": "gpu"}, ValueError, "backend must be one of"),
+        (np.eye(2), 0.1, {"tol": -1.0}, ValueError, "tol must be >= 0"),
+    ],
+)
+def test_coder_refuses_bad_construction(D, lam, kw, err, match):
+    with pytest.raises(err, match=match):
+        SparseCoder(D, lam, **kw)
+
+
+def test_coder_refuses_bad_data():
+    coder = SparseCoder(np.eye(3), 0.1)
+    with pytest.raises(ValueError, match="matching the dictionary's rows"):
+        coder.transform(np.ones((2, 4)))
+    with pytest.raises(TypeError, match="X must be real"):
+        coder.transform(np.ones((2, 3), dtype=np.complex128))
+    with pytest.raises(TypeError, match="X must be a floating-point array"):
+        coder.transform(np.ones((2, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        coder.transform(np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="init must have shape"):
+        coder.solve(np.ones((2, 3)), init=np.ones((2, 2)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available (the batched torch active set is the GPU path)")
+def test_coder_on_cuda_matches_cpu():
+    D, X = _problem(M=32, N=128, n=64)
+    gpu = SparseCoder(torch.as_tensor(D, device="cuda"), 0.05, tol=1e-9)
+    assert gpu.backend == "torch"
+    res = gpu.solve(torch.as_tensor(X, device="cuda"))
+    cpu = SparseCoder(D, 0.05, tol=1e-9).solve(X)
+    assert res.converged and res.codes.device.type == "cuda"
+    assert torch.allclose(res.objective.cpu(), cpu.objective, rtol=1e-8, atol=1e-10)
