@@ -10,7 +10,7 @@ from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_generator,
 from gapbound.models.encoders import SAE, Dictionary, MLPEncoder, make_encoder
 from gapbound.synthetic.metrics import dictionary_mcc, mcc
 from gapbound.models.coding import SparseCoding
-from gapbound.training.loop import Autoencoder, Supervised, TrainConfig, stream_batches, tensor_batches, train
+from gapbound.training import Autoencoder, Supervised, TrainConfig, l1_to_lam, lam_to_l1, resample_dead, stream_batches, tensor_batches, train
 
 
 def _problem():
@@ -134,3 +134,47 @@ def test_supervised_mlp_keeps_output_units_alive_on_sparse_targets():
         codes = enc(S_test @ D.T)
     assert int(((codes > 0).sum(0) == 0).sum()) <= 10
     assert mcc(S_test, codes) > 0.75
+
+
+def test_l1_to_lam_gives_the_training_loss_minimiser():
+    """A per-sample solve at ``lam = l1_to_lam(l1, M)`` satisfies the KKT conditions of the training loss."""
+    from gapbound.inference import solve
+
+    p = _problem()
+    l1, M = 0.05, p.D.shape[0]
+    D, x = p.D.double(), p.X_test[:32].double()
+    s = solve(D, x, l1_to_lam(l1, M), method="fista", tol=1e-12, max_iter=20_000).codes.double().requires_grad_(True)
+    torch.nn.functional.mse_loss(s @ D.T, x, reduction="none").mean(1).sum().backward()  # per-sample MSE over M dims
+    g = s.grad + l1  # gradient of mse + l1 ||s||_1 on the non-negative orthant
+    active = s.detach() > 0
+    assert active.any()
+    assert g[active].abs().max() < 1e-8 and g[~active].min() > -1e-8
+    # with another lam (e.g. the l1 itself) the conditions fail: the conversion is not vacuous
+    s2 = solve(D, x, l1, method="fista", tol=1e-12, max_iter=20_000).codes.double().requires_grad_(True)
+    torch.nn.functional.mse_loss(s2 @ D.T, x, reduction="none").mean(1).sum().backward()
+    g2 = s2.grad + l1
+    assert g2[s2.detach() > 0].abs().max() > 1e-4
+    assert lam_to_l1(l1_to_lam(l1, M), M) == pytest.approx(l1)
+
+
+def test_resample_dead_rewrites_only_dead_latents():
+    torch.manual_seed(0)
+    enc, dic = SAE(8, 16), Dictionary(8, 16)
+    before_w, before_d = enc.linear.weight.detach().clone(), dic.weight.detach().clone()
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[[2, 5]] = True
+    x = torch.randn(64, 8)
+    loss = torch.zeros(64)
+    loss[7] = 1.0  # only row 7 has loss: both dead latents point at it
+    touched = resample_dead(dead, x, loss, make_generator(0, 1), encoder=enc, dictionary=dic)
+    assert {id(p) for p, _ in touched} == {id(enc.linear.weight), id(enc.linear.bias), id(dic.weight)}
+    torch.testing.assert_close(enc.linear.weight[~dead], before_w[~dead], atol=0, rtol=0)
+    torch.testing.assert_close(dic.weight[:, ~dead], before_d[:, ~dead], atol=0, rtol=0)
+    unit = x[7] / x[7].norm()
+    for j in (2, 5):
+        torch.testing.assert_close(dic.weight[:, j], unit)
+        torch.testing.assert_close(enc.linear.weight[j] / enc.linear.weight[j].norm(), unit)
+        assert enc.linear.bias[j] == 0
+    # a frozen dictionary (known D) is left alone
+    frozen = Dictionary(8, 16, weight=random_dictionary(8, 16), trainable=False)
+    assert all(p is not frozen.weight for p, _ in resample_dead(dead, x, loss, make_generator(0, 1), enc, frozen))
