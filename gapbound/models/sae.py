@@ -109,7 +109,8 @@ class SAE(nn.Module):
         # How W f + b is evaluated: nn.Linear's fused addmm (gapbound's training), or f @ W_enc then + b as
         # SAELens and dictionary_learning's W_enc classes do. The two differ in the last bits (1e-5 at d_in=768),
         # enough to flip a TopK choice or a JumpReLU gate, so an SAE read from files keeps its library's form.
-        self.matmul_form = "linear"
+        # gapbound trains no gated SAEs; its own are written in (and so computed like) SAELens's form.
+        self.matmul_form = "saelens" if activation == "gated" else "linear"
         self.linear = nn.Linear(M, N)
         if activation == "jumprelu":
             check_float("threshold", threshold, minimum=0.0)
@@ -234,7 +235,7 @@ class SAE(nn.Module):
         """
         f = self.features(self._check_input(x))
         if self.activation == "gated":
-            return self._affine(f, self.linear.weight * self.r_mag.exp()[:, None], self.linear.bias)
+            return self._gated(f)[1]
         z = self._affine(f, self.linear.weight, self.linear.bias)
         return z * self.W_dec.norm(dim=-1) if self.rescale_acts_by_decoder_norm else z
 
@@ -252,9 +253,16 @@ class SAE(nn.Module):
         """Codes (SAELens's feature activations) of a batch ``x`` (``n x M``), ``n x N``."""
         if self.activation != "gated":
             return self.gate(self.preactivation(x))
-        f = self.features(self._check_input(x))
-        active = self._affine(f, self.linear.weight, self.b_gate) > 0
-        return active.to(f.dtype) * torch.relu(self.preactivation(x))
+        gate_pre, magnitude_pre = self._gated(self.features(self._check_input(x)))
+        return (gate_pre > 0).to(magnitude_pre.dtype) * torch.relu(magnitude_pre)
+
+    def _gated(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gate and magnitude pre-activations of a gated SAE, in the arithmetic of the library it came from."""
+        W, scale = self.linear.weight, self.r_mag.exp()
+        if self.matmul_form == "linear":  # dictionary_learning's GatedAutoEncoder
+            shared = F.linear(f, W)
+            return shared + self.b_gate, scale * shared + self.linear.bias
+        return f @ W.T + self.b_gate, f @ (W.T * scale) + self.linear.bias  # SAELens's GatedSAE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The codes (``encode``), so an SAE drops in wherever an encoder is expected."""
