@@ -1,11 +1,17 @@
-"""Sparse coding: codes are free per-sample variables, learned jointly with the dictionary.
+"""Sparse coding: a dictionary whose codes are inferred per sample (one model for synthetic SC and LM LCA).
 
-Training minimises the same objective as the autoencoders (see
-:mod:`gapbound.training.loop`) over the dictionary *and* one non-negative code per
-training sample, by alternating minimisation (Olshausen & Field 1997): at
-every step the batch's codes take ``inner_iter`` FISTA iterations on the
-training objective, warm-started from where they were left, and then the
-dictionary takes one Adam step with the codes held fixed.
+The codes are not produced by an encoder: every training step infers each
+sample's code by per-sample optimisation under the current dictionary
+(:func:`gapbound.inference.solve`), and the dictionary then takes one Adam
+step with the codes held fixed (alternating minimisation, Olshausen & Field
+1997). Two uses share this one class:
+
+- **synthetic sparse coding** (``n_samples`` given): codes are free variables of
+  the training set, kept in a buffer and warm-started from where they were
+  left (``inner_iter`` FISTA iterations per step);
+- **language-model LCA** (``n_samples=None``): codes of streamed activations are
+  inferred from zero each step with the locally competitive algorithm
+  (``method="lca"``), optionally with an L0 target that adapts ``lam``.
 
 Why not one joint gradient step on codes and dictionary: with ``M < N`` any
 full-rank dictionary reconstructs the data exactly, so the only signal about
@@ -16,56 +22,118 @@ never reach in practice (measured: unknown-setting MCC below the SAE's).
 
 The training loss ``mse + l1 * mean ||s||_1`` (MSE averaged over the ``M``
 input dimensions) equals ``(2 / M) * [0.5 ||x - D s||^2 + lam ||s||_1]`` with
-``lam = M * l1 / 2``: the inner solver uses that ``lam``. New samples are
-encoded by per-sample optimisation with the dictionary fixed
-(:func:`gapbound.inference.solve`).
+``lam = l1_to_lam(l1, M) = M * l1 / 2``: the inner solver uses that ``lam``.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .encoders import Dictionary
-from ..inference import InferenceResult, solve
+from ..inference import SOLVERS, solve
 from ..training.loop import high_loss_inputs
-from ..utils.validation import check_int
+from ..utils.validation import check_float, check_int
 
-__all__ = ["SparseCoding", "encode"]
+__all__ = ["SparseCoding", "l1_to_lam", "lam_to_l1"]
+
+
+def l1_to_lam(l1: float, M: int) -> float:
+    """Per-sample LASSO weight with the same minimiser as ``mse + l1 * ||s||_1`` (MSE over ``M`` dims)."""
+    return float(l1) * M / 2
+
+
+def lam_to_l1(lam: float, M: int) -> float:
+    """Inverse of :func:`l1_to_lam`."""
+    return 2 * float(lam) / M
 
 
 class SparseCoding(nn.Module):
-    """Dictionary plus one free non-negative code per training sample.
+    """A learned unit-norm dictionary with per-sample code inference.
 
     Parameters
     ----------
     dictionary : Dictionary
         The (learned or fixed) unit-norm dictionary.
-    n_samples : int
-        Training-set size (one code row per sample; batches carry row indices).
+    n_samples : int, optional
+        Training-set size: keep one code row per sample and warm-start from it
+        (batches then carry row indices). ``None``: infer from zero every step
+        (streamed data).
     inner_iter : int
-        FISTA iterations on a batch's codes per training step.
+        Solver iterations per training step and per :meth:`encode` call.
+    method : str
+        Registered solver (``"fista"``; ``"lca"`` for the locally competitive algorithm).
+    target_l0 : float, optional
+        Mean number of active latents to aim for: after every training step
+        ``lam`` is multiplied by ``(L0 / target_l0) ** gain`` (a sparsity target
+        instead of a fixed L1 weight; the ``l1`` the training loop passes is then
+        only the starting point). ``None``: ``lam = l1_to_lam(l1, M)`` each step.
+    gain : float
+        Exponent of the ``lam`` update (small: the batch L0 is noisy).
+
+    Attributes
+    ----------
+    lam : torch.Tensor
+        Scalar buffer: the LASSO weight of the last training step, used by
+        :meth:`encode` (checkpointed with the model). NaN before training unless
+        set with :meth:`set_lam`.
     """
 
-    def __init__(self, dictionary: Dictionary, n_samples: int, inner_iter: int = 20):
+    def __init__(self, dictionary: Dictionary, n_samples: int | None = None, inner_iter: int = 20,
+                 method: str = "fista", target_l0: float | None = None, gain: float = 0.05):
         super().__init__()
+        if method not in SOLVERS:
+            raise ValueError(f"method must be a registered solver {sorted(SOLVERS)}, got {method!r}")
         self.dictionary = dictionary
-        n = check_int("n_samples", n_samples, minimum=1)
         self.inner_iter = check_int("inner_iter", inner_iter, minimum=1)
+        self.method = method
+        self.target_l0 = None if target_l0 is None else check_float("target_l0", target_l0, minimum=0.0, strict_minimum=True)
+        self.gain = check_float("gain", gain, minimum=0.0)
+        self.register_buffer("lam", torch.tensor(float("nan"), dtype=torch.float64))
         # A buffer, not a parameter: codes move by per-sample inference, and are checkpointed with the model.
-        self.register_buffer("codes", torch.zeros(n, dictionary.N))
+        self.codes: torch.Tensor | None
+        if n_samples is None:
+            self.codes = None
+        else:
+            self.register_buffer("codes", torch.zeros(check_int("n_samples", n_samples, minimum=1), dictionary.N))
 
-    def loss(self, batch, l1: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def set_lam(self, lam: float) -> "SparseCoding":
+        """Fix the LASSO weight (e.g. before encoding with a dictionary trained elsewhere)."""
+        self.lam.fill_(check_float("lam", lam, minimum=0.0))
+        return self
+
+    def _infer(self, x: torch.Tensor, lam: float, init: torch.Tensor | None = None) -> torch.Tensor:
+        return solve(self.dictionary.weight.detach(), x, lam, method=self.method, init=init,
+                     max_iter=self.inner_iter, tol=0.0).codes
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes of new samples: ``inner_iter`` solver iterations from zero at the current ``lam``."""
+        lam = float(self.lam)
+        if math.isnan(lam):
+            raise ValueError("SparseCoding has no lam yet: train it or call set_lam(lam) before encode")
+        return self._infer(x, lam)
+
+    def loss(self, batch: Any, l1: float) -> tuple[torch.Tensor, torch.Tensor]:
         x, _, idx = batch
-        if idx is None:
-            raise ValueError("sparse coding needs the dataset row indices of every batch")
-        lam = self.dictionary.M * l1 / 2
+        if self.codes is not None and idx is None:
+            raise ValueError("sparse coding with per-sample codes needs the dataset row indices of every batch")
+        if self.target_l0 is None or math.isnan(float(self.lam)):
+            self.lam.fill_(l1_to_lam(l1, self.dictionary.M))
+        lam = float(self.lam)
         with torch.no_grad():
-            codes = solve(self.dictionary.weight.detach(), x, lam, method="fista", init=self.codes[idx],
-                          max_iter=self.inner_iter, tol=0.0).codes
-            self.codes[idx] = codes
-        return F.mse_loss(self.dictionary(codes), x) + l1 * codes.sum(1).mean(), codes
+            codes = self._infer(x, lam, None if self.codes is None else self.codes[idx])
+            if self.codes is not None:
+                self.codes[idx] = codes
+            if self.target_l0 is not None and self.training:
+                l0 = float((codes > 0).sum(1).float().mean())
+                self.lam.mul_((max(l0, 0.5) / self.target_l0) ** self.gain)
+        l1_now = l1 if self.target_l0 is None else lam_to_l1(lam, self.dictionary.M)
+        return F.mse_loss(self.dictionary(codes), x) + l1_now * codes.sum(1).mean(), codes
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -73,10 +141,11 @@ class SparseCoding(nn.Module):
             self.dictionary.normalise_()
 
     @torch.no_grad()
-    def resample(self, dead: torch.Tensor, batch, generator: torch.Generator) -> list[tuple[nn.Parameter, int]]:
-        """Re-point unused atoms at the residuals of the batch's worst-reconstructed inputs."""
+    def resample(self, dead: torch.Tensor, batch: Any, generator: torch.Generator) -> list[tuple[nn.Parameter, int]]:
+        """Re-point unused atoms at the residuals of the batch's worst-reconstructed inputs (Bricken et al. 2023)."""
         x, _, idx = batch
-        residual = x - self.dictionary(self.codes[idx])
+        codes = self.codes[idx] if self.codes is not None else self._infer(x, float(self.lam))
+        residual = x - self.dictionary(codes)
         dead_idx = dead.nonzero().flatten()
         touched: list[tuple[nn.Parameter, int]] = []
         if self.dictionary.weight.requires_grad:
@@ -84,12 +153,3 @@ class SparseCoding(nn.Module):
             self.dictionary.weight[:, dead_idx] = directions.T
             touched.append((self.dictionary.weight, 1))
         return touched
-
-    def encode(self, x: torch.Tensor, lam: float | None = None, **solver_kwargs) -> torch.Tensor:
-        """Codes of new samples by per-sample inference under the current dictionary."""
-        return encode(self.dictionary.weight.detach(), x, lam=1e-3 if lam is None else lam, **solver_kwargs).codes
-
-
-def encode(D: torch.Tensor, X: torch.Tensor, lam: float = 1e-3, method: str = "fista", **solver_kwargs) -> InferenceResult:
-    """Encode ``X`` under dictionary ``D`` by per-sample optimisation from zero (thin wrapper over :func:`solve`)."""
-    return solve(D, X, lam, method=method, **solver_kwargs)
