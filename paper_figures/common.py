@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from matplotlib.figure import Figure
 
-from gapbound.utils.cli import add_debug_arg, run_cli
+from gapbound.utils.cli import ArgumentParser, add_debug_arg, run_cli
 from gapbound.utils.io import atomic_write
 
 FIG_DIR = Path(__file__).resolve().parent  # the committed figures (written only when asked for)
@@ -44,7 +44,7 @@ def figure_main(
     ``--out paper_figures`` updates the committed ones). A missing, unreadable
     or wrong-schema results file ends in one line and exit status 2.
     """
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="?", default=default_results, help=f"results to plot (default: {default_results})")
     parser.add_argument("--out", default=None,
                         help="figure directory (default: RESULTS' folder/figures; paper_figures for the committed ones)")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from gapbound.synthetic.data import SyntheticConfig
 from gapbound.synthetic.methods import ExperimentConfig, convergence_summary, run_seed
 from gapbound.training.loop import TrainConfig
-from gapbound.utils.cli import add_common_args, check_unique, limit_threads, nonnegative_float, nonnegative_int, positive_int, run_cli
+from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, limit_threads, nonnegative_float, nonnegative_int, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
 from simulations import render_figures
 
@@ -43,7 +43,7 @@ FULL = {"steps": {"known_d": 20_000, "unknown": 100_000}, "seeds": (0, 1, 2, 3, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulations.frontier", description=__doc__,
+    p = ArgumentParser(prog="python -m simulations.frontier", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short training, one seed, two MLP widths (the default)")

@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from gapbound.synthetic.data import SyntheticConfig
 from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, convergence_summary, run_seed
 from gapbound.training.loop import TrainConfig
-from gapbound.utils.cli import add_common_args, check_unique, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import ExperimentDir, open_experiment
 from gapbound.utils.io import jsonable, read_json
 from gapbound.utils.validation import check_int, check_memory, resolve_device
@@ -98,6 +98,8 @@ class PhaseConfig:
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if not isinstance(self.train, TrainConfig):
+            raise TypeError(f"train must be a TrainConfig, got {type(self.train).__name__}")
         check_int("hidden", self.hidden, minimum=1)
         check_int("n_train", self.n_train, minimum=1)
         check_int("n_test", self.n_test, minimum=2)
@@ -222,7 +224,7 @@ def _write_doc(exp: ExperimentDir, skipped: list[dict]) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulations.phase", description=__doc__,
+    p = ArgumentParser(prog="python -m simulations.phase", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help=f"smaller grid {QUICK_GRID} and {QUICK_STEPS} steps (default grid {FULL_GRID}, {FULL_STEPS} steps)")

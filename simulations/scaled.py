@@ -45,7 +45,7 @@ from joblib import Parallel, delayed
 from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_problem
 from gapbound.synthetic.methods import ExperimentConfig, run_seed, summarise, unconverged_warning
 from gapbound.training.loop import BatchFn, TrainConfig, stream_batches
-from gapbound.utils.cli import add_common_args, check_unique, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
+from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
 from gapbound.utils.io import jsonable
 from gapbound.utils.validation import check_int, check_memory, resolve_device
@@ -104,7 +104,7 @@ class ScaledConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulations.scaled", description=__doc__,
+    p = ArgumentParser(prog="python -m simulations.scaled", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="named protocol (default: quick)")
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0], help="seeds (default: 0)")

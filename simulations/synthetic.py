@@ -27,7 +27,7 @@ from joblib import Parallel, delayed
 from gapbound.synthetic.data import SyntheticConfig
 from gapbound.synthetic.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, run_seed, summarise, unconverged_warning
 from gapbound.training.loop import TrainConfig
-from gapbound.utils.cli import (add_common_args, check_unique, default_jobs, limit_threads, nonnegative_float,
+from gapbound.utils.cli import (ArgumentParser, add_common_args, check_unique, default_jobs, limit_threads, nonnegative_float,
                                 nonnegative_int, positive_float, positive_int, run_cli)
 from gapbound.utils.experiment import ExperimentDir, open_experiment
 from gapbound.utils.validation import check_memory
@@ -41,7 +41,7 @@ QUICK_SEEDS = (0, 1, 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulations.synthetic", description=__doc__,
+    p = ArgumentParser(prog="python -m simulations.synthetic", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", default="all", choices=(*SETTINGS, "all"), help="which setting to run (default: all)")
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=None, help="seeds (default: 0 1 2 3 4; quick: 0 1 2)")

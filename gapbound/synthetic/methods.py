@@ -153,6 +153,13 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        for name, kind in (("data", SyntheticConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.ito_polish, bool):
+            raise TypeError(f"ito_polish must be True or False, got {self.ito_polish!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
         if isinstance(self.methods, str) or not isinstance(self.methods, (tuple, list)):
             raise TypeError(f"methods must be a tuple of method names, got {type(self.methods).__name__}")
         self.methods = tuple(parse_method(m).name for m in self.methods)
@@ -387,6 +394,8 @@ def _checkpoint(directory: str | None, cfg: ExperimentConfig, spec: MethodSpec, 
 
 def summarise(per_seed: list[dict[str, dict[str, Any]]], seeds: list[int]) -> dict[str, dict[str, Any]]:
     """Aggregate :func:`run_seed` outputs into the results schema (per-seed lists, means, stds)."""
+    if len(set(seeds)) < len(seeds) or len(seeds) != len(per_seed):
+        raise ValueError(f"summarise needs one result per distinct seed, got seeds {list(seeds)} for {len(per_seed)} results")
     methods: dict[str, dict[str, Any]] = {}
     for name in per_seed[0]:
         rows = [r[name] for r in per_seed]

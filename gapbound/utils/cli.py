@@ -5,23 +5,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 __all__ = [
+    "ArgumentParser",
     "positive_int",
     "nonnegative_int",
     "positive_float",
     "nonnegative_float",
     "add_common_args",
     "check_unique",
+    "output_dir",
     "add_debug_arg",
     "run_cli",
     "RESUME_HINT",
     "default_jobs",
     "limit_threads",
 ]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (naming the argument) instead of the usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _typed(convert: Callable[[str], float | int], test: Callable[[float | int], bool], what: str):
@@ -44,6 +54,19 @@ positive_float = _typed(float, lambda v: v > 0 and v != float("inf"), "a positiv
 nonnegative_float = _typed(float, lambda v: 0 <= v < float("inf"), "a non-negative number")
 
 
+def output_dir(text: str) -> str:
+    """argparse type of a folder to write into: refused up front if it is an existing file (before any work)."""
+    path = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty string")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is an existing file; give a folder")
+    parent = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text} cannot be written ({parent} is not writable)")
+    return text
+
+
 def check_unique(flag: str, values: Sequence) -> None:
     """Refuse repeated values (``--seeds 0 0`` would count one seed twice)."""
     seen = [v for i, v in enumerate(values) if v in values[:i]]
@@ -61,7 +84,7 @@ def add_common_args(parser: argparse.ArgumentParser, default_out: str) -> None:
 
     ``--out``, ``--resume`` and ``--overwrite`` follow :mod:`gapbound.utils.experiment`.
     """
-    parser.add_argument("--out", default=default_out, help=f"results directory (default: {default_out})")
+    parser.add_argument("--out", type=output_dir, default=default_out, help=f"results directory (default: {default_out})")
     again = parser.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue the run of the same configuration in --out (finished parts are kept)")
@@ -70,7 +93,7 @@ def add_common_args(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--jobs", type=positive_int, default=default_jobs(),
                         help="parallel worker processes for independent runs (default: available cores)")
     parser.add_argument("--no-figures", action="store_true", help="skip rendering figures")
-    parser.add_argument("--figures-dir", default=None,
+    parser.add_argument("--figures-dir", type=output_dir, default=None,
                         help="folder for figures (default: OUT/figures; the committed ones: paper_figures)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_arg(parser)

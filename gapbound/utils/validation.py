@@ -97,20 +97,33 @@ def check_sparsity(N: int, M: int, K: int) -> tuple[int, int, int]:
 
 
 def as_tensor(name: str, value: Any, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> torch.Tensor:
-    """Convert a numpy array / tensor / nested list to a floating tensor.
+    """Convert a numpy array / tensor / nested list to a real floating tensor.
 
-    Raises ``TypeError`` for non-numeric input rather than letting torch fail later.
+    Complex input is refused (``TypeError``: taking the real part silently
+    would be a wrong number). Integer and boolean input is cast explicitly to
+    the default float dtype, and half precision (``float16``, ``bfloat16``) to
+    ``float32``: certificates and sums in half precision are not trustworthy.
+    Non-numeric input raises ``TypeError`` rather than failing later inside torch.
     """
     if isinstance(value, torch.Tensor):
         t = value
     elif isinstance(value, (np.ndarray, list, tuple)):
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except ValueError as err:  # ragged nested lists
+            raise TypeError(f"{name} must be a rectangular numeric array ({err})") from None
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError(f"{name} must be real, got a complex array ({arr.dtype}); pass its real part explicitly")
         t = torch.from_numpy(np.ascontiguousarray(arr))
     else:
         raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(value).__name__}")
-    if not torch.is_floating_point(t):
+    if t.is_complex():
+        raise TypeError(f"{name} must be real, got a complex tensor ({t.dtype}); pass its real part explicitly")
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.to(torch.float32)
+    elif not torch.is_floating_point(t):
         t = t.to(torch.get_default_dtype())
     if dtype is not None or device is not None:
         t = t.to(dtype=dtype or t.dtype, device=device or t.device)
