@@ -30,7 +30,7 @@ Per row, ``min`` over the set ``Z`` of dropped active entries is enumerated
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -38,7 +38,12 @@ import numpy as np
 from ..utils.validation import check_int
 from .drops import _DROP_PENALTY, _drop_search
 from .jumprelu import _jumprelu_row
-from .witness import as_dictionary64, check_codes
+from .witness import as_dictionary64, check_codes, witness_inputs
+
+# A row is reported optimal when its certified bound is within this relative distance of the witness
+# error of an actual encoder of the class (the row's own minimiser): then the bound is the class optimum
+# up to that tolerance (the ReLU gate constraints enter as penalties, so exact equality is not expected).
+OPTIMAL_RTOL = 1e-6
 
 EncoderClass = Literal["linear-gated", "jumprelu", "relu"]
 _CLASSES = ("linear-gated", "jumprelu", "relu")
@@ -77,6 +82,15 @@ class RowBound:
         The minimising ``(w, beta)`` found (a near-optimal row for this class).
     threshold_interval : list[float] or None
         ``"jumprelu"`` only: the threshold interval ``[t0, t1]`` attaining the row bound.
+    upper : float
+        Witness error of this row for the encoder of the class built from ``weights``
+        (free gate: the best gate per entry; JumpReLU: the best threshold): the class optimum
+        lies in ``[bound, upper]``.
+    truncated : str or None
+        Why the row bound may be below the class optimum: the drop enumeration ran out of
+        budget (the tail bound decides), or the bound and ``upper`` differ by more than
+        ``OPTIMAL_RTOL`` (an ill-conditioned kept set fell back to its drop cost, or the
+        JumpReLU relaxation is not tight). ``None``: the row bound is the class optimum.
     """
 
     row: int
@@ -90,12 +104,29 @@ class RowBound:
     n_subproblems: int
     weights: list[float]
     threshold_interval: list[float] | None = None
+    upper: float = math.inf
+    truncated: str | None = None
 
+
+def class_cost(z: np.ndarray, s: np.ndarray, encoder_class: str) -> float:
+    """Witness error of one row with pre-activations ``z`` and targets ``s`` for the class's best gate.
+
+    ``"linear-gated"``: each active entry passes or is zeroed, whichever is cheaper, inactive
+    ones are zeroed; ``"relu"``: ``relu(z)``; ``"jumprelu"``: ``z 1[z > theta]`` with the best
+    ``theta >= 0`` (candidates 0 and every positive ``z``).
+    """
+    if encoder_class == "linear-gated":
+        act = s > 0
+        return float(np.minimum((z[act] - s[act]) ** 2, s[act] ** 2).sum())
+    if encoder_class == "relu":
+        return float(((np.maximum(z, 0.0) - s) ** 2).sum())
+    thetas = np.concatenate([[0.0], z[z > 0]])
+    return float((((z[None, :] * (z[None, :] > thetas[:, None])) - s[None, :]) ** 2).sum(1).min())
 
 
 def _row_bound(
     row: int, A: np.ndarray, codes: np.ndarray, encoder_class: str, max_subproblems: int,
-    jumprelu_budget: int = 40, theta_grid: int = 8,
+    jumprelu_budget: int = 40, theta_grid: int = 8, record: list | None = None,
 ) -> RowBound:
     """Certified row bound for the class (module docstring; ``proofs/02_witness_bound.md``)."""
     active = np.flatnonzero(codes[:, row] > 0)
@@ -103,19 +134,31 @@ def _row_bound(
     Aa, y = A[active], codes[active, row]
     Bi = A[inactive]
     interval = None
+    tag = dict(row=row, active=active, inactive=inactive, encoder_class=encoder_class)
     if encoder_class == "linear-gated":
-        res = _drop_search(Aa, y, Bi, 0.0, math.inf, 0.0, 0.0, math.inf, max_subproblems)
+        res = _drop_search(Aa, y, Bi, 0.0, math.inf, 0.0, 0.0, math.inf, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
     elif encoder_class == "relu":
         # a dropped active entry has z <= 0 (penalty); kept entries with z <= 0 already cost >= s^2
-        res = _drop_search(Aa, y, Bi, 0.0, 0.0, 0.0, _DROP_PENALTY, math.inf, max_subproblems)
+        res = _drop_search(Aa, y, Bi, 0.0, 0.0, 0.0, _DROP_PENALTY, math.inf, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
     else:
-        best_res, bound, solved, interval = _jumprelu_row(Aa, y, Bi, max_subproblems, theta_grid, jumprelu_budget)
+        best_res, bound, solved, interval = _jumprelu_row(Aa, y, Bi, max_subproblems, theta_grid, jumprelu_budget,
+                                                          record=record, tag=tag)
     u = best_res.u if best_res.u is not None else np.zeros(A.shape[1])
+    bound = max(0.0, bound)
+    upper = class_cost(A @ u, codes[:, row], encoder_class)
+    truncated = None
+    if encoder_class != "jumprelu" and best_res.tail <= bound:
+        truncated = (f"drop enumeration stopped at {best_res.k_done + 1} drops (max_subproblems={max_subproblems}); "
+                     f"the tail bound {best_res.tail:.6g} decides")
+    elif upper > bound + OPTIMAL_RTOL * upper:
+        why = ("JumpReLU threshold/leak relaxation not closed" if encoder_class == "jumprelu"
+               else "an ill-conditioned or rank-deficient kept set fell back to a weaker certificate")
+        truncated = f"bound {bound:.6g} below the best {encoder_class} row found ({upper:.6g}): {why}"
     return RowBound(
         row=row,
-        bound=max(0.0, bound),
+        bound=bound,
         n_active=len(active),
         n_inactive=len(inactive),
         best_drop_set=[int(active[t]) for t in best_res.drop_set],
@@ -125,26 +168,49 @@ def _row_bound(
         n_subproblems=solved,
         weights=[float(v) for v in u],
         threshold_interval=interval,
+        upper=upper,
+        truncated=truncated,
     )
 
 
 @dataclass
 class BoundResult:
-    """Certified witness-set lower bound: ``bound = sum of rows[i].bound`` (rounded down)."""
+    """Certified witness-set lower bound: ``bound = sum of rows[i].bound`` (rounded down).
+
+    ``optimal``: every row is the class optimum (no row ``truncated``), so ``bound`` is the
+    optimum of the class on the witness set, up to ``OPTIMAL_RTOL``. ``scale_exponent``: the
+    bound was computed for ``D * 2**-scale_exponent`` (exact in floating point; the class
+    optimum does not change when ``D`` is scaled, an encoder absorbs the scale).
+    ``certificates``: with ``keep_certificates=True``, every certified subproblem batch
+    (:class:`~gapbound.theory.duality.Certificate`) for :func:`gapbound.theory.exact.verify_exact`.
+    """
 
     bound: float
     encoder_class: str
     rows: list[RowBound]
+    scale_exponent: int = 0
+    certificates: list = field(default_factory=list)
+
+    @property
+    def optimal(self) -> bool:
+        return all(r.truncated is None for r in self.rows)
+
+    @property
+    def truncated_rows(self) -> list[tuple[int, str]]:
+        """``(row, reason)`` for every row whose bound may be below the class optimum."""
+        return [(r.row, r.truncated) for r in self.rows if r.truncated is not None]
 
     @property
     def weights(self) -> np.ndarray:
-        """``N x (M+1)``: each row's minimising ``(w_i, b_i)`` (a near-optimal encoder for the class)."""
-        return np.array([r.weights for r in self.rows])
+        """``N x (M+1)``: each row's minimising ``(w_i, b_i)`` for the original ``D`` (a near-optimal encoder)."""
+        W = np.array([r.weights for r in self.rows])
+        W[:, :-1] = np.ldexp(W[:, :-1], -self.scale_exponent)
+        return W
 
 
 def lower_bound(
     D: Any, codes: Any, encoder_class: EncoderClass = "linear-gated", max_subproblems: int = 20000,
-    jumprelu_budget: int = 40,
+    jumprelu_budget: int = 40, keep_certificates: bool = False,
 ) -> BoundResult:
     """Certified lower bound on ``sum_t ||f(x_t) - s_t||^2`` over the witness set, for every ``f`` in the class.
 
@@ -163,6 +229,9 @@ def lower_bound(
     jumprelu_budget : int
         ``"jumprelu"`` only: branch-and-bound refinements per row (threshold
         splits and leak branchings); more is tighter and slower, any is valid.
+    keep_certificates : bool
+        Keep every certified subproblem (problem data, multipliers, certified
+        components) in ``BoundResult.certificates`` for exact re-verification.
 
     Returns
     -------
@@ -172,11 +241,29 @@ def lower_bound(
         raise ValueError(f"encoder_class must be one of {_CLASSES}, got {encoder_class!r}")
     check_int("max_subproblems", max_subproblems, minimum=1)
     check_int("jumprelu_budget", jumprelu_budget, minimum=0)
-    Dn = as_dictionary64(D)
+    Dn, e = normalise_scale(as_dictionary64(D))
     S = check_codes(codes, Dn.shape[1])
-    X = S @ Dn.T
-    A = np.hstack([X, np.ones((len(X), 1))])
-    rows = [_row_bound(i, A, S, encoder_class, max_subproblems, jumprelu_budget) for i in range(Dn.shape[1])]
-    total = math.fsum(r.bound for r in rows)
-    return BoundResult(bound=max(0.0, total * (1 - 1e-12)), encoder_class=encoder_class, rows=rows)
+    A = np.hstack([witness_inputs(Dn, S), np.ones((len(S), 1))])
+    record: list | None = [] if keep_certificates else None
+    rows = [_row_bound(i, A, S, encoder_class, max_subproblems, jumprelu_budget, record=record)
+            for i in range(Dn.shape[1])]
+    total = np.nextafter(math.fsum(r.bound for r in rows), -np.inf)  # fsum is correctly rounded: one ulp down
+    return BoundResult(bound=max(0.0, float(total)), encoder_class=encoder_class, rows=rows, scale_exponent=e,
+                       certificates=record or [])
+
+
+def normalise_scale(D: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(D * 2**-e, e)`` with the largest column norm in ``[0.5, 1)``; a power of two, so exact.
+
+    The optimum of every encoder class is the same for ``D`` and ``c D`` (``W / c``
+    absorbs the scale), and the witness inputs ``fl(D s) 2**-e = fl(D 2**-e s)`` are
+    the same numbers up to the exponent, so the bound is certified for the caller's
+    inputs and does not depend on the scale of ``D``. ``e = 0`` when scaling would
+    underflow an entry.
+    """
+    e = int(np.frexp(np.linalg.norm(D, axis=0).max())[1])
+    Ds = np.ldexp(D, -e)
+    if not np.array_equal(np.ldexp(Ds, e), D):
+        return D, 0
+    return Ds, e
 

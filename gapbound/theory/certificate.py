@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,7 +43,21 @@ class CertifyResult:
     l1_certified_fraction : float
         Fraction of witness codes with a strict basis-pursuit dual certificate.
     unique_sparse : bool or None
-        Exhaustive ``spark(D) > 2K`` result.
+        Exhaustive ``spark(D) > 2k`` result for the witness codes' sparsity ``k``
+        (every witness code is then the unique ``k``-sparse solution); ``None`` when
+        there are too many subsets to check.
+    optimal : bool
+        The bound is the exact optimum of the class on the witness set (every row's
+        enumeration complete, no fallback; up to ``gapbound.theory.bounds.OPTIMAL_RTOL``).
+    truncated_rows : list of [int, str]
+        Rows whose bound may be below the class optimum, with the reason.
+    witness_sparsity : int
+        Largest number of non-zeros of a witness code (2 for ``design="pairs"``, ``K`` for ``"exact"``).
+    paper_condition : bool
+        The paper's recovery condition ``K log(N/K) <= M`` (natural log; reported, not required:
+        exact decoding of the witness codes is checked directly).
+    scale_exponent : int
+        The bound was computed for ``D * 2**-scale_exponent`` (exact; see :func:`~gapbound.theory.bounds.normalise_scale`).
     """
 
     lower_bound: float
@@ -62,6 +77,11 @@ class CertifyResult:
     l1_certified_fraction: float = 0.0
     unique_sparse: bool | None = None
     upper_weights: np.ndarray | None = None
+    optimal: bool = False
+    truncated_rows: list = field(default_factory=list)
+    witness_sparsity: int = 0
+    paper_condition: bool = False
+    scale_exponent: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary."""
@@ -114,15 +134,17 @@ def certify(
     if max_partners is None and N > 24:
         max_partners = 2 * M
     codes = witness_codes(N, K, design, max_partners)
+    k_w = int((codes > 0).sum(1).max())
     if check_uniqueness is None:
         check_uniqueness = False
     rank = int(np.linalg.matrix_rank(Dn))
-    dec = exact_decode(Dn, codes, K=K, check_uniqueness=check_uniqueness)
+    dec = exact_decode(Dn, codes, K=k_w, check_uniqueness=check_uniqueness)
     l1_frac = float(dec.l1_certified.mean()) if check_uniqueness else 0.0
+    paper = bool(K * math.log(N / K) <= M)
     base = dict(
         witness_codes=codes, exact_decoder_error=dec.error, basis_pursuit_error=dec.bp_error, encoder_class=_COVERS[encoder_class],
         encoder_class_key=encoder_class, N=N, M=M, K=K, design=design, rank=rank,
-        l1_certified_fraction=l1_frac, unique_sparse=dec.unique_sparse,
+        l1_certified_fraction=l1_frac, unique_sparse=dec.unique_sparse, witness_sparsity=k_w, paper_condition=paper,
     )
     if rank == N:
         reason = (f"hypothesis fails: D has full column rank {rank} = N (M={M} >= N), so W = pinv(D) "
@@ -134,27 +156,27 @@ def certify(
         return CertifyResult(lower_bound=0.0, hypotheses_hold=False, reason=reason, **base)
     res = lower_bound(Dn, codes, encoder_class, max_subproblems, jumprelu_budget)
     recovered = dec.error <= 1e-8 * max(1.0, float((codes**2).sum()))
-    parts = [f"K={K} >= 2", f"rank(D)={rank} < N={N}"]
+    parts = [f"K={K} >= 2", f"rank(D)={rank} < N={N}",
+             f"witness codes are {k_w}-sparse (design '{design}'"
+             + ("; valid for every K >= 2, use design='exact' for exactly-K codes)" if design == "pairs" else ")"),
+             f"paper's condition K log(N/K) = {K * math.log(N / K):.3g} <= M={M}: {paper}"]
     if check_uniqueness:
         parts.append(f"{int(dec.l1_certified.sum())}/{len(codes)} witness codes carry a strict L1 dual certificate")
     if dec.unique_sparse is not None:
-        parts.append(f"every {2 * K} columns independent (unique K-sparse solutions): {dec.unique_sparse}")
-    # exact recovery is certified when basis pursuit returns the true codes and they are provably the
-    # only admissible answer: unique K-sparse solutions (spark > 2K) or a strict L1 certificate per code
-    # The gap needs a per-sample decoder that returns every witness code exactly (checked above); uniqueness
-    # (spark > 2K, or a strict L1 certificate per code) is reported as extra evidence when affordable.
-    ok = recovered
+        parts.append(f"every {2 * k_w} columns independent (unique {k_w}-sparse solutions): {dec.unique_sparse}")
+    # The gap needs a per-sample decoder that returns every witness code exactly (checked here); uniqueness
+    # (spark > 2k, or a strict L1 certificate per code) is reported as extra evidence when affordable.
     if dec.support_search_error is not None:
         parts.append(f"exhaustive support search error {dec.support_search_error:.2g}")
     parts.append(f"exact decoder error {dec.error:.2g}")
     if not recovered:
-        parts.append(f"basis pursuit error {dec.error:.3g} > 0: exact recovery not certified")
-    reason = ("hypotheses hold: " if ok else "hypotheses partly fail: ") + "; ".join(parts)
-    if not ok:
+        parts.append(f"exact decoder error {dec.error:.3g} > 0: exact recovery not certified")
+    reason = ("hypotheses hold: " if recovered else "hypotheses partly fail: ") + "; ".join(parts)
+    if not recovered:
         # without certified exact recovery the bound is still a valid encoder bound, but not a *gap*
         reason += "; the encoder bound is still valid but is not reported as a gap"
     return CertifyResult(
-        lower_bound=res.bound if ok else 0.0, hypotheses_hold=ok, reason=reason, rows=res.rows,
-        upper_weights=res.weights, **base,
+        lower_bound=res.bound if recovered else 0.0, hypotheses_hold=recovered, reason=reason, rows=res.rows,
+        upper_weights=res.weights, optimal=res.optimal, truncated_rows=[list(t) for t in res.truncated_rows],
+        scale_exponent=res.scale_exponent, **base,
     )
-

@@ -6,8 +6,8 @@
     python -m gapbound.certify --N 16 --M 8 --K 3 --encoder-class jumprelu
 
 Prints a readable report, or with ``--json`` one JSON object with
-``lower_bound``, ``witness_codes``, ``exact_decoder_error``, ``hypotheses_hold``,
-``reason``, ``encoder_class`` and per-row details.
+``lower_bound``, ``optimal``, ``truncated_rows``, ``witness_codes``, ``exact_decoder_error``,
+``hypotheses_hold``, ``reason``, ``encoder_class`` and per-row details.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def report(res: CertifyResult, seconds: float) -> str:
         f"hypotheses hold: {res.hypotheses_hold}",
         f"  {res.reason}",
         f"certified lower bound on the witness-set error of every such encoder: {res.lower_bound:.6g}",
+        f"optimal (the bound is the class optimum on the witness set): {res.optimal}"
+        + ("" if res.optimal or not res.rows else f"; {len(res.truncated_rows)} rows below it:"),
+    ]
+    lines += [f"  row {row}: {why}" for row, why in res.truncated_rows]
+    lines += [
         f"per-sample exact decoder error on the same codes: {res.exact_decoder_error:.3g} "
         f"(non-negative basis pursuit: {res.basis_pursuit_error:.3g})",
     ]
@@ -64,7 +69,8 @@ def report(res: CertifyResult, seconds: float) -> str:
         lines.append("per row: bound (active/inactive codes, drops enumerated, subproblems)")
         for r in res.rows:
             lines.append(f"  row {r.row:3d}: {r.bound:9.4f}  ({r.n_active}/{r.n_inactive}, "
-                         f"<= {r.max_drops_enumerated} drops, {r.n_subproblems} subproblems)")
+                         f"<= {r.max_drops_enumerated} drops, {r.n_subproblems} subproblems)"
+                         + ("" if r.truncated is None else "  [below the class optimum]"))
     lines.append(f"time: {seconds:.2f} s")
     return "\n".join(lines)
 

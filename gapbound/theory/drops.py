@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .duality import _certify_batch, _newton
+from .duality import _certify_batch, _gamma, _newton
 
 # Weight of the quadratic penalty that stands in for a gate constraint ("a dropped
 # active entry has z <= 0" for ReLU): a penalty is zero on the feasible set, so any
@@ -39,10 +39,21 @@ class _Search:
 
 
 
+def _combinations(n: int, k: int, ysq: np.ndarray, best: float) -> list[tuple[int, ...]]:
+    """The drop sets of size ``k`` whose drop cost is below ``best`` (the others cannot lower the minimum)."""
+    return [Z for Z in itertools.combinations(range(n), k) if ysq[list(Z)].sum() < best]
+
+
+def _cheapest(ysq: np.ndarray) -> np.ndarray:
+    """``cheapest[k]``: a lower bound (rounded down) on the drop cost of any ``k`` entries."""
+    return np.concatenate([[0.0], np.cumsum(np.sort(ysq))]) * (1.0 - _gamma(len(ysq) + 2))
+
+
 def _drop_search(
     Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, t0: float, t1: float, rho_keep: float,
     rho_drop: float, best: float, max_subproblems: int, batch: int = 4096,
-    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, record: list | None = None,
+    tag: dict | None = None,
 ) -> _Search:
     """Certified ``min(best, min_Z [drops(Z) + convex(Z)])`` over drop sets ``Z`` of the active entries.
 
@@ -53,6 +64,8 @@ def _drop_search(
     ``extra = (L, c, w)`` adds hinge terms ``w relu(L u - c)^2`` shared by every
     subset (fixed leak decisions). ``best`` prunes: a subset whose drop cost
     alone reaches it cannot lower the minimum, and the result never exceeds it.
+    With ``record``, every certified batch is appended as a
+    :class:`~gapbound.theory.duality.Certificate` carrying ``tag``.
     """
     n = len(y)
     ysq = y**2
@@ -64,14 +77,14 @@ def _drop_search(
     wx = np.zeros(0)
     if extra is not None:
         L, c, wx = np.vstack([L, extra[0]]), np.concatenate([c, extra[1]]), extra[2]
-    cheapest = np.concatenate([[0.0], np.cumsum(np.sort(ysq))])  # cheapest cost of k drops
+    cheapest = _cheapest(ysq)
     best_Z, best_u, no_drop = [], None, 0.0  # no_drop stays 0 (a trivial bound) when pruned before k = 0
     solved, k_done = 0, -1
     for k in range(n + 1):
         if cheapest[k] >= best:
             k_done = n  # every larger drop set costs at least the best already certified
             break
-        combos = [Z for Z in itertools.combinations(range(n), k) if ysq[list(Z)].sum() < best]
+        combos = _combinations(n, k, ysq, best)
         if solved + len(combos) > max_subproblems:
             break
         for start in range(0, len(combos), batch):
@@ -82,7 +95,10 @@ def _drop_search(
             Wt = np.hstack([rho_keep * keep, rho_drop * (1.0 - keep), np.broadcast_to(wx, (len(chunk), len(wx)))])
             gamma = 0.0 if t1 == 0.0 else _ENVELOPE_SMOOTHING
             u = _newton(Aa, y, L, c, keep, Wt, Bi, t1, gamma)
-            vals = _certify_batch(Aa, y, L, c, keep, np.sqrt(Wt), Bi, t1, gamma, u)
+            n_rec = len(record) if record is not None else 0
+            vals = _certify_batch(Aa, y, L, c, keep, np.sqrt(Wt), Bi, t1, gamma, u, record)
+            if record is not None and len(record) > n_rec:
+                record[-1].tag = dict(tag or {}, t0=t0, t1=t1, cap=best)
             solved += len(chunk)
             j = int(np.argmin(vals))
             if k == 0:

@@ -10,16 +10,36 @@ with every float64 operation's rounding error bounded.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 _UNIT_ROUNDOFF = 2.0**-53
+# LAPACK's symmetric eigensolvers are backward stable: the computed eigenvalues of G are exact for
+# G + E with ||E|| <= p(n) eps ||G||, p(n) a modest function of n. We take p(n) = 64 n; this constant
+# is the one assumption of the certificate that is not derived (the exact verifier checks it).
+_EIGVALSH_FACTOR = 64
 
 
 def _gamma(n: int) -> float:
-    """Higham's gamma_n = n u / (1 - n u): relative error bound of an n-term float64 dot product."""
-    nu = (n + 2) * _UNIT_ROUNDOFF
+    """Higham's ``gamma_n = n u / (1 - n u)``: relative error bound of ``n`` chained float64 roundings.
+
+    An ``n``-term sum or dot product computed in any order is within ``gamma_n`` times
+    the sum of the absolute values of its terms (Higham, *Accuracy and Stability*, 3.1).
+    """
+    nu = n * _UNIT_ROUNDOFF
     return nu / (1.0 - nu)
+
+
+def _down(x: Any) -> Any:
+    """One ulp towards -inf: below the exact result of the single rounded-to-nearest operation that made ``x``."""
+    return np.nextafter(x, -np.inf)
+
+
+def _up(x: Any) -> Any:
+    """One ulp towards +inf (see :func:`_down`)."""
+    return np.nextafter(x, np.inf)
 
 
 def _envelope(z: np.ndarray, tau: float, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,57 +122,142 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     return u_all
 
 
+def envelope_conjugate(nu: Any, tau: Any, gamma: Any, maximum: Any = np.maximum) -> Any:
+    """``e*(2 nu)``, the conjugate of the smoothed envelope at ``2 nu`` (``nu >= 0``): ``max(2 nu tau, nu^2) + 2 gamma nu^2``.
+
+    Pure arithmetic, so ``proofs/check_row_qp.py`` checks this very function with sympy
+    (``maximum=sympy.Max``) against the supremum ``sup_v [2 nu v - e(v)]``.
+    """
+    return maximum(2 * nu * tau, nu**2) + 2 * gamma * nu**2
+
+
+def dual_terms(lam: Any, y: Any, mu: Any, sw: Any, c: Any, conj: Any) -> Any:
+    """The summands of the weak-duality constant (``proofs/02_witness_bound.md`` 2.3), one column each.
+
+    With ``lam`` (kept residuals), ``mu >= 0`` (hinges ``(sw relu(L u - c))^2``) and
+    ``conj = e*(2 nu)`` (inactive envelopes), every ``u`` has
+    ``f(u) >= 2 u.g + sum(dual_terms)``, ``g = stationarity(...)``. Works on float
+    arrays and on object arrays of sympy expressions (the symbolic check uses it).
+    """
+    return np.concatenate([-2 * lam * y, -(lam * lam), -(mu * mu), -2 * (sw * mu) * c, -conj], axis=1)
+
+
+def stationarity(lam: Any, Aa: Any, smu: Any, L: Any, nu: Any, Bi: Any) -> Any:
+    """``g = Aa^T lam + L^T (sw mu) + Bi^T nu``: zero at a KKT point, where the dual equals the primal."""
+    return lam @ Aa + smu @ L + nu @ Bi
+
+
+def drop_cost(keep: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sum_{t dropped} y_t^2`` per subset (``keep`` is 1 for kept, 0 for dropped entries)."""
+    return (1.0 - keep) @ (y * y)
+
+
+def multipliers(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
+                Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dual multipliers read off a primal point: ``lam`` = kept residuals, ``mu = sw relu(L u - c)``, ``nu = e'(B u) / 2``.
+
+    Any values with ``mu, nu >= 0`` give a valid certificate; these are the KKT
+    multipliers at the optimum, so the certificate is tight there.
+    """
+    lam = keep * (u @ Aa.T - y)
+    mu = sw * np.maximum(u @ L.T - c, 0.0)
+    nu = _envelope(u @ Bi.T, tau, gamma)[1]
+    return lam, mu, nu
+
+
+@dataclass
+class Certificate:
+    """One batch of certified subproblems: the problem data, the multipliers and every certified component.
+
+    ``value[z]`` is a certified lower bound on ``drop_cost + min_u f_z(u)`` for
+    ``f_z(u) = sum_t keep_zt (Aa_t.u - y_t)^2 + sum_j (sw_zj relu(L_j.u - c_j))^2 + sum_t e(Bi_t.u)``
+    (``e``: the envelope of :func:`_envelope` with ``tau, gamma``; none when ``tau = inf``).
+    The components satisfy, in exact arithmetic: ``drops_lo <= drop cost``,
+    ``dual_lo <= sum(dual_terms)``, ``g_hi >= |g|``, ``Aa_kept^T Aa_kept - sig_lo I`` positive
+    semidefinite, ``y_hi >= |y_kept|``, ``U_hi >= (y_hi + sqrt(cap - drops_lo)) / sqrt(sig_lo)``
+    and ``value <= max(drops_lo, min(cap, drops_lo + dual_lo - 2 g_hi U_hi))``;
+    :mod:`gapbound.theory.exact` re-checks each in rational arithmetic.
+    """
+
+    Aa: np.ndarray
+    y: np.ndarray
+    L: np.ndarray
+    c: np.ndarray
+    Bi: np.ndarray
+    tau: float
+    gamma: float
+    keep: np.ndarray
+    sw: np.ndarray
+    u: np.ndarray
+    lam: np.ndarray
+    mu: np.ndarray
+    nu: np.ndarray
+    drops_lo: np.ndarray
+    dual_lo: np.ndarray
+    g_hi: np.ndarray
+    sig_lo: np.ndarray
+    y_hi: np.ndarray
+    U_hi: np.ndarray
+    cap: np.ndarray
+    value: np.ndarray
+    tag: dict = field(default_factory=dict)
+
+
 def _certify_batch(
     Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
-    Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray,
+    Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray, record: list | None = None,
 ) -> np.ndarray:
     """Certified lower bounds on ``drops(Z) + min_u (convex problem of Z)`` for a batch of subsets.
 
     The hinge terms are ``(sw_j relu(L_j.u - c_j))^2`` with ``sw`` the float
     square roots of the penalty weights (a penalty of any weight is valid, so
-    the weight *is* ``sw^2``). Weak duality: for ``lam`` (kept residuals),
-    ``mu >= 0`` (hinges), ``nu >= 0`` (inactive envelopes) and every ``u``,
-    ``f(u) >= 2 u.g + dual`` with ``g = Aa^T lam + L^T (sw mu) + B^T nu`` and
-    ``dual = -2 lam.y - |lam|^2 - |mu|^2 - 2 (sw mu).c - sum [max(2 nu tau, nu^2) + 2 gamma nu^2]``
-    (the last term is the smoothed envelope's conjugate ``e*(2 nu)``). ``g`` is ~0 but
-    not exactly; ``2 u.g`` is bounded using ``|u| <= U`` for every ``u`` whose
-    cost is below ``cap``, ``U = (|y_kept| + sqrt(cap)) / sigma_min(Aa_kept)``.
-    Every float64 sum is widened by Higham's ``gamma_n`` bound.
+    the weight *is* ``sw^2``). Weak duality (:func:`dual_terms`): for every ``u``,
+    ``f(u) >= 2 u.g + dual``. ``g`` is ~0 but not exactly; ``2 u.g`` is bounded using
+    ``|u| <= U`` for every ``u`` whose cost is below ``cap``,
+    ``U = (|y_kept| + sqrt(cap - drops)) / sigma_min(Aa_kept)``; above ``cap`` the bound
+    holds trivially. Rounding: every float64 sum and product is widened by
+    Higham's ``gamma_n`` for its own number of roundings, and the final combination is
+    rounded outwards one ulp per operation (``proofs/02_witness_bound.md`` 2.3). With ``record``
+    a :class:`Certificate` of the batch is appended to it.
     """
     if math.isinf(tau):
         Bi = Bi[:0]
-    drop = 1.0 - keep
-    n_terms = Aa.shape[0] + L.shape[0] + Bi.shape[0] + 2
-    gam = _gamma(n_terms + 2)
-    za = u @ Aa.T
-    lam = keep * (za - y)
-    mu = sw * np.maximum(u @ L.T - c, 0.0)
-    smu = sw * mu
-    zb = u @ Bi.T
-    nu = _envelope(zb, tau, gamma)[1]
-    conj = np.maximum(2 * nu * tau, nu**2) + 2 * gamma * nu**2
-    drops = drop @ (y**2)
-    terms = np.concatenate([-2 * lam * y, -(lam**2), -(mu**2), -2 * smu * c, -conj], axis=1)
+    n_a, n_L, n_B, p = Aa.shape[0], L.shape[0], Bi.shape[0], Aa.shape[1]
+    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, gamma, u)
+    # drop cost: n_a products (y^2, exact keep) summed: gamma_{n_a + 1}
+    drops = drop_cost(keep, y)
+    drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
+    # dual: each summand takes <= 3 roundings (the conjugate's), the sum n_T - 1 more;
+    # the factor 2 covers the rounding of this error bound itself
+    terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu, tau, gamma))
+    n_T = terms.shape[1]
     dual = terms.sum(1)
-    dual_err = gam * np.abs(terms).sum(1) + gam * drops
-    g = lam @ Aa + smu @ L + nu @ Bi
-    g_err = gam * (np.abs(lam) @ np.abs(Aa) + np.abs(smu) @ np.abs(L) + nu @ np.abs(Bi))
-    g_norm = np.linalg.norm(np.abs(g) + g_err, axis=1) * (1 + 1e-12)
-    # conservative cap on the cost we need to rule out: above it the bound holds trivially
-    cap = drops + np.maximum(dual, 0.0) + 1.0
+    dual_err = 2.0 * _gamma(n_T + 4) * np.abs(terms).sum(1)
+    dual_lo = _down(dual - dual_err)
+    # g: three dot products of total length n_a + n_L + n_B, two additions, and sw * mu: gamma_{n + 3}
+    smu = sw * mu
+    g = stationarity(lam, Aa, smu, L, nu, Bi)
+    g_err = 2.0 * _gamma(n_a + n_L + n_B + 4) * (np.abs(lam) @ np.abs(Aa) + np.abs(smu) @ np.abs(L) + nu @ np.abs(Bi))
+    g_hi = _up(np.linalg.norm(np.abs(g) + g_err, axis=1) * (1.0 + _gamma(p + 4)))
+    # any cap is valid; this one keeps U small while staying above the values that matter
+    cap = _up(drops + np.maximum(dual, 0.0) + 1.0)
+    # sigma_min^2 of the kept rows: eigvalsh of the float Gram matrix, minus the Gram matrix's rounding
+    # error (Weyl) and the eigensolver's backward error (_EIGVALSH_FACTOR)
     G = np.einsum("zt,ti,tj->zij", keep, Aa, Aa)
-    G_abs_err = gam * np.einsum("zt,ti,tj->zij", keep, np.abs(Aa), np.abs(Aa))
+    G_err = 2.0 * _gamma(n_a + 2) * np.einsum("zt,ti,tj->zij", keep, np.abs(Aa), np.abs(Aa))
     eig_min = np.linalg.eigvalsh(G)[:, 0]
-    # Weyl: eigenvalues move by at most the perturbation's norm; eigvalsh's own
-    # backward error is a small multiple of eps * |G|.
-    slack = np.linalg.norm(G_abs_err, axis=(1, 2)) + 64 * G.shape[1] * np.finfo(float).eps * np.linalg.norm(G, axis=(1, 2))
-    sigma_min_sq = eig_min - slack
-    y_norm = np.sqrt((keep * y**2).sum(1)) * (1 + 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        U = np.where(sigma_min_sq > 0, (y_norm + np.sqrt(np.maximum(cap - drops, 0.0))) / np.sqrt(np.maximum(sigma_min_sq, 1e-300)), np.inf)
-    certified = drops + dual - dual_err - 2.0 * g_norm * U
-    # too few kept entries to bound u (or a singular Gram matrix): the convex part is >= 0, keep the drops
-    certified = np.where(np.isfinite(certified), np.maximum(certified, 0.0), 0.0)
-    certified = np.maximum(certified, drops * (1 - 4 * gam))
-    return np.minimum(certified * (1 - 1e-12) - 1e-300, cap)
-
+    eps = np.finfo(float).eps
+    slack = (np.linalg.norm(G_err, axis=(1, 2)) + _EIGVALSH_FACTOR * p * eps * np.linalg.norm(G, axis=(1, 2))) * 1.01
+    sig_lo = _down(eig_min - slack)
+    y_hi = _up(np.sqrt((keep * y * y).sum(1)) * (1.0 + _gamma(n_a + 4)))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r_hi = _up(cap - drops_lo)
+        U_hi = np.where(sig_lo > 0, _up((y_hi + np.sqrt(r_hi)) / np.sqrt(np.maximum(sig_lo, 1e-300)) * (1.0 + 16 * eps)), np.inf)
+        bound = _down(_down(drops_lo + dual_lo) - _up(2.0 * g_hi * U_hi))
+    # the convex part is >= 0: the drop cost alone is always a bound (e.g. when U is infinite)
+    bound = np.where(np.isfinite(bound), bound, -np.inf)
+    value = np.maximum(np.minimum(bound, cap), np.maximum(drops_lo, 0.0))
+    if record is not None:
+        record.append(Certificate(Aa, y, L, c, Bi, tau, gamma, keep, sw, u, lam, mu, nu, drops_lo, dual_lo, g_hi,
+                                  sig_lo, y_hi, U_hi, cap, value))
+    return value

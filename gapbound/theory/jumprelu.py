@@ -15,7 +15,8 @@ from .duality import _envelope
 
 
 def _jumprelu_row(
-    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_subproblems: int, grid: int, budget: int
+    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_subproblems: int, grid: int, budget: int,
+    record: list | None = None, tag: dict | None = None,
 ) -> tuple[_Search, float, int, list[float]]:
     """Branch and bound over the row's threshold ``theta >= 0`` and the inactive entries' leak decisions.
 
@@ -29,10 +30,10 @@ def _jumprelu_row(
     entry whose envelope undercuts ``z^2 1[z > t1]`` most, else halve its
     interval. Children only tighten the relaxation, so a child stores
     ``max(parent, child)``. Returns the best search, the bound, the subproblem
-    count and the attaining interval.
+    count and the attaining interval. ``record``/``tag``: as in :func:`_drop_search`.
     """
     T = 2.0 * float(y.max())
-    tail = float(math.fsum(y**2)) * (1 - 1e-12)
+    tail = float(np.nextafter(math.fsum(y**2), -np.inf))  # fsum is correctly rounded
     n_in = len(Bi)
     heap: list[tuple[float, int, float, float, frozenset, frozenset]] = [(tail, 0, T, math.inf, frozenset(), frozenset())]
     sols: dict[int, np.ndarray | None] = {0: None}
@@ -46,8 +47,12 @@ def _jumprelu_row(
         Lx = np.vstack([Bi[o], Bi[lk], -Bi[lk], -Bi[lk]])
         cx = np.concatenate([np.full(len(o), t1), np.zeros(2 * len(lk)), np.full(len(lk), -t0)])
         wx = np.concatenate([np.full(len(o), _DROP_PENALTY), np.ones(2 * len(lk)), np.full(len(lk), _DROP_PENALTY)])
+        leaf_tag = None
+        if record is not None:
+            inact = (tag or {}).get("inactive", np.arange(n_in))
+            leaf_tag = dict(tag or {}, inactive=inact[free], out=inact[o], leak=inact[lk])
         res = _drop_search(Aa, y, Bi[free], t0, t1, _DROP_PENALTY, _DROP_PENALTY, cap, max_subproblems,
-                           extra=(Lx, cx, wx))
+                           extra=(Lx, cx, wx), record=record, tag=leaf_tag)
         solved += res.solved
         if res.u is not None and (best_res is None or res.value < best_res.value):
             best_res = res
