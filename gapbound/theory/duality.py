@@ -147,6 +147,15 @@ def stationarity(lam: Any, Aa: Any, smu: Any, L: Any, nu: Any, Bi: Any) -> Any:
     return lam @ Aa + smu @ L + nu @ Bi
 
 
+def _sum_error(terms: np.ndarray) -> np.ndarray:
+    """Bound on the rounding error of ``terms.sum(1)`` including each summand's own (<= 3) roundings.
+
+    ``gamma_{n + 3}`` for ``n`` summands (Higham 3.1, any summation order); the factor 2 covers the
+    rounding of this bound's own evaluation.
+    """
+    return 2.0 * _gamma(terms.shape[1] + 4) * np.abs(terms).sum(1)
+
+
 def drop_cost(keep: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``sum_{t dropped} y_t^2`` per subset (``keep`` is 1 for kept, 0 for dropped entries)."""
     return (1.0 - keep) @ (y * y)
@@ -227,13 +236,10 @@ def _certify_batch(
     # drop cost: n_a products (y^2, exact keep) summed: gamma_{n_a + 1}
     drops = drop_cost(keep, y)
     drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
-    # dual: each summand takes <= 3 roundings (the conjugate's), the sum n_T - 1 more;
-    # the factor 2 covers the rounding of this error bound itself
+    # dual: each summand takes <= 3 roundings (the conjugate's), the sum n - 1 more (_sum_error)
     terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu, tau, gamma))
-    n_T = terms.shape[1]
     dual = terms.sum(1)
-    dual_err = 2.0 * _gamma(n_T + 4) * np.abs(terms).sum(1)
-    dual_lo = _down(dual - dual_err)
+    dual_lo = _down(dual - _sum_error(terms))
     # g: three dot products of total length n_a + n_L + n_B, two additions, and sw * mu: gamma_{n + 3}
     smu = sw * mu
     g = stationarity(lam, Aa, smu, L, nu, Bi)
