@@ -1,26 +1,99 @@
-"""Every mechanical step of proofs/ runs as a test (each script's check() raises on failure)."""
+"""Every mechanical step of proofs/ runs as a test, and every check catches at least one planted fault.
+
+A fault is planted by replacing one library function with a wrong version (the way a
+bug would change it) or by feeding the check a wrong input; the check must raise.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from proofs import check_existence, check_rational_bound, check_row_qp
+import gapbound.theory
+from gapbound.theory import duality
+from proofs import check_certificates, check_existence, check_row_qp
 
 
-@pytest.mark.parametrize("M,N,K", [(2, 3, 2), (2, 4, 3), (1, 3, 2)])
-def test_existence_WD_equals_I_contradiction(M, N, K):
-    check_existence.check(M=M, N=N, K=K)
+# ------------------------------------------------------------------ the checks pass on the library
 
 
-def test_row_problem_duality_and_kkt():
+@pytest.mark.parametrize("M,N,K,design", [(2, 3, 2, "exact"), (2, 4, 3, "exact"), (1, 3, 2, "exact"), (2, 4, 2, "pairs")])
+def test_existence_WD_equals_I_contradiction(M, N, K, design):
+    check_existence.check(M=M, N=N, K=K, design=design)
+
+
+def test_row_problem_duality_conjugates_kkt_envelope():
     check_row_qp.check()
 
 
-def test_exact_rational_bound_matches_certified():
-    check_rational_bound.check()
+def test_certificates_verify_exactly():
+    check_certificates.check(classes=("linear-gated", "relu"))
 
 
-def test_existence_check_detects_a_wrong_claim():
-    """The check is not vacuous: with M >= N the determinant of W D is not identically 0."""
-    with pytest.raises(AssertionError):
+# ------------------------------------------------------------------ planted faults
+
+
+def test_existence_catches_witness_set_without_raised_amplitudes(monkeypatch):
+    """Fault: the library's exactly-K witness set loses its amplitude-2 codes; W D is then not pinned down."""
+    real = gapbound.theory.witness_codes
+    monkeypatch.setattr(gapbound.theory, "witness_codes", lambda N, K, design: (c := real(N, K, design))[(c <= 1).all(1)])
+    with pytest.raises(AssertionError, match="does not pin down"):
+        check_existence.check(M=2, N=3, K=2)
+
+
+def test_existence_catches_a_false_claim():
+    """With M >= N the contradiction itself fails (det(W D) is not identically 0), not a precondition."""
+    with pytest.raises(AssertionError, match="det"):
         check_existence.check(M=3, N=3, K=2)
+
+
+def _flip_lam_sq(lam, y, mu, sw, c, conj):
+    return np.concatenate([-2 * lam * y, +(lam * lam), -(mu * mu), -2 * (sw * mu) * c, -conj], axis=1)
+
+
+def test_weak_duality_check_catches_sign_flip(monkeypatch):
+    monkeypatch.setattr(duality, "dual_terms", _flip_lam_sq)
+    with pytest.raises(AssertionError):
+        check_row_qp.check_weak_duality()
+    with pytest.raises(AssertionError):
+        check_row_qp.check_kkt()
+
+
+def test_conjugate_check_catches_wrong_conjugate(monkeypatch):
+    """Fault: the envelope's conjugate without the smoothing term (it would overstate the dual)."""
+    monkeypatch.setattr(duality, "envelope_conjugate", lambda nu, tau, gamma, maximum=np.maximum: maximum(2 * nu * tau, nu**2))
+    with pytest.raises(AssertionError, match="conjugate wrong"):
+        check_row_qp.check_conjugates()
+
+
+def test_kkt_check_catches_wrong_multiplier(monkeypatch):
+    """Fault: nu = e'(z) instead of e'(z) / 2 (stationarity then fails at the exact optimum)."""
+    real = duality.multipliers
+
+    def doubled(*args):
+        lam, mu, nu = real(*args)
+        return lam, mu, 2 * nu
+
+    monkeypatch.setattr(duality, "multipliers", doubled)
+    with pytest.raises(AssertionError, match="stationarity"):
+        check_row_qp.check_kkt()
+
+
+def test_envelope_check_catches_wrong_envelope(monkeypatch):
+    """Fault: the tangent piece with slope 3 tau instead of 4 tau (no longer the convex envelope's Moreau envelope)."""
+    real = duality._envelope
+
+    def wrong(z, tau, gamma):
+        val, nu, curv = real(z, tau, gamma)
+        on_line = np.array([tau + 4 * tau * gamma < x <= 2 * tau + 4 * tau * gamma for x in np.ravel(z)]).reshape(np.shape(z))
+        return np.where(on_line, val * 3 / 4, val), nu, curv
+
+    monkeypatch.setattr(duality, "_envelope", wrong)
+    with pytest.raises(AssertionError, match="Moreau"):
+        check_row_qp.check_jumprelu_envelope()
+
+
+def test_certificate_check_catches_sign_flip(monkeypatch):
+    monkeypatch.setattr(duality, "dual_terms", _flip_lam_sq)
+    with pytest.raises(AssertionError, match="dual"):
+        check_certificates.check(classes=("relu",))
