@@ -297,3 +297,48 @@ def test_witness_error_leaves_the_callers_encoder_alone():
     with torch.no_grad():
         ref = float(((enc.double()(X) - torch.from_numpy(codes)) ** 2).sum())
     assert err == pytest.approx(ref, rel=1e-12)
+
+
+# ---------------------------------------------------------------- scale, optimality, hypotheses
+
+
+def test_bound_does_not_depend_on_the_scale_of_D():
+    """The class optimum is scale invariant (W absorbs the scale); so is the bound: bitwise for powers of two."""
+    D = _dict(4, 7, 3).numpy()
+    codes = witness_codes(7, 2)
+    ref = lower_bound(D, codes, "relu")
+    for s in (2.0**20, 2.0**-20):
+        assert lower_bound(D * s, codes, "relu").bound == ref.bound
+    for s in (1e6, 1e-6, 3.0):
+        res = certify(D * s, 2, encoder_class="relu")
+        assert res.hypotheses_hold and res.lower_bound == pytest.approx(ref.bound, rel=1e-8)
+    # the returned weights are an encoder for the caller's D: same witness error at every scale
+    W = lower_bound(D * 1e-6, codes, "relu").weights
+    Z = np.hstack([witness_inputs(D * 1e-6, codes), np.ones((len(codes), 1))]) @ W.T
+    assert float(((np.maximum(Z, 0) - codes) ** 2).sum()) == pytest.approx(sum(r.upper for r in ref.rows), rel=1e-6)
+
+
+def test_optimal_flag_and_truncated_rows():
+    """Complete enumerations: optimal, each row within OPTIMAL_RTOL of an actual encoder; a budget cut: not optimal, with the reason."""
+    D = _dict(4, 7, 3)
+    codes = witness_codes(7, 2)
+    full = lower_bound(D, codes, "relu")
+    assert full.optimal and not full.truncated_rows
+    assert all(r.bound <= r.upper <= r.bound * (1 + 1e-6) for r in full.rows)
+    cut = lower_bound(D, codes, "relu", max_subproblems=2)
+    assert not cut.optimal and cut.bound <= full.bound
+    assert cut.truncated_rows and all("max_subproblems" in why for _, why in cut.truncated_rows)
+    # the rows the budget cut are exactly those whose full enumeration needed more than 2 subproblems
+    assert {r for r, _ in cut.truncated_rows} <= {r.row for r in full.rows if r.n_subproblems > 2}
+
+
+def test_hypotheses_report_witness_sparsity_and_paper_condition(capsys):
+    res = certify(_dict(8, 16, 0), 8)  # 8 log 2 = 5.5 <= 8
+    assert res.witness_sparsity == 2 and res.paper_condition
+    assert "2-sparse" in res.reason and "K log(N/K)" in res.reason and "design='exact'" in res.reason
+    assert not certify(_dict(4, 16, 0), 3).paper_condition  # 3 log(16/3) = 5.0 > 4
+    exact = certify(_dict(8, 12, 0), 3, design="exact")
+    assert exact.witness_sparsity == 3 and exact.paper_condition == (3 * np.log(12 / 3) <= 8)
+    assert certify_main(["--N", "8", "--M", "5", "--K", "2", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "optimal (the bound is the class optimum on the witness set): True" in out
