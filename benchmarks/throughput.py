@@ -28,9 +28,9 @@ import torch
 
 from gapbound.utils.cli import positive_int, run_cli
 from gapbound.synthetic.data import CodeStream, random_dictionary
-from gapbound.models.encoders import make_encoder
+from gapbound.models import make_encoder
 from gapbound.utils.io import atomic_write_json
-from gapbound.training.loop import BatchFn, Supervised, TrainConfig, stream_batches, train
+from gapbound.training import BatchFn, Supervised, TrainConfig, stream_batches, train
 from gapbound.utils.validation import check_sparsity, resolve_device
 
 

@@ -1,0 +1,189 @@
+"""Training throughput per (method, seed): batched engine vs one-at-a-time loop vs a plain authors'-style loop.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.train_engine                     # N=16 (paper) and scaled sizes
+    OMP_NUM_THREADS=1 python -m benchmarks.train_engine --skip-scaled --out results/train_engine.json
+
+Paper sizes (N = 16, M = 8, minibatch 256, the ``unknown`` setting's learned
+dictionary): for each encoder, ``B`` seeds are trained
+
+- ``loop``: one model at a time with :func:`gapbound.training.train` (fused Adam,
+  dead-latent bookkeeping, everything the simulations use);
+- ``batched``: all ``B`` at once with :func:`gapbound.training.engine.train_batched`;
+- ``plain``: the shortest PyTorch loop an author would write (``nn.Sequential``,
+  ``torch.optim.Adam`` defaults, ``loss.backward()``, column renormalisation; no
+  resampling, no bookkeeping), one model at a time.
+
+Each figure is steady-state steps per second per (method, seed): two runs of
+different lengths, the difference of wall times over the difference of steps
+(set-up, FLOP counting and imports cancel), best of ``--repeats``. Achieved
+FLOP/s = measured step FLOPs (torch's FlopCounterMode, matmuls only) x models
+x steps/s, next to measured matmul FLOP/s. Scaled sizes (N = 1000, M = 200,
+minibatch 1024, known Z): the loop and the engine (B = 1 and 2) on a fixed
+minibatch, where the matmuls dominate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from benchmarks.throughput import matmul_flops_per_s
+from gapbound.models import Dictionary, make_encoder
+from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_problem, random_dictionary
+from gapbound.training import Autoencoder, Supervised, TrainConfig, tensor_batches, train
+from gapbound.training.engine import stacked_tensor_batches, train_batched
+from gapbound.utils.cli import positive_int, run_cli
+from gapbound.utils.io import atomic_write_json
+
+
+def steady_seconds(run: Callable[[int], None], steps: int, repeats: int) -> float:
+    """Seconds per steady-state step of ``run(n_steps)``: (long - short) / (steps - steps // 4), best of ``repeats``."""
+    run(4)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(steps // 4)
+        short = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run(steps)
+        best = min(best, (time.perf_counter() - t0 - short) / (steps - steps // 4))
+    return max(best, 1e-12)
+
+
+def plain_loop(X: torch.Tensor, hidden: int | None, N: int, steps: int, batch_size: int, seed: int) -> None:
+    """An authors'-style loop: Sequential encoder, learned unit-norm decoder, default Adam, reconstruction + L1."""
+    torch.manual_seed(seed)
+    M = X.shape[1]
+    layers = [nn.Linear(M, N), nn.ReLU()] if hidden is None else [nn.Linear(M, hidden), nn.ReLU(), nn.Linear(hidden, N), nn.ReLU()]
+    enc = nn.Sequential(*layers)
+    D = nn.Parameter(torch.randn(M, N))
+    opt = torch.optim.Adam([*enc.parameters(), D], lr=3e-4)
+    for step in range(steps):
+        if step % (X.shape[0] // batch_size) == 0:
+            perm = torch.randperm(X.shape[0])
+        k = step % (X.shape[0] // batch_size)
+        x = X[perm[k * batch_size : (k + 1) * batch_size]]
+        codes = enc(x)
+        loss = nn.functional.mse_loss(codes @ D.T, x) + 1e-4 * codes.abs().sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            D /= D.norm(dim=0, keepdim=True)
+
+
+def _models(kind: str, hidden: int | None, M: int, N: int, seeds: Sequence[int], supervised: bool) -> list[nn.Module]:
+    out = []
+    for s in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s)
+            enc = make_encoder(kind, M, N, hidden=hidden)
+            out.append(Supervised(enc) if supervised else Autoencoder(enc, Dictionary(M, N)))
+    return out
+
+
+def paper_sizes(methods: Sequence[str], seeds: int, steps: int, repeats: int) -> list[dict]:
+    seed_list = list(range(seeds))
+    problems = [make_problem(SyntheticConfig(seed=s)) for s in seed_list]
+    X = torch.stack([p.X_train for p in problems])
+    rows = []
+    for name in methods:
+        hidden = None if name == "SAE" else int(name.split("-")[1])
+        kind = "sae" if hidden is None else "mlp"
+        base = _models(kind, hidden, 8, 16, seed_list, supervised=False)
+        cfg = lambda n, s=0: TrainConfig(steps=n, progress=False, resample_every=0, seed=s)  # noqa: E731
+        flops = {}
+
+        def loop(n: int) -> None:
+            flops["step"] = train(copy.deepcopy(base[0]), tensor_batches(problems[0].X_train, None, 256, seed=0), cfg(n)).step_flops
+
+        def batched(n: int) -> None:
+            train_batched(copy.deepcopy(base), stacked_tensor_batches(X, None, 256, seed_list), [cfg(n, s) for s in seed_list])
+
+        t_loop = steady_seconds(loop, steps, repeats)
+        t_batched = steady_seconds(batched, steps, repeats)
+        t_plain = steady_seconds(lambda n: plain_loop(problems[0].X_train, hidden, 16, n, 256, 0), steps, repeats)
+        per = {"loop": 1 / t_loop, "batched": seeds / t_batched, "plain": 1 / t_plain}
+        rows.append({"method": name, "models": seeds, "step_flops": flops["step"],
+                     "steps_per_s_per_model": per, "speedup_vs_loop": per["batched"] / per["loop"],
+                     "speedup_vs_plain": per["batched"] / per["plain"],
+                     "achieved_flops_per_s": {k: v * flops["step"] for k, v in per.items()}})
+    return rows
+
+
+def scaled_sizes(hidden: Sequence[int], steps: int, repeats: int, N: int = 1000, M: int = 200, K: int = 20,
+                 batch_size: int = 1024) -> list[dict]:
+    X, S = CodeStream(random_dictionary(M, N, 0), K, batch_size, seed=0).batch(0)
+    rows = []
+    for name, h in [("SAE", None), *((f"MLP-{h}", h) for h in hidden)]:
+        kind = "sae" if h is None else "mlp"
+        flops = {}
+
+        def loop(n: int) -> None:
+            m = _models(kind, h, M, N, [0], supervised=True)[0]
+            flops["step"] = train(m, lambda i: (X, S, None), TrainConfig(steps=n, lr=1e-3, resample_every=0, progress=False)).step_flops
+
+        def batched(n: int, B: int) -> None:
+            ms = _models(kind, h, M, N, list(range(B)), supervised=True)
+            Xs, Ss = X.expand(B, -1, -1), S.expand(B, -1, -1)
+            train_batched(ms, lambda i: (Xs, Ss, None),
+                          [TrainConfig(steps=n, lr=1e-3, resample_every=0, progress=False, seed=s) for s in range(B)])
+
+        t = {"loop": steady_seconds(loop, steps, repeats)}
+        for B in (1, 2):
+            t[f"batched_B{B}"] = steady_seconds(lambda n, B=B: batched(n, B), steps, repeats) / B
+        rows.append({"method": name, "step_flops": flops["step"], "seconds_per_model_step": t,
+                     "achieved_flops_per_s": {k: flops["step"] / v for k, v in t.items()}})
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_engine", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", default=["SAE", "MLP-32", "MLP-256", "MLP-1024"], help="SAE and MLP-<h>")
+    p.add_argument("--seeds", type=positive_int, default=5, help="models trained at once (default 5)")
+    p.add_argument("--steps", type=positive_int, default=800, help="steps of the longer timed run at N=16 (default 800)")
+    p.add_argument("--scaled-steps", type=positive_int, default=8, help="steps of the longer timed run at scaled sizes")
+    p.add_argument("--scaled-hidden", type=positive_int, nargs="+", default=[256, 1024], help="MLP widths at scaled sizes")
+    p.add_argument("--skip-scaled", action="store_true", help="only the paper's sizes")
+    p.add_argument("--repeats", type=positive_int, default=3, help="measurements per figure; the best is kept")
+    p.add_argument("--out", default=None, help="also write the numbers to this JSON file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for m in args.methods:
+        if m != "SAE" and not (m.startswith("MLP-") and m[4:].isdigit() and int(m[4:]) > 0):
+            raise ValueError(f"--methods: {m!r} is not SAE or MLP-<hidden width>")
+    if args.steps < 16 or args.scaled_steps < 4:
+        raise ValueError("--steps must be >= 16 and --scaled-steps >= 4 so the two timed runs differ")
+    peak = matmul_flops_per_s(torch.device("cpu"))
+    report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "matmul_flops_per_s": peak,
+              "paper_sizes": paper_sizes(args.methods, args.seeds, args.steps, args.repeats)}
+    print(f"{torch.get_num_threads()} thread(s); matmul (2048^2 fp32): {peak / 1e9:.1f} GFLOP/s")
+    print(f"N=16, M=8, batch 256, {args.seeds} seeds; steps/s per (method, seed)")
+    print(f"{'method':<9} {'loop':>8} {'plain':>8} {'batched':>8} {'x loop':>7} {'x plain':>8} {'batched GFLOP/s':>16}")
+    for r in report["paper_sizes"]:
+        s = r["steps_per_s_per_model"]
+        print(f"{r['method']:<9} {s['loop']:>8.0f} {s['plain']:>8.0f} {s['batched']:>8.0f} {r['speedup_vs_loop']:>7.1f} "
+              f"{r['speedup_vs_plain']:>8.1f} {r['achieved_flops_per_s']['batched'] / 1e9:>16.2f}")
+    if not args.skip_scaled:
+        report["scaled_sizes"] = scaled_sizes(args.scaled_hidden, args.scaled_steps, args.repeats)
+        print("N=1000, M=200, batch 1024, known Z: GFLOP/s achieved (fraction of matmul)")
+        for r in report["scaled_sizes"]:
+            cells = "  ".join(f"{k} {v / 1e9:.1f} ({v / peak:.0%})" for k, v in r["achieved_flops_per_s"].items())
+            print(f"{r['method']:<9} {r['step_flops'] / 1e9:.2f} GFLOP/step  {cells}")
+    if args.out:
+        atomic_write_json(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,120 @@
+"""The batched training engine: each stacked model ends as the one-at-a-time loop leaves it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from gapbound.models import Dictionary, MLPEncoder, SAE, make_encoder
+from gapbound.synthetic.data import SyntheticConfig, make_problem
+from gapbound.synthetic.metrics import mcc
+from gapbound.training import Autoencoder, Supervised, TrainConfig, tensor_batches, train
+from gapbound.training.engine import can_batch, stack_batches, stacked_tensor_batches, train_batched
+
+SEEDS = (0, 1, 2)
+
+
+def _problems():
+    return [make_problem(SyntheticConfig(n_train=256, n_test=256, seed=s)) for s in SEEDS]
+
+
+def _model(setting: str, kind: str, p, seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        enc = make_encoder(kind, 8, 16, hidden=24)
+        if setting == "known_z":
+            return Supervised(enc)
+        d = Dictionary(8, 16, weight=p.D, trainable=False) if setting == "known_d" else Dictionary(8, 16)
+        return Autoencoder(enc, d)
+
+
+@pytest.mark.parametrize("setting,kind", [("known_z", "mlp"), ("known_d", "sae"), ("unknown", "sae"), ("unknown", "mlp")])
+def test_batched_equals_one_at_a_time(setting, kind, tmp_path):
+    problems = _problems()
+    models = [_model(setting, kind, p, s) for p, s in zip(problems, SEEDS)]
+    with torch.no_grad():  # dead latents so that resampling (per-seed generators, Adam resets) is exercised
+        models[1].encoder.linear.bias[:3] = -50.0
+    alone = copy.deepcopy(models)
+    cfgs = [TrainConfig(steps=160, lr=3e-3, l1=1e-3, resample_every=60, eval_every=40, progress=False, seed=s) for s in SEEDS]
+    ev = [lambda m, p=p: {"mcc": mcc(p.S_test, m.encode(p.X_test))} for p in problems]
+    S = setting == "known_z"
+    ref = [train(m, tensor_batches(p.X_train, p.S_train if S else None, 64, seed=s), c, evaluate=e)
+           for m, p, s, c, e in zip(alone, problems, SEEDS, cfgs, ev)]
+    X = torch.stack([p.X_train for p in problems])
+    St = torch.stack([p.S_train for p in problems]) if S else None
+    got = train_batched(models, stacked_tensor_batches(X, St, 64, SEEDS), cfgs, evaluate=ev)
+    assert ref[1].resampled >= 3
+    for a, b, ra, rb in zip(alone, models, ref, got):
+        for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(pb, pa, atol=2e-5, rtol=1e-4, msg=name)
+        assert (ra.step_flops, ra.resampled) == (rb.step_flops, rb.resampled)
+        assert [h["step"] for h in ra.history] == [h["step"] for h in rb.history]
+        assert [h["mcc"] for h in rb.history] == pytest.approx([h["mcc"] for h in ra.history], abs=1e-4)
+        assert rb.final_loss == pytest.approx(ra.final_loss, rel=1e-4)
+
+
+def test_batched_resume_equals_uninterrupted(tmp_path):
+    problems = _problems()
+    cfgs = [TrainConfig(steps=90, lr=3e-3, resample_every=40, eval_every=30, checkpoint_every=30, progress=False, seed=s)
+            for s in SEEDS]
+    X = torch.stack([p.X_train for p in problems])
+    batches = stacked_tensor_batches(X, None, 64, SEEDS)
+    ev = [lambda m, p=p: {"mcc": mcc(p.S_test, m.encode(p.X_test))} for p in problems]
+    ref = [_model("unknown", "sae", p, s) for p, s in zip(problems, SEEDS)]
+    ref_res = train_batched(ref, batches, cfgs, evaluate=ev)
+
+    ckpt = tmp_path / "stack.pt"
+    calls = {"n": 0}
+
+    class Stop(Exception):
+        pass
+
+    def dying(m):
+        calls["n"] += 1
+        if calls["n"] > 3 * len(SEEDS):  # evaluations at 0, 30, 60 for every model, then die
+            raise Stop
+        return {"mcc": 0.0}
+
+    first = [_model("unknown", "sae", p, s) for p, s in zip(problems, SEEDS)]
+    with pytest.raises(Stop):
+        train_batched(first, batches, cfgs, evaluate=[dying] * len(SEEDS), checkpoint_path=str(ckpt))
+    resumed = [_model("unknown", "sae", p, s + 100) for p, s in zip(problems, SEEDS)]  # weights must come from the file
+    train_batched(resumed, batches, cfgs, evaluate=ev, checkpoint_path=str(ckpt))
+    for a, b in zip(ref, resumed):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(pb, pa, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="different batched run"):
+        other = [TrainConfig(**{**c.__dict__, "lr": 1e-3}) for c in cfgs]
+        train_batched(resumed, batches, other, checkpoint_path=str(ckpt))
+
+
+def test_stack_batches_matches_stacked_tensor_batches():
+    problems = _problems()
+    X = torch.stack([p.X_train for p in problems])
+    a = stacked_tensor_batches(X, None, 100, SEEDS)
+    b = stack_batches([tensor_batches(p.X_train, None, 100, seed=s) for p, s in zip(problems, SEEDS)])
+    for step in (0, 1, 2, 3, 7):
+        torch.testing.assert_close(a(step)[0], b(step)[0], atol=0, rtol=0)
+
+
+def test_bad_input():
+    p = _problems()[0]
+    sae = _model("unknown", "sae", p, 0)
+    mlp = _model("unknown", "mlp", p, 0)
+    cfg = TrainConfig(steps=2, progress=False)
+    X = torch.stack([p.X_train, p.X_train])
+    with pytest.raises(ValueError, match="one class and shape"):
+        train_batched([sae, mlp], stacked_tensor_batches(X, None, None, (0, 1)), [cfg, cfg])
+    with pytest.raises(ValueError, match="share every TrainConfig"):
+        train_batched([sae, copy.deepcopy(sae)], stacked_tensor_batches(X, None, None, (0, 1)),
+                      [cfg, TrainConfig(steps=3, progress=False)])
+    with pytest.raises(ValueError, match="one config"):
+        train_batched([sae], stacked_tensor_batches(X[:1], None, None, (0,)), [cfg, cfg])
+    topk = Autoencoder(SAE(8, 16, activation="topk", k=3), Dictionary(8, 16))
+    assert not can_batch(topk) and can_batch(sae)
+    with pytest.raises(ValueError, match="gapbound.training.train"):
+        train_batched([topk], stacked_tensor_batches(X[:1], None, None, (0,)), [cfg])
+    with pytest.raises(ValueError, match="number of models"):
+        stacked_tensor_batches(X, None, 64, (0,))
