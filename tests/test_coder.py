@@ -95,3 +95,21 @@ def test_coder_on_cuda_matches_cpu():
     cpu = SparseCoder(D, 0.05, tol=1e-9).solve(X)
     assert res.converged and res.codes.device.type == "cuda"
     assert torch.allclose(res.objective.cpu(), cpu.objective, rtol=1e-8, atol=1e-10)
+
+
+def test_single_samples_form_only_the_gram_rows_they_need():
+    """A sample under a wide dictionary forms the Gram rows of its working sets only; the rows are kept,
+    are exact, and the codes equal those of a solve with the whole Gram matrix."""
+    D, X = _problem(M=64, N=1024, n=3, seed=2)
+    coder = SparseCoder(D, 0.05, tol=1e-10, backend="numba")
+    first = coder.solve(X[:1])
+    G, have, _ = coder.atoms.gram_rows()
+    formed = int(have.sum())
+    assert 0 < formed < 1024 and not coder.atoms.gram_complete
+    rows = have.nonzero().flatten()
+    assert torch.allclose(G[rows], torch.as_tensor(D).T[rows] @ torch.as_tensor(D), rtol=0, atol=1e-12)
+    coder.solve(X[1:2])
+    assert int(have.sum()) >= formed  # kept across calls
+    full = fista(D, X[:1], 0.05, tol=1e-10, backend="torch")  # the batched path uses the whole Gram matrix
+    assert first.converged and torch.allclose(first.objective, full.objective, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(coder.atoms.G64, torch.as_tensor(D).T @ torch.as_tensor(D), rtol=0, atol=1e-12)

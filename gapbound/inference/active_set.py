@@ -155,7 +155,10 @@ def run_active_set(
     """
     cap, max_add, n_first = widths(prob, n_add)
     if prob.backend == "numba":
-        return compiled_active_set(prob.G64, prob.DtX64, prob.xx64, rows, idx, vals, prob.lam, tol, cap, max_add,
+        if prob.gram_pays:
+            prob.G64  # noqa: B018  (one BLAS product beats forming the rows piecemeal)
+        G, have, DT = prob.atoms.gram_rows()
+        return compiled_active_set(G, have, DT, prob.DtX64, prob.xx64, rows, idx, vals, prob.lam, tol, cap, max_add,
                                    4 * max_outer, n_add, n_first)
     return _batched(prob, idx, vals, C, rows, tol, max_outer, n_add, cap, max_add, n_first, chunk_elems)
 

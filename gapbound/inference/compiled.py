@@ -294,8 +294,37 @@ def _grown(W, s, q, F, L, y, z, cand_i, cand_v, size):
     return W2, s2, q2, F2, L2, y2, z2, ci2, cv2
 
 
-@njit(cache=True, parallel=True)
-def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, n_chunks, S, P, gap, flops):  # pragma: no cover
+@njit(cache=True)
+def _ensure_rows(G: np.ndarray, have: np.ndarray, DT: np.ndarray, W: np.ndarray, a0: int, k: int) -> int:
+    """Fill the Gram rows ``G[W[a0:k]]`` not yet formed (one BLAS product ``D_J^T D``); returns the FLOPs.
+
+    Only the serial kernel ever fills rows (the parallel one gets a complete Gram matrix), so no
+    two threads write the same row.
+    """
+    cnt = 0
+    for a in range(a0, k):
+        if not have[W[a]]:
+            cnt += 1
+    if cnt == 0:
+        return 0
+    J = np.empty(cnt, np.int64)
+    c = 0
+    for a in range(a0, k):
+        if not have[W[a]]:
+            J[c] = W[a]
+            c += 1
+    B = np.empty((cnt, DT.shape[1]))
+    for c in range(cnt):
+        B[c] = DT[J[c]]
+    R = np.dot(B, DT.T)
+    for c in range(cnt):
+        G[J[c]] = R[c]
+        have[J[c]] = True
+    return 2 * cnt * DT.shape[0] * DT.shape[1]
+
+
+def _kernel_py(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, n_chunks, S, P,
+               gap, flops):  # pragma: no cover
     n, N = rows.shape[0], G.shape[0]
     # Samples in n_chunks contiguous chunks, a few per thread: each chunk allocates its workspace once
     # and grows it only as far as its widest working set needs (supports may reach the rank M).
@@ -317,7 +346,8 @@ def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_ad
                     W[k], s[k] = idx[i, a], vals[i, a]
                     inW[W[k]] = True
                     k += 1
-            fl = _correlations(G, c, W, s, k, r)
+            fl = _ensure_rows(G, have, DT, W, 0, k)
+            fl += _correlations(G, c, W, s, k, r)
             adds = n_add if k > 0 else max(n_add, n_first)
             valid = 0  # leading rows of L still those of working-set positions 0..valid-1
             Pi, gi = math.inf, math.inf
@@ -348,6 +378,7 @@ def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_ad
                     W[k], s[k] = cand_i[a], 0.0
                     inW[W[k]] = True
                     k += 1
+                fl += _ensure_rows(G, have, DT, W, k - nc, k)
                 for a in range(k):
                     q[a] = c[W[a]] - lam
                 valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
@@ -359,49 +390,72 @@ def _kernel(G, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_ad
             P[i], gap[i], flops[i] = Pi, gi, fl
 
 
+# One body, compiled twice: the parallel launch costs a millisecond or more (much more when the
+# machine is busy and a worker thread is descheduled), so one thread or a small batch runs serially.
+_kernel_parallel = njit(cache=True, parallel=True)(_kernel_py)
+_kernel_serial = njit(cache=True)(_kernel_py)
+_PARALLEL_MIN_SAMPLES = 64
+
+
 @contextlib.contextmanager
-def _threads_like_torch() -> Iterator[None]:
+def _threads_like_torch() -> Iterator[int]:
     """numba's thread count set to torch's for the duration (the benchmarks give every solver the same), then restored."""
     saved = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
     try:
-        yield
+        yield threads
     finally:
         numba.set_num_threads(saved)
 
 
-@torch.library.custom_op("gapbound::active_set", mutates_args=())
+@torch.library.custom_op("gapbound::active_set", mutates_args=("G", "have"))
 def _active_set_op(
-    G: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
-    lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int, n_first: int,
+    G: torch.Tensor, have: torch.Tensor, DT: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor,
+    idx: torch.Tensor, vals: torch.Tensor, lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int,
+    n_first: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The compiled kernel as a torch operator, so that gapbound's FLOP counter sees it.
 
-    Its fourth output holds the FLOPs each sample spent; :func:`gapbound.utils.flops.count_flops`
-    maps the operator to their sum (a formula that exists only inside that counting context).
+    Its fourth output holds the FLOPs each sample spent (Gram rows it formed included);
+    :func:`gapbound.utils.flops.count_flops` maps the operator to their sum (a formula that
+    exists only inside that counting context).
     """
     n, N = rows.numel(), G.shape[0]
     S = torch.zeros(n, N, dtype=torch.float64)
     P, gap = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
     flops = torch.zeros(n, dtype=torch.int64)
     if n:
-        with _threads_like_torch():
-            n_chunks = min(n, 4 * numba.get_num_threads())
-            _kernel(G.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(), lam, tol, cap, max_add,
-                    max_outer, n_add, n_first, n_chunks, S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
+        with _threads_like_torch() as threads:
+            parallel = threads > 1 and n >= _PARALLEL_MIN_SAMPLES
+            if parallel and not bool(have.all()):  # threads must not fill rows: complete the Gram matrix first
+                missing = (~have).nonzero().flatten()
+                G[missing] = DT[missing] @ DT.T
+                have[missing] = True
+                flops[0] += 2 * missing.numel() * DT.shape[0] * DT.shape[1]
+            args = (G.numpy(), have.numpy(), DT.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(),
+                    lam, tol, cap, max_add, max_outer, n_add, n_first, min(n, 4 * threads) if parallel else 1,
+                    S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
+            (_kernel_parallel if parallel else _kernel_serial)(*args)
     return S, P, gap, flops
 
 
 def active_set(
-    G: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor,
-    lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int, n_first: int,
+    G: torch.Tensor, have: torch.Tensor, DT: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor,
+    idx: torch.Tensor, vals: torch.Tensor, lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int,
+    n_first: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample active-set refinement of compact codes (see the module docstring).
 
     Parameters
     ----------
-    G : torch.Tensor
-        ``N x N`` float64 Gram matrix ``D^T D`` (CPU).
+    G, have : torch.Tensor
+        ``N x N`` float64 Gram matrix ``D^T D`` (CPU, contiguous) of which only the rows
+        flagged in the bool vector ``have`` are formed; the kernel forms the rows it needs
+        (as one product per round) and flags them, in place, so a caller that keeps both
+        (:class:`gapbound.inference.SparseCoder`) never forms a row twice.
+    DT : torch.Tensor
+        ``N x M`` float64 ``D^T`` (contiguous), from which missing rows are formed.
     DtX, xx : torch.Tensor
         float64 ``X D`` (``n_all x N``) and ``||x||^2`` (``n_all``) of all samples.
     rows : torch.Tensor
@@ -427,8 +481,11 @@ def active_set(
     def prep(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return t.detach().to(dtype).contiguous()
 
+    for name, t, dtype in (("G", G, torch.float64), ("have", have, torch.bool)):
+        if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
+            raise ValueError(f"{name} must be a contiguous CPU {dtype} tensor (it is filled in place)")
     S, P, gap, _ = _active_set_op(
-        prep(G, torch.float64), prep(DtX, torch.float64), prep(xx, torch.float64), prep(rows, torch.int64),
+        G, have, prep(DT, torch.float64), prep(DtX, torch.float64), prep(xx, torch.float64), prep(rows, torch.int64),
         prep(idx, torch.int64), prep(vals, torch.float64), float(lam), float(tol), int(cap), int(max_add),
         int(max_outer), int(n_add), int(n_first),
     )

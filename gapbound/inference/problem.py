@@ -151,16 +151,47 @@ class Atoms:
         # Gram form costs 2nN^2 per gradient, factored 4nMN: pick the cheaper.
         self.use_gram = self.N <= 2 * self.M
         self._G64: torch.Tensor | None = None
+        self._rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._L: float | None = None
         self._step_matrix: torch.Tensor | None = None
         self._gram: torch.Tensor | None = None
 
     @property
     def G64(self) -> torch.Tensor | None:
-        """float64 Gram matrix ``D^T D`` when it fits comfortably in memory (``N <= GRAM_MAX_N``), else None."""
+        """float64 Gram matrix ``D^T D`` when it fits comfortably in memory (``N <= GRAM_MAX_N``), else None.
+
+        On the CPU it completes the row buffer of :meth:`gram_rows` (rows formed so far are kept).
+        """
         if self._G64 is None and self.N <= GRAM_MAX_N:
-            self._G64 = self.D64.T @ self.D64
+            if self.device.type != "cpu":
+                self._G64 = self.D64.T @ self.D64
+            else:
+                G, have, DT = self.gram_rows()
+                missing = (~have).nonzero().flatten()
+                if missing.numel() == self.N:
+                    torch.mm(DT, self.D64, out=G)
+                elif missing.numel():
+                    G[missing] = DT[missing] @ self.D64
+                have.fill_(True)
+                self._G64 = G
         return self._G64
+
+    @property
+    def gram_complete(self) -> bool:
+        """Whether the full Gram matrix has been formed."""
+        return self._G64 is not None
+
+    def gram_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(float64 ``N x N`` buffer, bool flags of its formed rows, contiguous ``D^T``) for the compiled active set.
+
+        The buffer is allocated untouched (pages are mapped when a row is first
+        written), so a few samples under a wide dictionary pay for the rows of
+        their working sets only, not for the whole ``2 M N^2``-FLOP Gram matrix.
+        """
+        if self._rows is None:
+            self._rows = (torch.empty(self.N, self.N, dtype=torch.float64), torch.zeros(self.N, dtype=torch.bool),
+                          self.D64.T.contiguous())
+        return self._rows
 
     @property
     def lipschitz(self) -> float:
@@ -260,8 +291,13 @@ class Problem:
 
     def sparse_pays(self, width: int) -> bool:
         """Whether certificates of codes with at most ``width`` atoms per sample should use sparse products."""
-        # Decided from the sizes alone: the Gram matrix is formed only once it is used.
-        return 256 <= self.N <= GRAM_MAX_N and 4 * width <= self.M
+        # Decided from the sizes alone; forms the Gram matrix only for batches that amortise it.
+        return 256 <= self.N <= GRAM_MAX_N and 4 * width <= self.M and (self.atoms.gram_complete or self.gram_pays)
+
+    @property
+    def gram_pays(self) -> bool:
+        """Whether this batch is large enough to form the whole Gram matrix (else only the rows it needs)."""
+        return self.n * 256 >= self.N
 
     def certify(self, S: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """float64 (objective, gap, correlations ``D^T r``) of codes ``S`` for ``rows`` (all if None).

@@ -106,7 +106,7 @@ def proximal_gradient(
     returns per-sample ``(objective, gap, D^T r)`` in float64 (default:
     :meth:`Problem.certify`); the L1-ball variant swaps both.
     """
-    step, lam = 1.0 / prob.atoms.lipschitz, prob.lam
+    lam = prob.lam
     if prox is None:
         prox = lambda Z, rows, step: Z.sub_(step * lam).clamp_(min=0.0)  # noqa: E731
     certify = certify or prob.certify
@@ -125,6 +125,7 @@ def proximal_gradient(
         rows = rows[~done]
     else:
         S_all = prob.S0.clone()
+    step = 1.0 / prob.atoms.lipschitz  # only now: the active set alone often needs no step at all
     S, Y = S_all[rows], S_all[rows]
     # Momentum weights (t_k - 1) / t_{k+1} of the FISTA sequence, indexed by the
     # iterations since each sample's last restart.
