@@ -96,6 +96,16 @@ def test_sae_form_uses_its_own_decoder_and_normalisation(known_d):
         measure_gap(sae, X=X, b_dec=torch.zeros(8))
 
 
+def test_lasso_only(known_d):
+    p, enc = known_d
+    full = measure_gap(enc, p.D, p.X_test[:64], lam=1e-3)
+    fast = measure_gap(enc, p.D, p.X_test[:64], lam=1e-3, matched_l1=False)
+    np.testing.assert_array_equal(fast.lasso_gap, full.lasso_gap)
+    s = fast.summary()
+    assert fast.l1_certificate is None and s["sq_err_matched_l1_mean"] is None and s["certified"] and s["seconds"] > 0
+    json.dumps(s, allow_nan=False)
+
+
 def test_implied_lam_default(known_d):
     p, enc = known_d
     rep = measure_gap(enc, p.D, p.X_test[:64])

@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--rtol", type=positive_float, default=1e-6, help="certificate tolerance relative to the median SAE objective")
     ap.add_argument("--max-iter", type=positive_int, default=5000, help="solver iteration cap")
     ap.add_argument("--max-samples", type=positive_int, default=None, help="use only the first n activation vectors")
+    ap.add_argument("--no-matched-l1", action="store_true", help="skip the matched-L1 reconstruction problem (faster on large SAEs)")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     ap.add_argument("--out", metavar="FILE", help="also write per-sample arrays and the summary to FILE (.npz)")
     add_debug_arg(ap)
@@ -77,10 +78,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     X = read_activations(args.activations, args.max_samples)
     if X.shape[1] != sae.M:
         raise ValueError(f"activations have d={X.shape[1]} but the SAE reads d_in={sae.M}")
-    report = measure_gap(sae, X=X, lam=args.lam, rtol=args.rtol, max_iter=args.max_iter)
+    report = measure_gap(sae, X=X, lam=args.lam, rtol=args.rtol, max_iter=args.max_iter,
+                         matched_l1=not args.no_matched_l1)
     summary = {"sae": str(args.sae), "architecture": sae.activation, "activations": str(args.activations), **report.summary()}
     if args.out:
-        arrays = {k: v for k, v in vars(report).items() if isinstance(v, np.ndarray)}
+        arrays = {k: v for k, v in vars(report).items() if isinstance(v, np.ndarray)}  # skipped ones are None
         np.savez(args.out, **arrays, summary=json.dumps(summary))
     return summary
 
@@ -96,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             width = max(map(len, summary))
             for k, v in summary.items():
-                print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+                if v is not None:
+                    print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
         return 0
 
     return run_cli(go, argv, resume_hint=None)

@@ -22,7 +22,7 @@ never reach in practice (measured: unknown-setting MCC below the SAE's).
 
 The training loss ``mse + l1 * mean ||s||_1`` (MSE averaged over the ``M``
 input dimensions) equals ``(2 / M) * [0.5 ||x - D s||^2 + lam ||s||_1]`` with
-``lam = l1_to_lam(l1, M) = M * l1 / 2``: the inner solver uses that ``lam``.
+``lam = gapbound.training.l1_to_lam(l1, M) = M * l1 / 2``: the inner solver uses that ``lam``.
 """
 
 from __future__ import annotations
@@ -36,20 +36,10 @@ from torch import nn
 
 from .encoders import Dictionary
 from ..inference import SOLVERS, solve
-from ..training.loop import high_loss_inputs
+from ..training import l1_to_lam, lam_to_l1, resample_dead
 from ..utils.validation import check_float, check_int
 
-__all__ = ["SparseCoding", "l1_to_lam", "lam_to_l1"]
-
-
-def l1_to_lam(l1: float, M: int) -> float:
-    """Per-sample LASSO weight with the same minimiser as ``mse + l1 * ||s||_1`` (MSE over ``M`` dims)."""
-    return float(l1) * M / 2
-
-
-def lam_to_l1(lam: float, M: int) -> float:
-    """Inverse of :func:`l1_to_lam`."""
-    return 2 * float(lam) / M
+__all__ = ["SparseCoding"]
 
 
 class SparseCoding(nn.Module):
@@ -146,10 +136,4 @@ class SparseCoding(nn.Module):
         x, _, idx = batch
         codes = self.codes[idx] if self.codes is not None else self._infer(x, float(self.lam))
         residual = x - self.dictionary(codes)
-        dead_idx = dead.nonzero().flatten()
-        touched: list[tuple[nn.Parameter, int]] = []
-        if self.dictionary.weight.requires_grad:
-            directions = high_loss_inputs(residual, (residual**2).sum(1), len(dead_idx), generator)
-            self.dictionary.weight[:, dead_idx] = directions.T
-            touched.append((self.dictionary.weight, 1))
-        return touched
+        return resample_dead(dead, residual, (residual**2).sum(1), generator, dictionary=self.dictionary)

@@ -32,12 +32,14 @@ from torch import nn
 from ..utils.validation import as_tensor, check_dictionary, check_float, check_int
 from .activations import Activation, jump_relu, topk_relu
 
-__all__ = ["SAE", "ARCHITECTURES", "INPUT_NORMS"]
+__all__ = ["SAE", "ARCHITECTURES", "INPUT_NORMS", "CALLER_SIDE_NORMS"]
 
 ARCHITECTURES = ("relu", "topk", "jumprelu", "gated")
-# SAELens's normalize_activations modes. "expected_average_only_in" is a dataset-wide factor that
-# SAELens does not apply at run time (the caller scales the input), so encode treats it as "none".
-INPUT_NORMS = ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm")
+# SAELens's normalize_activations modes. "expected_average_only_in" (a dataset-wide factor) and
+# "covariance_whitening" (a dataset-wide affine map) are not applied by SAELens at run time (the caller
+# transforms the input, or the map was folded into the weights), so encode treats them as "none".
+INPUT_NORMS = ("none", "expected_average_only_in", "covariance_whitening", "constant_norm_rescale", "layer_norm")
+CALLER_SIDE_NORMS = ("expected_average_only_in", "covariance_whitening")
 _LAYER_NORM_EPS = 1e-5  # SAELens's run-time layer norm
 
 
@@ -67,8 +69,9 @@ class SAE(nn.Module):
     rescale_acts_by_decoder_norm : bool
         TopK only: multiply pre-activations by the decoder row norms before TopK and
         divide the codes by them before decoding (SAELens TopK).
-    input_norm : {"none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"}
-        SAELens's ``normalize_activations``; the last two are applied per sample by :meth:`normalise`.
+    input_norm : {"none", "expected_average_only_in", "covariance_whitening", "constant_norm_rescale", "layer_norm"}
+        SAELens's ``normalize_activations``; the last two are applied per sample by :meth:`normalise`,
+        the dataset-wide ones are, as in SAELens, left to the caller.
     metadata : dict, optional
         Free-form provenance written to ``cfg.json["metadata"]`` (hook name, model, context size, BOS ...).
 
@@ -314,7 +317,7 @@ class SAE(nn.Module):
         ``scale * x_hat + mean``: the form SAELens and the meter expect. For a dataset
         factor (SAELens ``expected_average_only_in``, inputs ``x * factor``) pass ``scale=1/factor``.
         """
-        if self.input_norm not in ("none", "expected_average_only_in"):
+        if self.input_norm not in ("none", *CALLER_SIDE_NORMS):
             raise ValueError(f"input_norm={self.input_norm!r} is applied per sample at run time and cannot be folded")
         c = check_float("scale", scale, minimum=0.0, strict_minimum=True)
         new = copy.deepcopy(self)

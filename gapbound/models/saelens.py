@@ -10,8 +10,9 @@ Reading follows SAELens 6's ``SAE.load_from_disk`` and its encoders exactly:
   a TopK SAE, boolean ``normalize_activations``);
 - ``normalize_activations``: ``constant_norm_rescale`` and ``layer_norm`` are per-sample
   run-time normalisations and are applied by :meth:`SAE.normalise`; ``expected_average_only_in``
-  is a dataset factor that SAELens does not apply at run time either (the input must
-  already be scaled), so encoding matches SAELens and a warning says so;
+  (a dataset factor) and ``covariance_whitening`` (a dataset affine map) are not applied by
+  SAELens at run time either (the input must already be transformed), so encoding matches
+  SAELens and a warning says so;
 - tensors are cast to ``cfg["dtype"]`` (or the ``dtype`` argument), as SAELens does.
 
 Writing produces the current (6.x) layout, readable by ``sae_lens.SAE.load_from_disk``.
@@ -29,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..utils.io import atomic_write, atomic_write_json
-from .sae import INPUT_NORMS, SAE
+from .sae import CALLER_SIDE_NORMS, INPUT_NORMS, SAE
 
 __all__ = ["read_saelens", "write_saelens", "saelens_config", "parse_dtype", "CONFIG_FILE", "WEIGHTS_FILE", "SAELENS_ARCHITECTURES"]
 
@@ -147,9 +148,9 @@ def read_saelens(path: str | os.PathLike, dtype: str | torch.dtype | None = None
     for name, value in (("d_in", d_in), ("d_sae", d_sae)):
         if name in cfg and cfg[name] != value:
             raise ValueError(f"cfg.json {name}={cfg[name]} does not match W_enc of shape {tuple(tensors['W_enc'].shape)}")
-    if norm == "expected_average_only_in":
-        warnings.warn(f"{root}: normalize_activations='expected_average_only_in' is a dataset scaling factor that SAELens "
-                      "does not apply at run time; pass activations already scaled (or fold the factor with "
+    if norm in CALLER_SIDE_NORMS:
+        warnings.warn(f"{root}: normalize_activations={norm!r} is a dataset-wide transform that SAELens does not apply "
+                      "at run time; pass activations already transformed (for a scaling factor, or fold it with "
                       "SAE.fold_input_normalisation(scale=1/factor))", UserWarning, stacklevel=2)
     metadata = {**(cfg.get("metadata") or {}), "format": "saelens"}
     if cfg.get("reshape_activations", "none") != "none":
