@@ -8,7 +8,8 @@ the first warm-started from the bound's own minimising rows), and report
     ratio = certified bound / best trained error   (<= 1 by validity)
 
 for the ReLU class (vs the best ReLU), the JumpReLU class (vs the best
-JumpReLU) and the linear-gated class (vs the best of all three activations). Results are checkpointed per dictionary (resume by
+JumpReLU), TopK (the linear-gated bound, its only bound, vs the best TopK) and the
+linear-gated class (vs the best of all three activations). Results are checkpointed per dictionary (resume by
 re-running) and written atomically as JSON.
 
     python benchmarks/certify_tightness.py --out results/certify_tightness --n-dicts 20
@@ -39,7 +40,7 @@ def atomic_write(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int) -> dict:
+def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int, jumprelu_budget: int) -> dict:
     D = random_dictionary(M, N, seed, dtype=torch.float64)
     codes = witness_codes(N, K, design)
     t0 = time.perf_counter()
@@ -47,7 +48,7 @@ def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, step
     t1 = time.perf_counter()
     gated_b = lower_bound(D, codes, "linear-gated")
     t2 = time.perf_counter()
-    jump_b = lower_bound(D, codes, "jumprelu")
+    jump_b = lower_bound(D, codes, "jumprelu", jumprelu_budget=jumprelu_budget)
     t3 = time.perf_counter()
     trained = {}
     for act, k in (("relu", None), ("jumprelu", None), ("topk", K)):
@@ -61,7 +62,8 @@ def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, step
         "seconds_relu_bound": t1 - t0, "seconds_gated_bound": t2 - t1, "seconds_jumprelu_bound": t3 - t2,
         "trained": trained, "best_trained": best_all,
         "ratio_relu": relu_b.bound / trained["relu"], "ratio_linear_gated": gated_b.bound / best_all,
-        "ratio_jumprelu": jump_b.bound / trained["jumprelu"],
+        "ratio_jumprelu": jump_b.bound / trained["jumprelu"], "ratio_topk": gated_b.bound / trained["topk"],
+        "optimal_relu": relu_b.optimal, "optimal_linear_gated": gated_b.optimal, "jumprelu_budget": jumprelu_budget,
         "valid": bool(relu_b.bound <= trained["relu"] and gated_b.bound <= best_all
                       and jump_b.bound <= trained["jumprelu"]),
     }
@@ -74,7 +76,7 @@ def summarise(rows: list[dict]) -> dict:
         if not sel:
             continue
         entry = {"n": len(sel), "all_valid": all(r["valid"] for r in sel)}
-        for key in ("ratio_relu", "ratio_jumprelu", "ratio_linear_gated"):
+        for key in ("ratio_relu", "ratio_jumprelu", "ratio_topk", "ratio_linear_gated"):
             v = np.array([r[key] for r in sel if key in r])  # runs from before the JumpReLU bound lack it
             if len(v) == 0:
                 continue
@@ -92,6 +94,8 @@ def main() -> None:
     p.add_argument("--restarts", type=int, default=4, help="encoder restarts per activation")
     p.add_argument("--steps", type=int, default=2000, help="full-batch Adam steps per restart")
     p.add_argument("--seed", type=int, default=0, help="first dictionary seed")
+    p.add_argument("--jumprelu-budget", type=int, default=0,
+                   help="branch-and-bound refinements per row of the JumpReLU bound (default 0: minutes per dictionary beyond)")
     p.add_argument("--designs", nargs="+", default=[f"{d}:{k}" for d, k in PANEL],
                    help="design:K pairs to evaluate (default: pairs:2 exact:2 exact:3)")
     args = p.parse_args()
@@ -106,7 +110,7 @@ def main() -> None:
         if ck.exists():
             rows.append(json.loads(ck.read_text()))
             continue
-        r = evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps)
+        r = evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps, args.jumprelu_budget)
         atomic_write(ck, r)
         rows.append(r)
     result = {"config": vars(args), "summary": summarise(rows), "runs": rows}

@@ -342,3 +342,12 @@ def test_hypotheses_report_witness_sparsity_and_paper_condition(capsys):
     assert certify_main(["--N", "8", "--M", "5", "--K", "2", "--seed", "2"]) == 0
     out = capsys.readouterr().out
     assert "optimal (the bound is the class optimum on the witness set): True" in out
+
+
+@pytest.mark.parametrize("arr", [np.arange(15).reshape(3, 5) + 1, np.ones((3, 5)) + 1j, np.full((3, 5), np.nan)])
+def test_cli_bad_dictionary_file_is_one_line(tmp_path, capsys, arr):
+    path = tmp_path / "D.npy"
+    np.save(path, arr)
+    assert certify_main(["--dictionary", str(path), "--K", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "D" in err
