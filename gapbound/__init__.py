@@ -6,6 +6,7 @@ Amortisation Gap in Sparse Autoencoders" (ICML 2025).
 The public API is this module's ``__all__``:
 
 - :func:`solve` / :class:`InferenceResult`: per-sample non-negative LASSO, certified per sample;
+- :class:`SparseCoder`: the same for one dictionary, ``transform(X)``, its set-up kept across calls;
 - :func:`certify` / :class:`CertifyResult`: a certified lower bound on the error of every
   encoder of a class on codes that exact per-sample inference recovers;
 - :class:`SAE`: one sparse autoencoder class (ReLU, TopK, JumpReLU) with SAELens-layout ``save`` / ``load``;
@@ -23,11 +24,11 @@ Subpackages, one concept each:
 ``gapbound.utils``      validation, atomic I/O, FLOP counting, command lines, experiment directories
 """
 
-from .inference import InferenceResult, solve
+from .inference import InferenceResult, SparseCoder, solve
 from .meter import GapReport, measure_gap
-from .models.encoders import SAE
+from .models import SAE
 from .theory import CertifyResult, certify
 
 __version__ = "0.1.0"
 
-__all__ = ["solve", "InferenceResult", "certify", "CertifyResult", "SAE", "measure_gap", "GapReport", "__version__"]
+__all__ = ["solve", "InferenceResult", "SparseCoder", "certify", "CertifyResult", "SAE", "measure_gap", "GapReport", "__version__"]
