@@ -145,8 +145,10 @@ def check_matrix(name: str, value: Any, rows: int | None = None, cols: int | Non
 
 
 def check_dictionary(D: Any, name: str = "D", **kw: Any) -> torch.Tensor:
-    """Return a finite ``M x N`` dictionary tensor with no zero columns."""
+    """Return a finite ``M x N`` dictionary tensor (``M, N >= 1``) with no zero columns."""
     t = check_matrix(name, D, **kw)
+    if 0 in t.shape:
+        raise ValueError(f"{name} must have at least one row and one column (atom), got shape {tuple(t.shape)}")
     norms = t.norm(dim=0)
     zero = torch.nonzero(norms <= 1e-12).flatten().tolist()
     if zero:
