@@ -359,14 +359,22 @@ def test_bad_options_raise():
     assert {"fista", "ista", "lca", "adam_exp", "sklearn_cd", "sklearn_lars", "cvxpy"} <= set(SOLVERS)
 
 
-def test_compiled_active_set_restores_numba_threads():
-    """The kernel runs with torch's thread count and leaves numba's setting as it found it."""
+@pytest.mark.parametrize("torch_threads", [1, 2])
+def test_compiled_active_set_leaves_thread_settings_alone(torch_threads):
+    """The kernel (serial, and parallel over 64+ samples) leaves numba's and torch's thread counts as it found them
+    (numba's OpenMP layer shares torch's setting, so restoring one naively changes the other)."""
     import numba
 
-    before = numba.get_num_threads()
-    D, X = _degenerate(12, 30, 16, seed=1)
-    assert fista(D, X, 0.05, tol=1e-10, backend="numba").converged
-    assert numba.get_num_threads() == before
+    saved = torch.get_num_threads()
+    before = numba.get_num_threads()  # (its first call starts numba's threads, which resets OpenMP's count)
+    torch.set_num_threads(torch_threads)
+    try:
+        for n in (16, 96):
+            D, X = _degenerate(12, 30, n, seed=1)
+            assert fista(D, X, 0.05, tol=1e-10, backend="numba").converged
+            assert numba.get_num_threads() == before and torch.get_num_threads() == torch_threads
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_fista_without_polish_is_an_iteration_budget():

@@ -323,90 +323,110 @@ def _ensure_rows(G: np.ndarray, have: np.ndarray, DT: np.ndarray, W: np.ndarray,
     return 2 * cnt * DT.shape[0] * DT.shape[1]
 
 
-def _kernel_py(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, n_chunks, S, P,
-               gap, flops):  # pragma: no cover
-    n, N = rows.shape[0], G.shape[0]
-    # Samples in n_chunks contiguous chunks, a few per thread: each chunk allocates its workspace once
-    # and grows it only as far as its widest working set needs (supports may reach the rank M).
-    for ch in prange(n_chunks):
-        r = np.empty(N)
-        inW = np.zeros(N, np.bool_)
-        size = min(cap, 64)
-        W, s, q, F = np.empty(size, np.int64), np.zeros(size), np.empty(size), np.empty(size, np.int64)
-        L, y, z = np.empty((size, size)), np.empty(size), np.empty(size)
-        cand_i, cand_v = np.empty(size, np.int64), np.empty(size)
-        for i in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
-            c, xi = DtX[rows[i]], xx[rows[i]]
-            need = min(cap, idx.shape[1])
-            if need > W.shape[0]:
-                W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v, need)
-            k = 0
-            for a in range(idx.shape[1]):
-                if vals[i, a] > 0.0 and k < cap:
-                    W[k], s[k] = idx[i, a], vals[i, a]
-                    inW[W[k]] = True
-                    k += 1
-            fl = _ensure_rows(G, have, DT, W, 0, k)
-            fl += _correlations(G, c, W, s, k, r)
-            adds = n_add if k > 0 else max(n_add, n_first)
-            valid = 0  # leading rows of L still those of working-set positions 0..valid-1
-            Pi, gi = math.inf, math.inf
-            exact = False  # whether the codes solve the problem restricted to their support
-            for outer in range(max_outer + 1):
-                P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
-                stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
-                if outer == 1:
-                    adds = n_add
-                elif outer > 1:  # grow geometrically while the objective falls
-                    adds = 1 if stalled else min(max(2 * adds, n_add), max_add)
-                Pi = P_new
-                # Where it stalled, only the single worst violator joins the coded atoms: Lawson-Hanson's
-                # rule, under which the next solve must lower the objective (several new atoms at zero
-                # can all leave again at once).
-                k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
-                valid = min(valid, n_coded)
-                m = min(adds, cap - k)
-                if k + m > W.shape[0]:
-                    W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v,
-                                                                 min(cap, max(k + m, 2 * W.shape[0])))
-                nc, rmax = _scan(r, lam, inW, m, cand_i, cand_v)
-                gi = _gap(Pi, rr, xr, rmax, lam)
-                # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
-                if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
-                    break
-                for a in range(nc):
-                    W[k], s[k] = cand_i[a], 0.0
-                    inW[W[k]] = True
-                    k += 1
-                fl += _ensure_rows(G, have, DT, W, k - nc, k)
-                for a in range(k):
-                    q[a] = c[W[a]] - lam
-                valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
-                fl += f + _correlations(G, c, W, s, k, r)
+@njit(cache=True)
+def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, lo, hi, S, P,
+                 gap, flops):  # pragma: no cover
+    """Samples ``lo..hi-1``: one workspace, grown only as far as the widest working set needs."""
+    N = G.shape[0]
+    r = np.empty(N)
+    inW = np.zeros(N, np.bool_)
+    size = min(cap, 64)
+    W, s, q, F = np.empty(size, np.int64), np.zeros(size), np.empty(size), np.empty(size, np.int64)
+    L, y, z = np.empty((size, size)), np.empty(size), np.empty(size)
+    cand_i, cand_v = np.empty(size, np.int64), np.empty(size)
+    for i in range(lo, hi):
+        c, xi = DtX[rows[i]], xx[rows[i]]
+        need = min(cap, idx.shape[1])
+        if need > W.shape[0]:
+            W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v, need)
+        k = 0
+        for a in range(idx.shape[1]):
+            if vals[i, a] > 0.0 and k < cap:
+                W[k], s[k] = idx[i, a], vals[i, a]
+                inW[W[k]] = True
+                k += 1
+        fl = _ensure_rows(G, have, DT, W, 0, k)
+        fl += _correlations(G, c, W, s, k, r)
+        adds = n_add if k > 0 else max(n_add, n_first)
+        valid = 0  # leading rows of L still those of working-set positions 0..valid-1
+        Pi, gi = math.inf, math.inf
+        exact = False  # whether the codes solve the problem restricted to their support
+        for outer in range(max_outer + 1):
+            P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
+            stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
+            if outer == 1:
+                adds = n_add
+            elif outer > 1:  # grow geometrically while the objective falls
+                adds = 1 if stalled else min(max(2 * adds, n_add), max_add)
+            Pi = P_new
+            # Where it stalled, only the single worst violator joins the coded atoms: Lawson-Hanson's
+            # rule, under which the next solve must lower the objective (several new atoms at zero
+            # can all leave again at once).
+            k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
+            valid = min(valid, n_coded)
+            m = min(adds, cap - k)
+            if k + m > W.shape[0]:
+                W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v,
+                                                             min(cap, max(k + m, 2 * W.shape[0])))
+            nc, rmax = _scan(r, lam, inW, m, cand_i, cand_v)
+            gi = _gap(Pi, rr, xr, rmax, lam)
+            # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
+            if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
+                break
+            for a in range(nc):
+                W[k], s[k] = cand_i[a], 0.0
+                inW[W[k]] = True
+                k += 1
+            fl += _ensure_rows(G, have, DT, W, k - nc, k)
             for a in range(k):
-                inW[W[a]] = False  # the workspace serves the chunk's next sample
-                if s[a] > 0.0:
-                    S[i, W[a]] = s[a]
-            P[i], gap[i], flops[i] = Pi, gi, fl
+                q[a] = c[W[a]] - lam
+            valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
+            fl += f + _correlations(G, c, W, s, k, r)
+        for a in range(k):
+            inW[W[a]] = False  # the workspace serves the chunk's next sample
+            if s[a] > 0.0:
+                S[i, W[a]] = s[a]
+        P[i], gap[i], flops[i] = Pi, gi, fl
 
 
-# One body, compiled twice: the parallel launch costs a millisecond or more (much more when the
-# machine is busy and a worker thread is descheduled), so one thread or a small batch runs serially.
-_kernel_parallel = njit(cache=True, parallel=True)(_kernel_py)
-_kernel_serial = njit(cache=True)(_kernel_py)
+@njit(cache=True, parallel=True)
+def _kernel_parallel(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, n_chunks, S,
+                     P, gap, flops):  # pragma: no cover
+    """Samples in ``n_chunks`` contiguous chunks over numba's threads (the Gram matrix must be complete)."""
+    n = rows.shape[0]
+    for ch in prange(n_chunks):
+        _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first,
+                     ch * n // n_chunks, (ch + 1) * n // n_chunks, S, P, gap, flops)
+
+
+@njit(cache=True)
+def _kernel_serial(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, n_chunks, S,
+                   P, gap, flops):  # pragma: no cover
+    """All samples on the calling thread (fills missing Gram rows as it goes)."""
+    _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, 0,
+                 rows.shape[0], S, P, gap, flops)
+
+
+# The parallel launch costs a millisecond or more (much more when the machine is busy and a
+# worker thread is descheduled), so one thread or a small batch runs serially. (Two separate
+# functions: numba's cache keys a function by its source, so one body compiled twice would share it.)
 _PARALLEL_MIN_SAMPLES = 64
 
 
 @contextlib.contextmanager
-def _threads_like_torch() -> Iterator[int]:
-    """numba's thread count set to torch's for the duration (the benchmarks give every solver the same), then restored."""
-    saved = numba.get_num_threads()
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+def _numba_threads(threads: int) -> Iterator[None]:
+    """numba's thread count set to ``threads`` for the duration, then restored, torch's setting kept.
+
+    numba's OpenMP layer and torch share the OpenMP thread setting: restoring numba's count
+    alone would silently change ``torch.get_num_threads()``, so torch's is put back too.
+    """
+    saved, torch_threads = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        yield threads
+        yield
     finally:
         numba.set_num_threads(saved)
+        torch.set_num_threads(torch_threads)
 
 
 @torch.library.custom_op("gapbound::active_set", mutates_args=("G", "have"))
@@ -426,17 +446,22 @@ def _active_set_op(
     P, gap = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
     flops = torch.zeros(n, dtype=torch.int64)
     if n:
-        with _threads_like_torch() as threads:
-            parallel = threads > 1 and n >= _PARALLEL_MIN_SAMPLES
-            if parallel and not bool(have.all()):  # threads must not fill rows: complete the Gram matrix first
-                missing = (~have).nonzero().flatten()
-                G[missing] = DT[missing] @ DT.T
-                have[missing] = True
-                flops[0] += 2 * missing.numel() * DT.shape[0] * DT.shape[1]
-            args = (G.numpy(), have.numpy(), DT.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(),
-                    lam, tol, cap, max_add, max_outer, n_add, n_first, min(n, 4 * threads) if parallel else 1,
-                    S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
-            (_kernel_parallel if parallel else _kernel_serial)(*args)
+        # The kernel's threads follow torch's setting (the benchmarks give every solver the same).
+        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        parallel = threads > 1 and n >= _PARALLEL_MIN_SAMPLES
+        if parallel and not bool(have.all()):  # threads must not fill rows: complete the Gram matrix first
+            missing = (~have).nonzero().flatten()
+            G[missing] = DT[missing] @ DT.T
+            have[missing] = True
+            flops[0] += 2 * missing.numel() * DT.shape[0] * DT.shape[1]
+        args = (G.numpy(), have.numpy(), DT.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(),
+                lam, tol, cap, max_add, max_outer, n_add, n_first, min(n, 4 * threads) if parallel else 1,
+                S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
+        if parallel:
+            with _numba_threads(threads):
+                _kernel_parallel(*args)
+        else:
+            _kernel_serial(*args)
     return S, P, gap, flops
 
 

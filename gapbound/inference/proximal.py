@@ -79,7 +79,10 @@ Certify = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 def _active_set_first(prob: Problem, tol: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The active set from the problem's start: dense float64 (codes, objective, gap), never worse than the start.
 
-    A warm start is kept, per sample, where the active set does not lower its objective.
+    A warm start is kept, per sample, where the active set does not lower its objective. Samples
+    whose start is no better than zero codes (``P(s0) >= 0.5 ||x||^2``: a start that is noise
+    rather than a guess) start from zero, as a cold start would, so a poor start costs what no
+    start costs.
     """
     rows = torch.arange(prob.n, device=prob.device)
     if prob.cold:  # an empty support; its steps only descend from the zero codes
@@ -87,7 +90,12 @@ def _active_set_first(prob: Problem, tol: float) -> tuple[torch.Tensor, torch.Te
         vals = torch.zeros(prob.n, 1, dtype=torch.float64, device=prob.device)
         return run_active_set(prob, idx, vals, None, rows, tol, max_outer=64)
     P, gap, C = prob.certify(prob.S0, rows)
-    idx, vals = compact(prob, prob.S0, C, rows)
+    start = prob.S0
+    poor = P >= 0.5 * prob.xx64
+    if poor.any():
+        start = start.masked_fill(poor[:, None], 0.0)
+        C[poor] = prob.DtX64[poor]
+    idx, vals = compact(prob, start, C, rows)
     S_all, Pc, gapc = run_active_set(prob, idx, vals, C, rows, tol, max_outer=64)
     worse = Pc >= P
     if worse.any():
