@@ -118,3 +118,22 @@ def test_bad_input():
         train_batched([topk], stacked_tensor_batches(X[:1], None, None, (0,)), [cfg])
     with pytest.raises(ValueError, match="number of models"):
         stacked_tensor_batches(X, None, 64, (0,))
+
+
+def test_run_seeds_equals_run_seed():
+    """The synthetic suite's batched path gives each seed run_seed's result (up to float rounding)."""
+    from gapbound.synthetic.batched import run_seeds
+    from gapbound.synthetic.methods import ExperimentConfig, run_seed
+
+    for setting in ("known_z", "unknown"):
+        cfg = ExperimentConfig(setting=setting, data=SyntheticConfig(n_train=128, n_test=128), methods=("SAE", "MLP-8"),
+                               batch_size=64, curve_points=2,
+                               train=TrainConfig(steps=40, lr=1e-3, resample_every=20, progress=False))
+        batched = run_seeds(cfg, [0, 1])
+        for seed, got in zip((0, 1), batched):
+            ref = run_seed(cfg, seed)
+            assert got.keys() == ref.keys()
+            for m in ref:
+                assert got[m]["mcc"] == pytest.approx(ref[m]["mcc"], abs=1e-4), (setting, seed, m)
+                assert got[m]["train_flops"] == ref[m]["train_flops"]
+                assert [c[0] for c in got[m]["curve"]] == [c[0] for c in ref[m]["curve"]]

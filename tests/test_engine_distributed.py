@@ -19,13 +19,13 @@ def _jobs(tmp):
     cfgs = [ExperimentConfig(setting=s, data=data, methods=("SAE", "MLP-8"), batch_size=64, curve_points=2,
                              train=TrainConfig(steps=40, lr=1e-3, resample_every=20, progress=False))
             for s in ("known_z", "unknown")]
-    return [delayed(run_part)(c, seed, tmp, 1) for c in cfgs for seed in (0, 1)]
+    return [delayed(run_part)(c, [0, 1], tmp, 1) for c in cfgs]  # batched jobs, as the CLI sends them
 
 
 def _strip(parts):
     """Everything but wall times."""
     out = {}
-    for setting, seed, part in parts:
+    for setting, seed, part in (p for job in parts for p in job):
         out[(setting, seed)] = {m: {k: v for k, v in r.items() if k != "wall_s"} for m, r in part["methods"].items()}
     return out
 
