@@ -29,7 +29,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from gapbound.synthetic.data import SyntheticConfig
-from gapbound.synthetic.methods import ExperimentConfig, convergence_summary, run_seed
+from gapbound.synthetic.methods import ExperimentConfig, convergence_summary, run_seed, unconverged_warning
 from gapbound.training.loop import TrainConfig
 from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, limit_threads, nonnegative_float, nonnegative_int, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         exp.finish()
         print(f"{len(points)} points in {path} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
         print(format_table(points), file=sys.stderr)
+        flagged = {f"{p['setting']}/{p['method']}/seed{p['seed']}/{p['budget']}": p for p in points}
+        if warning := unconverged_warning(flagged):
+            print(warning, file=sys.stderr)
         if not args.no_figures:
             render_figures("frontier", path, exp.figures_dir(args.figures_dir))
     return 0
