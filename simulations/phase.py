@@ -46,6 +46,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from gapbound.synthetic.data import SyntheticConfig
+from gapbound.training.distribute import parallel_backend
 from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, convergence_summary, run_seed
 from gapbound.training.loop import TrainConfig
 from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, nonnegative_int, positive_float, positive_int, run_cli
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=positive_int, default=1024, help="training samples per cell (default 1024)")
     p.add_argument("--n-test", type=positive_int, default=1024, help="test samples per cell (default 1024)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="minibatch size (default 256)")
+    p.add_argument("--scheduler", default=None,
+                   help="run cells on Dask: 'local' (a LocalCluster of --jobs workers) or a scheduler address tcp://HOST:8786")
     add_common_args(p, "results/phase")
     return p
 
@@ -260,8 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError("no valid (N, M, K) cell in the grid: every point has M >= N or K >= M")
     check_memory(max(cfg.experiment(c, args.device).memory_bytes() for c in cells) * args.jobs,
                  "the largest cell's data (--n-train, --n-test x --N) and models", "reduce them or --jobs")
-    run_grid(cfg, cells, skipped, args.out, jobs=args.jobs, resume=args.resume, overwrite=args.overwrite,
-             progress=not args.quiet, device=args.device)
+    with parallel_backend(args.scheduler, n_workers=args.jobs) as where:
+        print(f"cells run on {where}", file=sys.stderr)
+        run_grid(cfg, cells, skipped, args.out, jobs=args.jobs, resume=args.resume, overwrite=args.overwrite,
+                 progress=not args.quiet, device=args.device)
     if not args.no_figures:
         figures = Path(args.figures_dir) if args.figures_dir else Path(args.out) / "figures"
         render_figures("phase", Path(args.out) / "phase.json", figures)
