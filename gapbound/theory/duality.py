@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 _UNIT_ROUNDOFF = 2.0**-53
 # LAPACK's symmetric eigensolvers are backward stable: the computed eigenvalues of G are exact for
@@ -184,7 +186,9 @@ class Certificate:
     The components satisfy, in exact arithmetic: ``drops_lo <= drop cost``,
     ``dual_lo <= sum(dual_terms)``, ``g_hi >= |g|``, ``Aa_kept^T Aa_kept - sig_lo I`` positive
     semidefinite, ``y_hi >= |y_kept|``, ``U_hi >= (y_hi + sqrt(cap - drops_lo)) / sqrt(sig_lo)``
-    and ``value <= max(drops_lo, min(cap, drops_lo + dual_lo - 2 g_hi U_hi))``;
+    and ``value <= max(drops_lo, min(cap, drops_lo + dual_lo - 2 g_hi U_hi))``, or, for the
+    subproblems in ``exact`` (``z -> (lam, sw mu, nu)`` as ``Fraction`` lists, see :func:`_exact_value`),
+    ``value <= drop cost + dual`` of those multipliers, whose ``g`` is exactly 0;
     :mod:`gapbound.theory.exact` re-checks each in rational arithmetic.
     """
 
@@ -210,6 +214,88 @@ class Certificate:
     cap: np.ndarray
     value: np.ndarray
     tag: dict = field(default_factory=dict)
+    exact: dict = field(default_factory=dict)
+
+
+def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
+                 Bi: np.ndarray, tau: float, gamma: float, lam: np.ndarray, mu: np.ndarray, nu: np.ndarray,
+                 dropped: np.ndarray, attempts: int = 4) -> tuple[float, tuple[list, list, list]] | None:
+    """Certified value of one subproblem whose kept rows are rank-deficient, by an exact multiplier correction.
+
+    The weak-duality bound needs ``g = 0`` or a bound on ``|u|``, and a rank-deficient kept set
+    gives no bound on ``|u|``. Instead, the float multipliers are corrected in rational
+    arithmetic along ``p`` independent rows among those with a free-sign or positive multiplier
+    (kept residuals, active hinges, active envelopes) so that ``g`` is exactly 0; then
+    ``f(u) >= dual`` for every ``u`` and the value ``drop cost + dual`` is exact (rounded down once).
+    A multiplier the correction would make negative is set to 0 and its row left out (a few
+    attempts). Returns ``None`` when no correction is found.
+    """
+    Q = Fraction
+    kept_idx = np.flatnonzero(keep > 0)
+    m_f = sw * mu
+    zero_h: set[int] = set()
+    zero_e: set[int] = set()
+    p = Aa.shape[1]
+    for _ in range(attempts):
+        hinge_idx = np.array([j for j in np.flatnonzero(m_f > 0) if j not in zero_h], dtype=int)
+        env_idx = np.array([t for t in np.flatnonzero(nu > 0) if t not in zero_e], dtype=int)
+        R = np.vstack([Aa[kept_idx], L[hinge_idx], Bi[env_idx]])
+        if len(R) == 0:
+            return None
+        # pivot on free-sign kept rows first, then on the largest multipliers (least likely to change sign)
+        signed = np.concatenate([m_f[hinge_idx], nu[env_idx]])
+        weight = np.concatenate([np.ones(len(kept_idx)), 1e-3 * signed / max(float(signed.max(initial=0.0)), 1e-300)])
+        _, T, piv = scipy.linalg.qr((R * weight[:, None]).T, pivoting=True, mode="economic")
+        diag = np.abs(np.diag(T))
+        rank = int((diag > 1e-14 * diag[0]).sum()) if len(diag) and diag[0] > 0 else 0
+        sel = piv[:rank]
+        lam_q = [Q(v) for v in lam]
+        m_q = [Q(0) if j in zero_h else Q(a) * Q(b) for j, (a, b) in enumerate(zip(sw, mu))]
+        nu_q = [Q(0) if t in zero_e else Q(v) for t, v in enumerate(nu)]
+        g = [sum((lam_q[t] * Q(Aa[t, k]) for t in kept_idx), Q(0))
+             + sum((m_q[j] * Q(L[j, k]) for j in range(len(m_q)) if m_q[j]), Q(0))
+             + sum((nu_q[t] * Q(Bi[t, k]) for t in range(len(nu_q)) if nu_q[t]), Q(0)) for k in range(p)]
+        # solve sum_r delta_r R[sel_r] = -g exactly (p equations, rank unknowns), Gauss-Jordan on Fractions
+        rows = [[Q(R[r, k]) for r in sel] + [-g[k]] for k in range(p)]
+        pivots, r0 = [], 0
+        for col in range(rank):
+            pr = next((i for i in range(r0, p) if rows[i][col] != 0), None)
+            if pr is None:
+                continue
+            rows[r0], rows[pr] = rows[pr], rows[r0]
+            for i in range(p):
+                if i != r0 and rows[i][col] != 0:
+                    f = rows[i][col] / rows[r0][col]
+                    rows[i] = [a - f * b for a, b in zip(rows[i], rows[r0])]
+            pivots.append(col)
+            r0 += 1
+        if any(rows[i][rank] != 0 for i in range(r0, p)):
+            return None  # g has a component outside the span of the active rows
+        delta = [Q(0)] * rank
+        for i, col in enumerate(pivots):
+            delta[col] = rows[i][rank] / rows[i][col]
+        n_k, n_h = len(kept_idx), len(hinge_idx)
+        for d, r in zip(delta, sel):
+            if r < n_k:
+                lam_q[kept_idx[r]] += d
+            elif r < n_k + n_h:
+                m_q[hinge_idx[r - n_k]] += d
+            else:
+                nu_q[env_idx[r - n_k - n_h]] += d
+        bad_h = {j for j, v in enumerate(m_q) if v < 0}
+        bad_e = {t for t, v in enumerate(nu_q) if v < 0}
+        if not bad_h and not bad_e:
+            break
+        zero_h |= bad_h
+        zero_e |= bad_e
+    else:
+        return None
+    tq, gq = Q(tau) if math.isfinite(tau) else Q(0), Q(gamma)
+    dual = sum((-2 * lam_q[t] * Q(y[t]) - lam_q[t] ** 2 for t in range(len(y))), Q(0))
+    dual += sum((-(m_q[j] / Q(sw[j])) ** 2 - 2 * m_q[j] * Q(c[j]) for j in range(len(c)) if m_q[j] != 0), Q(0))
+    dual -= sum((max(2 * v * tq, v * v) + 2 * gq * v * v for v in nu_q), Q(0))
+    drops = sum((Q(y[t]) ** 2 for t in np.flatnonzero(dropped > 0)), Q(0))
+    return float(_down(float(drops + dual))), (lam_q, m_q, nu_q)
 
 
 def _certify_batch(
@@ -234,6 +320,7 @@ def _certify_batch(
     n_a, n_L, n_B, p = Aa.shape[0], L.shape[0], Bi.shape[0], Aa.shape[1]
     lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, gamma, u)
     # drop cost: n_a products (y^2, exact keep) summed: gamma_{n_a + 1}
+    dropped = 1.0 - keep
     drops = drop_cost(keep, y)
     drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
     # dual: each summand takes <= 3 roundings (the conjugate's), the sum n - 1 more (_sum_error)
@@ -263,7 +350,14 @@ def _certify_batch(
     # the convex part is >= 0: the drop cost alone is always a bound (e.g. when U is infinite)
     bound = np.where(np.isfinite(bound), bound, -np.inf)
     value = np.maximum(np.minimum(bound, cap), np.maximum(drops_lo, 0.0))
+    # rank-deficient kept sets: no |u| bound; where the float dual says the value is higher, correct
+    # the multipliers exactly instead (rare, and slower: rational arithmetic)
+    exact = {}
+    for z in np.flatnonzero((sig_lo <= 0) & (drops + dual > value * (1 + 1e-9) + 1e-12)):
+        res = _exact_value(Aa, y, L, c, keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z], dropped[z])
+        if res is not None and res[0] > value[z]:
+            value[z], exact[int(z)] = res
     if record is not None:
         record.append(Certificate(Aa, y, L, c, Bi, tau, gamma, keep, sw, u, lam, mu, nu, drops_lo, dual_lo, g_hi,
-                                  sig_lo, y_hi, U_hi, cap, value))
+                                  sig_lo, y_hi, U_hi, cap, value, exact=exact))
     return value

@@ -252,6 +252,25 @@ def _check_relaxation(rep: ExactReport, cert: Certificate, encoder_class: str) -
         rep.failures.append(f"row {row}: subproblem is not the {encoder_class} relaxation")
 
 
+def _check_exact_multipliers(rep: ExactReport, where: str, mults: tuple, keep: np.ndarray, y: np.ndarray,
+                             sw: np.ndarray, c: np.ndarray, tau: Fraction | None, gamma: Fraction, Aa: np.ndarray,
+                             L: np.ndarray, Bi: np.ndarray) -> tuple[Fraction, np.ndarray]:
+    """Check exactly corrected multipliers ``(lam, sw mu, nu)``: signs, support, ``g = 0``; return their dual and g."""
+    lam, m, nu = (np.array(v, dtype=object) for v in mults)
+    nu = nu[: len(Bi)]
+    if any(v < 0 for v in m) or any(v < 0 for v in nu):
+        rep.failures.append(f"{where}: negative corrected multiplier")
+    if any(lam[t] != 0 for t in range(len(lam)) if keep[t] == 0) or any(m[j] != 0 for j in range(len(m)) if sw[j] == 0):
+        rep.failures.append(f"{where}: corrected multiplier on a term that is not in the subproblem")
+    g = lam @ Aa + m @ L + (nu @ Bi if len(nu) else 0 * lam @ Aa)
+    if any(v != 0 for v in g):
+        rep.failures.append(f"{where}: corrected multipliers do not make g exactly 0")
+    dual = (sum(-2 * lam * y - lam * lam, Fraction(0))
+            + sum((-(m[j] / sw[j]) ** 2 - 2 * m[j] * c[j] for j in range(len(m)) if m[j] != 0), Fraction(0))
+            - sum((_conjugate(v, tau, gamma) for v in nu), Fraction(0)))
+    return dual, g
+
+
 def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optimum: bool) -> list[Fraction]:
     """Exact checks of one batch; returns the rational certified values."""
     Aa, y, L, c, Bi = qc["Aa"], qc["y"], qc["L"], qc["c"], qc["Bi"]
@@ -293,6 +312,9 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
                 rep.failures.append(f"{where}: U bound too small")
             assembled = min(q["cap"], q["drops_lo"] + q["dual_lo"] - 2 * q["g_hi"] * q["U_hi"])
         floor = max(q["drops_lo"], assembled) if assembled is not None else q["drops_lo"]
+        if z in cert.exact:  # rank-deficient kept set: exactly corrected multipliers with g = 0
+            dual, g = _check_exact_multipliers(rep, where, cert.exact[z], keep, y, sw, c, tau, gamma, Aa, L, Bi_used)
+            floor = max(floor, drops + dual)
         if q["value"] > max(floor, Fraction(0)) and q["value"] > 0:
             rep.failures.append(f"{where}: certified value {float(q['value'])!r} above what its components give")
         values.append(q["value"])
@@ -304,6 +326,9 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
                 continue
             rep.n_optimum_checked += 1
             opt = drops + sub.value(u_star)
+            if z in cert.exact:
+                dual, g = _check_exact_multipliers(ExactReport(), where, cert.exact[z], keep, y, sw, c, tau, gamma,
+                                                   Aa, L, Bi_used)
             dual_at = drops + dual + 2 * sum(g * np.array(u_star, dtype=object), Fraction(0))
             if not q["value"] <= dual_at <= opt:
                 rep.failures.append(f"{where}: not certified {float(q['value'])!r} <= exact dual value "
