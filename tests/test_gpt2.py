@@ -10,22 +10,43 @@ import torch
 
 pytest.importorskip("transformers")
 
-from gapbound.lm import training as lt
-from gapbound.models.encoders import Dictionary
 from gapbound.inference import objective, solve
+from gapbound.lm import training as lt
+from gapbound.models import Dictionary
+from gapbound.models.coding import SparseCoding
+from gapbound.training import l1_to_lam
 from simulations import gpt2 as sim
 
 from test_harvest_fixtures import make_tiny_gpt2, write_text
 
-TINY = ["--context-length", "16", "--contexts-per-shard", "6", "--steps", "40", "--batch-size", "64",
-        "--expansion", "2", "--mlp-hidden-mult", "2", "--lca-iters", "10", "--n-latents", "8", "--window", "8", "--quiet", "--no-figures"]
+TINY = ["--layer", "1", "--context-length", "16", "--steps", "40", "--lca-steps", "20", "--n-latents", "8", "--l0", "4", "8",
+        "--quiet", "--no-figures", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def tiny_preset(monkeypatch_module):
+    from dataclasses import replace
+
+    q = sim.PRESETS["quick"]
+    small = replace(q, harvest=replace(q.harvest, contexts_per_shard=6),
+                    train=replace(q.train, expansion=2, mlp_hidden_mult=2, batch_size=64, lca_batch_size=32,
+                                  window=8, gap_samples=64, eval_batch=256, dead_steps=5, aux_k=16))
+    monkeypatch_module.setitem(sim.PRESETS, "quick", small)
+    return small
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_preset):
     model = make_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
     text = write_text(tmp_path_factory.mktemp("text") / "corpus.txt", repeats=60)
-    out = tmp_path_factory.mktemp("out")
+    out = tmp_path_factory.mktemp("out") / "run"
     argv = ["--model", str(model), "--text", str(text), "--out", str(out), "--quick", *TINY]
     assert sim.main(argv) == 0
     return argv, out, json.loads((out / "gpt2.json").read_text())
@@ -33,31 +54,35 @@ def run(tmp_path_factory):
 
 def test_results_schema_and_sanity(run):
     _, _, report = run
-    assert set(report["methods"]) == {"SAE", "MLP", "LCA"}
-    assert report["config"]["harvest"]["d_model"] == 32 and report["config"]["harvest"]["layer"] == 1
-    splits = report["config"]["splits"]
+    assert set(report["frontier"]) == {"SAE", "MLP", "LCA"}
+    assert report["store"]["d_model"] == 32 and report["store"]["layer"] == 1
+    splits = report["splits"]
     assert not set(splits["train"]) & set(splits["test"]) and set(splits["explain"]) <= set(splits["train"])
-    for name, m in report["methods"].items():
-        assert 0 <= m["nmse"] < 1.5, name
-        assert 0 <= m["l0"] <= m["n_latents"] == 64
-        assert 0 <= m["dead_latents"] <= 64
+    for key, m in report["methods"].items():
+        assert 0 <= m["nmse"] < 1.5, key
+        assert 0 <= m["dead_latents"] <= m["n_latents"] == 64
+        if not key.startswith("LCA"):
+            assert m["l0"] == pytest.approx(m["k"])  # TopK: the L0 target exactly
         assert len(m["f1"]) == m["autointerp"]["scored"] <= 8
         assert all(0 <= f <= 1 for f in m["f1"])
-        if m["f1"]:
-            assert m["f1_mean"] == pytest.approx(np.mean(m["f1"]))
+        if len(m["f1"]) > 1:
+            assert m["f1_ci"][0] <= m["f1_mean"] <= m["f1_ci"][1]
         gap = m["gap"]
         assert 0 <= gap["gap_mean"] <= gap["gap_upper_mean"] + 1e-9
-        assert gap["lasso_opt_mean"] <= gap["lasso_sae_mean"] and gap["lam"] == pytest.approx(m["l1"] * 32 / 2)
+        assert gap["lasso_opt_mean"] <= gap["lasso_sae_mean"]
+    assert [p["k"] for p in report["frontier"]["SAE"]] == [4, 8]
+    assert set(report["matched_l0"]["methods"]) == {"SAE", "MLP", "LCA"} and report["matched_l0"]["k"] == 4
 
 
-def test_rerun_reuses_finished_methods_and_store(run, monkeypatch):
+def test_rerun_needs_resume_and_reuses_finished_parts(run, monkeypatch):
     argv, out, report = run
-    monkeypatch.setattr(sim, "run_method", lambda *a, **k: pytest.fail("a finished method was retrained"))
-    monkeypatch.setattr(sim, "harvest", lambda cfg, d, **k: __import__("gapbound.lm.shards").lm.shards.ShardStore.open(d))
-    assert sim.main(argv) == 0
+    with pytest.raises(ValueError, match="--resume"):
+        sim.main(argv)
+    monkeypatch.setattr(sim, "run_method", lambda *a, **k: pytest.fail("a finished (method, k) was retrained"))
+    assert sim.main([*argv, "--resume"]) == 0
     assert json.loads((out / "gpt2.json").read_text())["methods"] == report["methods"]
-    with pytest.raises(ValueError, match="different settings"):
-        sim.main([*argv, "--n-latents", "3"])
+    with pytest.raises(ValueError, match="n_latents"):
+        sim.main([*argv, "--resume", "--n-latents", "3"])
 
 
 def test_figure_renders(run, tmp_path):
@@ -69,25 +94,62 @@ def test_figure_renders(run, tmp_path):
 
 
 def test_lca_codes_solve_the_training_objective():
-    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
     D = Dictionary(16, 40)
-    model = lt.InferredCoding(D, l1=0.05, method="lca", max_iter=2000)
-    X = torch.randn(32, 16)
-    codes = model.encode(X)
-    best = solve(D.weight.detach(), X, model.lam, method="fista", max_iter=5000, tol=1e-9).codes
+    model = SparseCoding(D, inner_iter=2000, method="lca")
+    X = torch.randn(32, 16, generator=gen)
+    loss, codes = model.loss((X, None, None), l1=0.05)
+    assert float(model.lam) == pytest.approx(l1_to_lam(0.05, 16))
+    best = solve(D.weight.detach(), X, float(model.lam), method="fista", max_iter=5000, tol=1e-9).codes
     W = D.weight.detach()
-    assert model.lam == pytest.approx(0.05 * 16 / 2)
     assert (codes >= 0).all()
-    np.testing.assert_allclose(objective(W, X, codes, model.lam), objective(W, X, best, model.lam), rtol=1e-3)
+    np.testing.assert_allclose(objective(W, X, codes, float(model.lam)), objective(W, X, best, float(model.lam)), rtol=1e-3)
+    np.testing.assert_allclose(model.encode(X), codes, atol=1e-6)  # encode uses the lam of the last step
+
+
+def test_lca_sparsity_target_moves_lam_towards_the_target_l0():
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(256, 16, generator=gen)
+    for target in (2, 10):
+        model = SparseCoding(Dictionary(16, 64), inner_iter=200, method="lca", target_l0=target, gain=0.5)
+        for _ in range(60):
+            _, codes = model.loss((X, None, None), l1=0.01)
+        l0 = float((codes > 0).sum(1).float().mean())
+        assert abs(l0 - target) / target < 0.25, (target, l0)
+
+
+def test_topk_auxk_revives_dead_latents_and_only_them():
+    from gapbound.lm.objectives import TopKAutoencoder
+    from gapbound.models import SAE
+
+    gen = torch.Generator().manual_seed(2)
+    X = torch.randn(128, 8, generator=gen)
+    model = TopKAutoencoder(SAE(8, 32, activation="topk", k=2), Dictionary(8, 32), k=2, aux_k=4, dead_steps=1)
+    model.since_fired.fill_(5)
+    model.since_fired[:16] = 0  # latents 0-15 alive, 16-31 dead
+    with torch.no_grad():
+        model.encoder.linear.bias[:16] = 100.0  # alive latents always win the top k; dead ones stay positive somewhere
+    loss, codes = model.loss((X, None, None), 0.0)
+    assert (codes[:, 16:] == 0).all()
+    loss.backward()
+    grad = model.encoder.linear.weight.grad
+    assert grad[16:].abs().sum() > 0  # the AuxK term reaches the dead latents
+    mse_only = TopKAutoencoder(SAE(8, 32, activation="topk", k=2), Dictionary(8, 32), k=2, aux_coef=0.0)
+    assert mse_only.loss((X, None, None), 0.0)[0] > 0
 
 
 def test_bad_configuration_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="method must be one of"):
-        lt.build_model("ICA", 8, lt.QUICK)
+        lt.build_model("ICA", 8, 2, lt.LMConfig())
     with pytest.raises(ValueError, match="expansion must be >= 1"):
         lt.LMConfig(expansion=0)
     with pytest.raises(ValueError, match="registered solver"):
-        lt.InferredCoding(Dictionary(4, 8), l1=0.1, method="annealing")
+        SparseCoding(Dictionary(4, 8), method="annealing")
+    with pytest.raises(ValueError, match="no lam yet"):
+        SparseCoding(Dictionary(4, 8)).encode(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="at least 2 shards"):
         sim.split_shards(1, 0.15)
-    assert sim.main(["--model", str(tmp_path / "missing"), "--out", str(tmp_path), "--quiet"]) == 2
+    from gapbound.utils.cli import run_cli
+
+    argv = ["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--quiet", "--quick", "--no-figures"]
+    assert run_cli(sim.main, argv) == 2

@@ -272,5 +272,6 @@ def harvest(
 
 if __name__ == "__main__":
     from .harvest_cli import main
+    from ..utils.cli import run_cli
 
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main, resume_hint="finished shards are kept; rerun the same command to continue"))

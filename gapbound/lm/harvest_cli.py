@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .harvest import OFFLINE_MODEL, OFFLINE_TEXT, HarvestConfig, config_from_sae, harvest
 from .shards import ShardStore
-from .text import UnavailableError
+from ..utils.cli import add_debug_arg, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device)
     p.add_argument("--repair", action="store_true", help="drop corrupted shards (and later ones) before resuming")
     p.add_argument("--out", required=True, help="store directory (resumed if it exists)")
+    add_debug_arg(p)
     return p
 
 
@@ -61,19 +62,15 @@ def config_from_args(args: argparse.Namespace) -> HarvestConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args)
-        if args.repair and Path(args.out, "manifest.json").exists():
-            print(f"repair: dropped {ShardStore.open(args.out).repair()} shard(s)")
-        t0 = time.perf_counter()
-        store = harvest(config, args.out)
-    except (UnavailableError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)
+    if args.repair and Path(args.out, "manifest.json").exists():
+        print(f"repair: dropped {ShardStore.open(args.out).repair()} shard(s)")
+    t0 = time.perf_counter()
+    store = harvest(config, args.out)
     print(f"{store.n_contexts} contexts in {store.n_shards} shards at {store.root} "
           f"({time.perf_counter() - t0:.1f} s){' [text exhausted]' if store.complete else ''}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main, resume_hint="finished shards are kept; rerun the same command to continue"))

@@ -22,7 +22,7 @@ __all__ = ["OPENWEBTEXT", "UnavailableError", "iter_documents", "iter_contexts",
 OPENWEBTEXT = "Skylion007/openwebtext"
 
 
-class UnavailableError(RuntimeError):
+class UnavailableError(OSError):
     """A requested model, dataset or package is not available on this machine."""
 
 

@@ -1,36 +1,32 @@
-"""The paper's language-model experiment: SAE, MLP encoder and LCA sparse coding on harvested activations.
+"""The language-model experiment's runner: train one method at one L0 target on a shard store, evaluate, score.
 
-Three methods, all trained by :func:`gapbound.training.loop.train` (Adam, L1,
-dead-latent resampling, checkpoint/resume) on shuffled minibatches streamed
-from a :class:`~gapbound.lm.shards.ShardStore`:
+Three methods, trained by :func:`gapbound.training.train` on shuffled
+minibatches streamed from a :class:`~gapbound.lm.shards.ShardStore`, each at a
+*sparsity target* ``k`` (mean active latents per token) rather than with one
+fixed L1 weight:
 
-- ``SAE``: :class:`~gapbound.models.encoders.SAE` (ReLU) + unit-norm :class:`~gapbound.models.encoders.Dictionary`;
-- ``MLP``: :class:`~gapbound.models.encoders.MLPEncoder` (hidden width ``11 x d_model``,
-  8448 for GPT-2) + the same kind of dictionary;
-- ``LCA``: sparse coding with per-sample inference: every step infers each
-  sample's code with the locally competitive algorithm under the current
-  dictionary (:func:`gapbound.inference.solve`), then takes an Adam step on the
-  dictionary (:class:`InferredCoding`).
-
-Defaults follow the paper: a dictionary of ``22 x d_model`` latents, 50,000
-steps of 8192 vectors (64 contexts x 128 tokens: 406M tokens), learning rate
-1e-4, resampling of dead latents.
+- ``SAE``: a TopK SAE (:class:`gapbound.models.SAE`, tied initialisation) with
+  a unit-norm dictionary and the AuxK dead-latent loss (Gao et al. 2024;
+  :class:`~gapbound.lm.objectives.TopKAutoencoder`);
+- ``MLP``: the paper's one-hidden-layer encoder (:class:`gapbound.models.MLPEncoder`)
+  with TopK on its output layer, trained by the same recipe;
+- ``LCA``: sparse coding (:class:`gapbound.models.coding.SparseCoding`): every step
+  infers each sample's code with the locally competitive algorithm under the
+  current dictionary, then takes an Adam step on the dictionary; its LASSO
+  weight adapts so that the mean L0 meets ``k``; dead atoms are resampled.
 
 **Normalisation.** Activations are centred and scaled by constants estimated on
-training batches, so that ``E ||x||^2 = d_model``; the centring plays the role
-of a fixed decoder bias. NMSE is invariant to this affine map, so it is the
-NMSE of the raw activations. The L1 weight follows the training objective of
-:mod:`gapbound.training.loop` (MSE averaged over dimensions + ``l1`` x batch-mean L1
-norm); its default ``5 / d_model`` is Anthropic's (2024) penalty 5 for
-sum-over-dimensions MSE on activations of norm ``sqrt(d_model)``. The matching
-per-sample LASSO weight is ``lam = l1 * d_model / 2`` (same minimiser), used by
-LCA and by the gap meter.
+training batches, so that ``E ||x||^2 = d_model`` (SAELens's
+``expected_average_only_in`` does the scaling; the centring plays the role of
+a fixed decoder bias). NMSE is invariant to this affine map.
 
-**Evaluation** on held-out activations: normalised MSE, L0 (mean non-zeros per
-token), dead latents (never active on the held-out set), and the amortisation
-gap measured by :func:`gapbound.meter.measure_gap` (per-sample optimal
-inference under the *same* decoder against the encoder's codes, at the
-training objective's ``lam``, bracketed by duality certificates).
+**Evaluation** on held-out shards: NMSE, L0, dead latents (never active on the
+held-out set), the amortisation gap from :func:`gapbound.meter.measure_gap`
+(per-sample optimal codes under the *same* decoder against the method's
+codes, at the LASSO weight the method's codes are closest to stationary for,
+bracketed by duality certificates), and explain-then-detect autointerp
+(:mod:`gapbound.lm.autointerp`) on latents drawn uniformly from the live ones,
+with a bootstrap 95 % confidence interval of the mean F1.
 """
 
 from __future__ import annotations
@@ -43,61 +39,52 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
+from scipy.stats import bootstrap
 from torch import nn
 
 from .autointerp import TokenExplainer, make_windows, score_latents
-from ..models.encoders import SAE, Dictionary, MLPEncoder
-from ..inference import SOLVERS, solve
-from ..meter import measure_gap
-from ..synthetic.metrics import nmse
+from .objectives import TopKAutoencoder
 from .shards import ActivationStream, ShardStore
-from ..training.loop import Autoencoder, TrainConfig, high_loss_inputs, train
+from ..inference import SOLVERS
+from ..meter import measure_gap
+from ..models import SAE, Dictionary, MLPEncoder
+from ..models.coding import SparseCoding
+from ..synthetic.metrics import nmse
+from ..training import TrainConfig, train
 from ..utils.validation import check_float, check_int, resolve_device
 
-__all__ = [
-    "METHODS",
-    "LMConfig",
-    "QUICK",
-    "Normaliser",
-    "InferredCoding",
-    "build_model",
-    "encode",
-    "evaluate",
-    "sparse_codes",
-    "run_method",
-]
+__all__ = ["METHODS", "LMConfig", "Normaliser", "build_model", "encode", "evaluate", "sparse_codes", "mean_ci",
+           "run_method"]
 
 METHODS = ("SAE", "MLP", "LCA")
 
 
 @dataclass(frozen=True)
 class LMConfig:
-    """Settings of the language-model experiment.
+    """Settings of one method's training and evaluation (the L0 target ``k`` is passed separately).
 
     Attributes
     ----------
     expansion : int
         Latents per input dimension (``N = expansion * d_model``; paper runs: 22).
     mlp_hidden_mult : int
-        MLP hidden width per input dimension (``11 * 768 = 8448`` for GPT-2).
-    steps, batch_size, lr, resample_every : int, int, float, int
-        Optimisation (paper: 50,000 steps of 8192 vectors at lr 1e-4).
-    l1 : float or None
-        L1 weight; ``None`` means ``5 / d_model`` (see module docstring).
+        MLP hidden width per input dimension (the paper: ``11 * 768 = 8448`` for GPT-2).
+    steps, batch_size, lr : int, int, float
+        Adam optimisation of the SAE and the MLP.
+    aux_k, aux_coef, dead_steps : int, float, int
+        AuxK loss (see :class:`~gapbound.lm.objectives.TopKAutoencoder`).
     lca_method : str
         Registered solver used as LCA's per-sample inference.
     lca_iters : int
         Inference iterations per sample per training step and at evaluation.
-    lca_steps : int or None
-        Training steps of LCA if different from ``steps`` (its steps cost
-        ``lca_iters`` inference iterations each; the quick preset takes fewer).
-    gap_samples : int
-        Held-out vectors on which the gap meter runs.
-    gap_iters : int
-        Iteration cap of the meter's per-sample optimisation.
-    gap_rtol : float
-        The meter's certificate tolerance, relative to the median encoder objective.
+    lca_steps, lca_batch_size, lca_lr : int, int, float
+        LCA's own optimisation budget (a step costs ``lca_iters`` inference iterations).
+    lca_resample_every : int
+        Dead-atom resampling period of LCA in steps (0: never).
+    lca_gain : float
+        Exponent of LCA's ``lam`` update towards the L0 target.
+    gap_samples, gap_iters, gap_rtol : int, int, float
+        Held-out vectors, iteration cap and certificate tolerance of the gap meter.
     n_latents : int
         Latents scored by autointerp per method (paper: 200).
     window : int
@@ -113,11 +100,16 @@ class LMConfig:
     steps: int = 50_000
     batch_size: int = 8192
     lr: float = 1e-4
-    l1: float | None = None
-    resample_every: int = 12_500
+    aux_k: int = 512
+    aux_coef: float = 1 / 32
+    dead_steps: int = 1000
     lca_method: str = "lca"
-    lca_iters: int = 100
-    lca_steps: int | None = None
+    lca_iters: int = 50
+    lca_steps: int = 50_000
+    lca_batch_size: int = 8192
+    lca_lr: float = 1e-4
+    lca_resample_every: int = 12_500
+    lca_gain: float = 0.05
     gap_samples: int = 4096
     gap_iters: int = 500
     gap_rtol: float = 1e-4
@@ -127,32 +119,17 @@ class LMConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_int("expansion", self.expansion, minimum=1)
-        check_int("mlp_hidden_mult", self.mlp_hidden_mult, minimum=1)
-        check_int("steps", self.steps, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_float("lr", self.lr, minimum=0.0, strict_minimum=True)
-        if self.l1 is not None:
-            check_float("l1", self.l1, minimum=0.0)
-        check_int("resample_every", self.resample_every, minimum=0)
-        check_int("lca_iters", self.lca_iters, minimum=1)
-        if self.lca_steps is not None:
-            check_int("lca_steps", self.lca_steps, minimum=1)
-        check_int("gap_samples", self.gap_samples, minimum=1)
-        check_int("gap_iters", self.gap_iters, minimum=1)
-        check_float("gap_rtol", self.gap_rtol, minimum=0.0)
-        check_int("n_latents", self.n_latents, minimum=1)
-        check_int("window", self.window, minimum=1)
-        check_int("eval_batch", self.eval_batch, minimum=1)
+        for name in ("expansion", "mlp_hidden_mult", "steps", "batch_size", "aux_k", "dead_steps", "lca_iters",
+                     "lca_steps", "lca_batch_size", "gap_samples", "gap_iters", "n_latents", "window", "eval_batch"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("lca_resample_every", self.lca_resample_every, minimum=0)
         check_int("seed", self.seed, minimum=0)
-
-    def l1_for(self, d_model: int) -> float:
-        return 5.0 / d_model if self.l1 is None else float(self.l1)
-
-
-# Scaled down to run end to end on a 2-core CPU in minutes (see notes/issue-6.md for timings).
-QUICK = LMConfig(expansion=4, mlp_hidden_mult=2, steps=1500, batch_size=256, lr=3e-4, resample_every=500,
-                 lca_iters=20, lca_steps=200, gap_samples=512, gap_iters=200, n_latents=50, eval_batch=1024)
+        for name in ("lr", "lca_lr"):
+            check_float(name, getattr(self, name), minimum=0.0, strict_minimum=True)
+        for name in ("aux_coef", "lca_gain", "gap_rtol"):
+            check_float(name, getattr(self, name), minimum=0.0)
+        if self.lca_method not in SOLVERS:
+            raise ValueError(f"lca_method must be a registered solver {sorted(SOLVERS)}, got {self.lca_method!r}")
 
 
 @dataclass(frozen=True)
@@ -164,81 +141,46 @@ class Normaliser:
 
     @classmethod
     def fit(cls, stream: ActivationStream, n_batches: int = 8) -> "Normaliser":
-        X = torch.cat([stream.batch(i) for i in range(min(n_batches, len(stream)))])
+        X = torch.cat([stream.batch(i) for i in range(min(n_batches, len(stream)))]).double()
         mean = X.mean(0)
         scale = float((X.shape[1] / ((X - mean) ** 2).sum(1).mean()).sqrt())
-        return cls(mean, scale)
+        return cls(mean.float(), scale)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.device)) * self.scale
 
 
-class InferredCoding(nn.Module):
-    """Sparse coding with per-sample inference: codes are inferred each step, the dictionary is learned.
-
-    :meth:`loss` infers every sample's code under the current (detached)
-    dictionary with ``solve(D, x, lam, method)``, which minimises the same
-    per-sample objective as the training loss (``lam = l1 * M / 2``), then
-    returns the reconstruction + L1 loss whose gradient updates the dictionary
-    only. The :class:`~gapbound.training.loop.Trainable` interface lets
-    :func:`gapbound.training.loop.train` run it like any other model.
-
-    Parameters
-    ----------
-    dictionary : Dictionary
-        The learned unit-norm dictionary.
-    l1 : float
-        L1 weight of the training loss.
-    method : str
-        Registered solver (``"lca"`` for the paper's locally competitive algorithm).
-    max_iter : int
-        Inference iterations per call.
-    """
-
-    def __init__(self, dictionary: Dictionary, l1: float, method: str = "lca", max_iter: int = 100):
-        super().__init__()
-        if method not in SOLVERS:
-            raise ValueError(f"method must be a registered solver {sorted(SOLVERS)}, got {method!r}")
-        self.dictionary = dictionary
-        self.lam = check_float("l1", l1, minimum=0.0) * dictionary.M / 2
-        self.method = method
-        self.max_iter = check_int("max_iter", max_iter, minimum=1)
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return solve(self.dictionary.weight.detach(), x, self.lam, method=self.method, max_iter=self.max_iter, tol=0.0).codes
-
-    def loss(self, batch: Any, l1: float) -> tuple[torch.Tensor, torch.Tensor]:
-        x = batch[0]
-        codes = self.encode(x)
-        return F.mse_loss(self.dictionary(codes), x) + l1 * codes.abs().sum(1).mean(), codes
-
-    def after_step(self) -> None:
-        self.dictionary.normalise_()
-
-    @torch.no_grad()
-    def resample(self, dead: torch.Tensor, batch: Any, generator: torch.Generator) -> list[tuple[nn.Parameter, int]]:
-        """Re-point dead atoms at the batch's worst-reconstructed inputs (Bricken et al. 2023)."""
-        x = batch[0]
-        per_sample = ((self.dictionary(self.encode(x)) - x) ** 2).sum(1)
-        dead_idx = dead.nonzero().flatten()
-        self.dictionary.weight[:, dead_idx] = high_loss_inputs(x, per_sample, len(dead_idx), generator).T
-        return [(self.dictionary.weight, 1)]
+def _seeded(seed: int, make: Callable[[], nn.Module]) -> nn.Module:
+    """Build a module from a private RNG stream (the global torch RNG is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
 
 
-def build_model(method: str, d_model: int, config: LMConfig) -> nn.Module:
-    """A fresh ``SAE``, ``MLP`` or ``LCA`` model for ``d_model``-dimensional activations (seeded)."""
+def build_model(method: str, d_model: int, k: int, config: LMConfig) -> nn.Module:
+    """A fresh ``SAE``, ``MLP`` or ``LCA`` model for ``d_model``-dimensional activations at L0 target ``k``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     d_model = check_int("d_model", d_model, minimum=1)
     N = config.expansion * d_model
-    torch.manual_seed(config.seed)
-    dictionary = Dictionary(d_model, N)
-    if method == "SAE":
-        return Autoencoder(SAE(d_model, N, activation="relu"), dictionary)
-    if method == "MLP":
-        return Autoencoder(MLPEncoder(d_model, N, hidden=config.mlp_hidden_mult * d_model), dictionary)
-    return InferredCoding(dictionary, config.l1_for(d_model), config.lca_method, config.lca_iters)
+    k = check_int("k", k, minimum=1, maximum=N)
+
+    def make() -> nn.Module:
+        dictionary = Dictionary(d_model, N)
+        if method == "LCA":
+            return SparseCoding(dictionary, inner_iter=config.lca_iters, method=config.lca_method, target_l0=k,
+                                gain=config.lca_gain)
+        if method == "SAE":
+            encoder = SAE(d_model, N, activation="topk", k=k)
+            with torch.no_grad():  # tied initialisation (Gao et al. 2024): encoder rows = decoder atoms
+                encoder.linear.weight.copy_(dictionary.weight.T)
+                encoder.linear.bias.zero_()
+        else:
+            encoder = MLPEncoder(d_model, N, hidden=config.mlp_hidden_mult * d_model)
+        return TopKAutoencoder(encoder, dictionary, k, aux_k=config.aux_k, aux_coef=config.aux_coef,
+                               dead_steps=config.dead_steps)
+
+    return _seeded(config.seed, make)
 
 
 @torch.no_grad()
@@ -249,32 +191,40 @@ def encode(model: nn.Module, X: torch.Tensor, batch: int = 2048) -> torch.Tensor
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, X: torch.Tensor, config: LMConfig) -> dict[str, Any]:
-    """NMSE, L0, dead latents and the amortisation gap of ``model`` on held-out (normalised) ``X``."""
-    codes = encode(model, X, config.eval_batch)
-    D = model.dictionary.weight.detach()
-    recon = codes @ D.T
-    n = min(config.gap_samples, X.shape[0])
-    rows = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(config.seed))[:n]
-    lam = config.l1_for(X.shape[1]) * X.shape[1] / 2
-    gap = measure_gap(model.encode, D, X[rows], lam=lam, max_iter=config.gap_iters, rtol=config.gap_rtol)
-    return {
-        "nmse": nmse(X.numpy(), recon.numpy()),
-        "l0": float((codes > 0).sum(1).float().mean()),
-        "dead_latents": int(((codes > 0).sum(0) == 0).sum()),
-        "n_latents": int(codes.shape[1]),
-        "gap": gap.summary(),
-    }
-
-
-@torch.no_grad()
 def sparse_codes(model: nn.Module, X: torch.Tensor, batch: int = 2048) -> sp.csr_matrix:
     """Codes of ``X`` as a sparse ``(n, N)`` matrix (never dense in full)."""
     model.eval()
-    parts = []
-    for i in range(0, X.shape[0], batch):
-        parts.append(sp.csr_matrix(model.encode(X[i:i + batch]).numpy()))
-    return sp.vstack(parts).tocsr()
+    return sp.vstack([sp.csr_matrix(model.encode(X[i:i + batch]).numpy()) for i in range(0, X.shape[0], batch)]).tocsr()
+
+
+def mean_ci(values: Sequence[float], seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Bootstrap (BCa) confidence interval of the mean; ``(nan, nan)`` for fewer than 2 values."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2 or np.ptp(v) == 0:
+        return (float(v.mean()), float(v.mean())) if v.size else (float("nan"), float("nan"))
+    res = bootstrap((v,), np.mean, confidence_level=level, n_resamples=2000, method="BCa",
+                    random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: torch.Tensor, config: LMConfig, codes: sp.csr_matrix | None = None) -> dict[str, Any]:
+    """NMSE, L0, dead latents and the amortisation gap of ``model`` on held-out (normalised) ``X``."""
+    codes = sparse_codes(model, X, config.eval_batch) if codes is None else codes
+    D = model.dictionary.weight.detach()
+    recon = np.asarray(codes @ D.T.numpy())
+    n = min(config.gap_samples, X.shape[0])
+    rows = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(config.seed))[:n]
+    gap = measure_gap(model.encode, D, X[rows], lam=None, max_iter=config.gap_iters, rtol=config.gap_rtol)
+    fires = np.asarray((codes > 0).sum(0)).ravel()
+    return {
+        "nmse": nmse(X.numpy(), recon),
+        "l0": float(codes.getnnz() / codes.shape[0]),
+        "dead_latents": int((fires == 0).sum()),
+        "dead_fraction": float((fires == 0).mean()),
+        "n_latents": int(codes.shape[1]),
+        "gap": gap.summary(),
+    }
 
 
 def _content(store: ShardStore, shards: Sequence[int], window: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -284,63 +234,63 @@ def _content(store: ShardStore, shards: Sequence[int], window: int) -> tuple[np.
     acts = store.activations(shards)
     per = (hi - lo) // window
     span = slice(lo, lo + per * window)
-    return make_windows(tokens, window, (lo, hi)), torch.from_numpy(acts[:, span, :].reshape(-1, store.d_model))
+    return make_windows(tokens, window, (lo, hi)), torch.from_numpy(acts[:, span, :].astype(np.float32).reshape(-1, store.d_model))
 
 
 def run_method(
     method: str,
+    k: int,
     store: ShardStore,
-    train_shards: Sequence[int],
-    explain_shards: Sequence[int],
-    test_shards: Sequence[int],
+    splits: dict[str, Sequence[int]],
     config: LMConfig,
     checkpoint_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
     decode: Callable[[Sequence[int]], list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Train one method on ``train_shards`` and evaluate it on ``test_shards``.
+    """Train ``method`` at L0 target ``k`` on ``splits["train"]`` and evaluate it on ``splits["test"]``.
 
-    ``explain_shards`` (training contexts) supply the windows autointerp
-    explains latents from; ``test_shards`` (held out) supply the held-out
-    activations for NMSE/L0/dead/gap and the windows detection is scored on.
-    ``decode`` (token ids -> strings, e.g. ``tokenizer.convert_ids_to_tokens``)
-    makes the explanations readable.
+    ``splits["explain"]`` (training contexts) supply the windows autointerp
+    explains latents from; ``splits["test"]`` (held out) the activations for
+    NMSE/L0/dead/gap and the windows detection is scored on. ``decode``
+    (token ids -> strings) makes the explanations readable.
 
     Returns
     -------
     dict
-        ``nmse``, ``l0``, ``dead_latents``, ``n_latents``, ``gap``, ``f1`` (list
-        over scored latents), ``f1_mean``, ``accuracy``, ``accuracy_mean``,
-        ``explanations`` (latent id -> text), ``autointerp`` counts,
-        ``train_seconds``, ``train_flops_per_step``, ``l1``.
+        ``nmse``, ``l0``, ``dead_latents``, ``dead_fraction``, ``n_latents``, ``gap``,
+        ``f1`` (list over scored latents), ``f1_mean``, ``f1_ci``, ``accuracy``,
+        ``accuracy_mean``, ``explanations``, ``autointerp`` counts, ``k``, ``steps``,
+        ``train_seconds``, ``train_flops_per_step``, ``train_tokens``, ``resampled``, ``lam`` (LCA).
     """
     dev = resolve_device(device)
     lo, hi = store.positions
     if config.window > hi - lo:
         raise ValueError(f"window={config.window} exceeds the {hi - lo} content tokens per context of the store")
-    stream = ActivationStream(store, config.batch_size, train_shards, seed=config.seed, device=dev)
+    lca = method == "LCA"
+    batch_size = config.lca_batch_size if lca else config.batch_size
+    steps = config.lca_steps if lca else config.steps
+    stream = ActivationStream(store, batch_size, list(splits["train"]), seed=config.seed, device=dev)
     norm = Normaliser.fit(stream)
-    model = build_model(method, store.d_model, config).to(dev)
-    steps = config.lca_steps if method == "LCA" and config.lca_steps is not None else config.steps
-    resample_every = config.resample_every * steps // config.steps  # same number of resamplings for every method
-    tcfg = TrainConfig(steps=steps, lr=config.lr, l1=config.l1_for(store.d_model),
-                       resample_every=resample_every, seed=config.seed, progress=progress,
+    model = build_model(method, store.d_model, k, config).to(dev)
+    tcfg = TrainConfig(steps=steps, lr=config.lca_lr if lca else config.lr, l1=0.0 if not lca else 1.0 / store.d_model,
+                       resample_every=config.lca_resample_every if lca else 0, seed=config.seed, progress=progress,
                        checkpoint_every=max(1, steps // 10) if checkpoint_dir else 0,
-                       checkpoint_path=str(Path(checkpoint_dir) / f"{method}.pt") if checkpoint_dir else None)
+                       checkpoint_path=str(Path(checkpoint_dir) / f"{method}-k{k}.pt") if checkpoint_dir else None)
     t0 = time.perf_counter()
-    result = train(model, lambda i: (norm(stream.batch(i)), None, None), tcfg, desc=f"train {method}")
+    result = train(model, lambda i: (norm(stream.batch(i).float()), None, None), tcfg, desc=f"train {method} k={k}")
     train_seconds = time.perf_counter() - t0
-    model = model.cpu()
+    model = model.cpu().eval()
     norm_cpu = Normaliser(norm.mean.cpu(), norm.scale)
 
-    win_test, X_test = _content(store, test_shards, config.window)
+    t0 = time.perf_counter()
+    win_test, X_test = _content(store, splits["test"], config.window)
     X_test = norm_cpu(X_test)
-    out: dict[str, Any] = evaluate(model, X_test, config)
-    win_explain, X_explain = _content(store, explain_shards, config.window)
+    codes_test = sparse_codes(model, X_test, config.eval_batch)
+    out: dict[str, Any] = evaluate(model, X_test, config, codes_test)
+    win_explain, X_explain = _content(store, splits["explain"], config.window)
     scores, counts = score_latents(
-        win_explain, sparse_codes(model, norm_cpu(X_explain), config.eval_batch),
-        win_test, sparse_codes(model, X_test, config.eval_batch),
+        win_explain, sparse_codes(model, norm_cpu(X_explain), config.eval_batch), win_test, codes_test,
         n_latents=config.n_latents, seed=config.seed,
         explainer=TokenExplainer(decode=decode) if decode is not None else None,
     )
@@ -349,14 +299,20 @@ def run_method(
     out.update(
         f1=f1,
         f1_mean=float(np.mean(f1)) if f1 else float("nan"),
+        f1_ci=mean_ci(f1, config.seed),
         accuracy=acc,
         accuracy_mean=float(np.mean(acc)) if acc else float("nan"),
+        accuracy_ci=mean_ci(acc, config.seed),
         explanations={str(s.latent): s.explanation for s in scores},
         autointerp=counts,
+        k=k,
+        steps=steps,
+        batch_size=batch_size,
+        train_tokens=steps * batch_size,
         train_seconds=train_seconds,
+        eval_seconds=time.perf_counter() - t0,
         train_flops_per_step=result.step_flops,
         resampled=result.resampled,
-        steps=steps,
-        l1=tcfg.l1,
+        lam=float(model.lam) if lca else None,
     )
     return out
