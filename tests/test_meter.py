@@ -96,6 +96,25 @@ def test_sae_form_uses_its_own_decoder_and_normalisation(known_d):
         measure_gap(sae, X=X, b_dec=torch.zeros(8))
 
 
+def test_matched_l1_search_agrees_with_projected_fista(known_d):
+    """The LASSO-path search and projected FISTA reach the same optimum, each within its own certificate."""
+    from gapbound.inference import fista_l1_ball
+    from gapbound.meter.matched_l1 import frank_wolfe_gap, solve_matched_l1
+
+    p, enc = known_d
+    D, X = p.D.double(), p.X_test.double()
+    with torch.no_grad():
+        S0 = enc(p.X_test).double()
+    tau = S0.sum(1)
+    tol = 1e-9
+    S, half_sq, gap = solve_matched_l1(D, X, tau, S0, tol)
+    assert (S >= 0).all() and (S.sum(1) <= tau * (1 + 1e-12)).all() and (gap <= tol).all()
+    torch.testing.assert_close(gap, frank_wolfe_gap(D, X, S, tau))
+    ref = fista_l1_ball(D, X, tau, init=S0, tol=tol, max_iter=20000)
+    # each optimum value is within its certificate of the true one, so they agree within the sum
+    assert ((half_sq - ref.objective).abs() <= gap + ref.duality_gap + 1e-12).all()
+
+
 def test_lasso_only(known_d):
     p, enc = known_d
     full = measure_gap(enc, p.D, p.X_test[:64], lam=1e-3)

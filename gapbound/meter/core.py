@@ -13,7 +13,7 @@ for the same decoder, sample by sample:
   ``certificate`` being the optimum's duality gap.
 - **Reconstruction at matched L1**: the best squared error reachable with
   ``s >= 0, ||s||_1 <= ||s_sae||_1`` (same L1 budget per sample), with a
-  Frank-Wolfe certificate (:func:`gapbound.inference.fista_l1_ball`).
+  Frank-Wolfe certificate (:mod:`gapbound.meter.matched_l1`: exact LASSO solves along ``lam``).
 
 ``lam`` defaults to the value at which the SAE's own codes are closest to
 stationary: the median of ``d_j . r`` over the SAE's active latents (at a
@@ -31,8 +31,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..inference import duality_gap, fista, fista_l1_ball, objective
+from ..inference import duality_gap, fista, objective
 from ..models import SAE
+from .matched_l1 import solve_matched_l1
 from ..utils.validation import as_tensor, check_data, check_dictionary, check_float, check_int
 
 __all__ = ["GapReport", "measure_gap", "implied_lam", "uncertified_reason"]
@@ -247,8 +248,9 @@ def measure_gap(
     sq_l1 = l1_cert = tol_l1 = None
     if matched_l1:
         tol_l1 = rtol * float((0.5 * sq_sae).median().clamp_min(1e-12))
-        l1 = fista_l1_ball(D64, Xc, S_sae.sum(1), init=S_sae, tol=tol_l1, max_iter=max_iter)
-        sq_l1, l1_cert = torch.minimum(2 * l1.objective, sq_sae), l1.duality_gap
+        _, half_sq, l1_cert = solve_matched_l1(D64, Xc, S_sae.sum(1), S_sae, tol_l1, max_iter=max_iter)
+        sq_l1 = torch.minimum(2 * half_sq, sq_sae).double()
+        l1_cert = l1_cert.double()
 
     def np64(t: torch.Tensor | None) -> np.ndarray | None:
         return None if t is None else t.detach().double().cpu().numpy()
