@@ -16,13 +16,21 @@ factorisations and sparse certificates), and gapbound's compiled active set
 
 from __future__ import annotations
 
+import contextvars
 import math
 from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_flops", "forward_flops", "train_step_flops", "gapbound_formulas"]
+__all__ = ["count_flops", "forward_flops", "train_step_flops", "gapbound_formulas", "counting"]
+
+_COUNTING: contextvars.ContextVar[bool] = contextvars.ContextVar("gapbound_counting_flops", default=False)
+
+
+def counting() -> bool:
+    """Whether the caller runs inside :func:`count_flops` (code with its own FLOP report routes it to the counter only then)."""
+    return _COUNTING.get()
 
 
 def _cholesky_flops(a_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
@@ -74,8 +82,12 @@ def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int,
     (int, Any)
         Total FLOPs counted and ``fn``'s return value.
     """
-    with FlopCounterMode(display=False, custom_mapping=gapbound_formulas()) as counter:
-        out = fn(*args, **kwargs)
+    token = _COUNTING.set(True)
+    try:
+        with FlopCounterMode(display=False, custom_mapping=gapbound_formulas()) as counter:
+            out = fn(*args, **kwargs)
+    finally:
+        _COUNTING.reset(token)
     return int(counter.get_total_flops()), out
 
 
