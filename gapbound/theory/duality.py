@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from .rational import rational_solve
+
 _UNIT_ROUNDOFF = 2.0**-53
 # LAPACK's symmetric eigensolvers are backward stable: the computed eigenvalues of G are exact for
 # G + E with ||E|| <= p(n) eps ||G||, p(n) a modest function of n. We take p(n) = 64 n; this constant
@@ -255,25 +257,10 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
         g = [sum((lam_q[t] * Q(Aa[t, k]) for t in kept_idx), Q(0))
              + sum((m_q[j] * Q(L[j, k]) for j in range(len(m_q)) if m_q[j]), Q(0))
              + sum((nu_q[t] * Q(Bi[t, k]) for t in range(len(nu_q)) if nu_q[t]), Q(0)) for k in range(p)]
-        # solve sum_r delta_r R[sel_r] = -g exactly (p equations, rank unknowns), Gauss-Jordan on Fractions
-        rows = [[Q(R[r, k]) for r in sel] + [-g[k]] for k in range(p)]
-        pivots, r0 = [], 0
-        for col in range(rank):
-            pr = next((i for i in range(r0, p) if rows[i][col] != 0), None)
-            if pr is None:
-                continue
-            rows[r0], rows[pr] = rows[pr], rows[r0]
-            for i in range(p):
-                if i != r0 and rows[i][col] != 0:
-                    f = rows[i][col] / rows[r0][col]
-                    rows[i] = [a - f * b for a, b in zip(rows[i], rows[r0])]
-            pivots.append(col)
-            r0 += 1
-        if any(rows[i][rank] != 0 for i in range(r0, p)):
+        # solve sum_r delta_r R[sel_r] = -g exactly (p equations, rank unknowns)
+        delta = rational_solve([[Q(R[r, k]) for r in sel] for k in range(p)], [-v for v in g])
+        if delta is None:
             return None  # g has a component outside the span of the active rows
-        delta = [Q(0)] * rank
-        for i, col in enumerate(pivots):
-            delta[col] = rows[i][rank] / rows[i][col]
         n_k, n_h = len(kept_idx), len(hinge_idx)
         for d, r in zip(delta, sel):
             if r < n_k:

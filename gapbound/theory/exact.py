@@ -39,6 +39,7 @@ import numpy as np
 
 from .bounds import BoundResult, normalise_scale
 from .duality import Certificate
+from .rational import rational_solve
 from .witness import as_dictionary64, check_codes
 
 _U = Fraction(1, 2**53)
@@ -75,30 +76,6 @@ def _psd(G: np.ndarray) -> bool:
                 for j in range(k + 1, n):
                     A[i][j] -= f * A[k][j]
     return True
-
-
-def _solve(H: list[list[Fraction]], h: list[Fraction]) -> list[Fraction] | None:
-    """A solution of ``H x = h`` (free variables 0), exactly; ``None`` if inconsistent."""
-    n = len(h)
-    A = [list(H[i]) + [h[i]] for i in range(n)]
-    pivots, r = [], 0
-    for col in range(n):
-        p = next((i for i in range(r, n) if A[i][col] != 0), None)
-        if p is None:
-            continue
-        A[r], A[p] = A[p], A[r]
-        for i in range(n):
-            if i != r and A[i][col] != 0:
-                f = A[i][col] / A[r][col]
-                A[i] = [a - f * b for a, b in zip(A[i], A[r])]
-        pivots.append(col)
-        r += 1
-    if any(A[i][n] != 0 for i in range(r, n)):
-        return None
-    x = [Fraction(0)] * n
-    for i, col in enumerate(pivots):
-        x[col] = A[i][n] / A[i][col]
-    return x
 
 
 def _envelope_piece(z: Fraction, tau: Fraction, gamma: Fraction) -> tuple[Fraction, Fraction, Fraction, int]:
@@ -183,7 +160,7 @@ class _Subproblem:
                             h[i] -= b1 * row[i]
                             for j in range(self.p):
                                 H[i][j] += 2 * a2 * row[i] * row[j]
-            x = _solve(H, h)
+            x = rational_solve(H, h)
             if x is None:
                 return None
             if self.gradient_is_zero(x):
