@@ -36,6 +36,7 @@ from .metrics import dictionary_mcc, mcc, support_scores
 from ..models.coding import SparseCoding
 from ..training.loop import Autoencoder, BatchFn, Supervised, TrainConfig, tensor_batches, train
 from ..utils.experiment import fingerprint
+from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "convergence_summary",
     "unconverged_warning",
     "METHODS",
+    "reachable_tol",
 ]
 
 Setting = Literal["known_z", "known_d", "unknown"]
@@ -126,9 +128,12 @@ class ExperimentConfig:
         L1 weight of per-sample inference (ITO and SC encoding).
     ito_max_iter : int
         Iteration cap of per-sample inference.
-    ito_tol : float
-        Duality-gap tolerance of per-sample inference (float32 dictionaries
-        certify down to about ``1e-6``; below that the solver runs to ``ito_max_iter``).
+    ito_tol : float or None
+        Absolute duality-gap tolerance of per-sample inference. ``None`` (the
+        default): the tolerance the working precision can certify,
+        :func:`reachable_tol` (about ``2.5e-7 * max ||x||^2`` in float32). A
+        fixed tolerance below that floor leaves samples unconverged, which the
+        results report (``converged_fraction``) and the CLIs flag.
     ito_polish : bool
         Whether FISTA finishes with the active set (exact solutions); ``False``
         gives plain FISTA, whose cost is set by ``ito_max_iter`` (the frontier's budgets).
@@ -145,7 +150,7 @@ class ExperimentConfig:
     batch_size: int | None = None
     ito_lam: float = 1e-3
     ito_max_iter: int = 2000
-    ito_tol: float = 1e-7
+    ito_tol: float | None = None
     ito_polish: bool = True
     curve_points: int = 20
     device: str = "cpu"
@@ -171,7 +176,8 @@ class ExperimentConfig:
             check_int("batch_size", self.batch_size, minimum=1)
         check_float("ito_lam", self.ito_lam, minimum=0.0)
         check_int("ito_max_iter", self.ito_max_iter, minimum=1)
-        check_float("ito_tol", self.ito_tol, minimum=0.0)
+        if self.ito_tol is not None:
+            check_float("ito_tol", self.ito_tol, minimum=0.0)
         check_int("curve_points", self.curve_points, minimum=1)
         resolve_device(self.device)
 
@@ -205,25 +211,32 @@ class ExperimentConfig:
 _NOT_RESULT_SETTINGS = ("progress", "checkpoint_every", "checkpoint_path")
 
 
-def _seeded(seed: int, build):
-    """Build a module under a fixed torch seed without disturbing the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
+def reachable_tol(X: torch.Tensor) -> float:
+    """A duality-gap tolerance that codes in ``X``'s precision can certify: ``2 eps max_i ||x_i||^2``.
+
+    The gap of the exact solution rounded to the working precision is about
+    ``0.3-0.4 eps ||x_i||^2`` (measured in float32 on the synthetic N=16 and
+    scaled N=1000 problems: largest gaps 7.2e-7 and 2.6e-6), so this leaves a
+    margin of about 5; float64 data gives tolerances near 1e-14.
+    """
+    return float(2 * torch.finfo(X.dtype).eps * (X.double() ** 2).sum(1).max().clamp_min(1.0))
 
 
 def _infer(D: torch.Tensor, X: torch.Tensor, cfg: ExperimentConfig, init: torch.Tensor | None = None) -> tuple[torch.Tensor, int, dict]:
     """Per-sample inference under ``D`` with its FLOPs measured; returns (codes, flops, convergence record)."""
-    flops, res = count_flops(_solve, D, X, cfg, init=init)
+    tol = reachable_tol(X) if cfg.ito_tol is None else cfg.ito_tol
+    flops, res = count_flops(_solve, D, X, cfg, init=init, tol=tol)
     gap = res.duality_gap
-    record = {"tol": cfg.ito_tol, "converged_fraction": float((gap <= cfg.ito_tol).double().mean()),
+    record = {"tol": tol, "converged_fraction": float((gap <= tol).double().mean()),
               "max_duality_gap": float(gap.max()), "iterations": int(res.n_iter)}
     return res.codes, flops, record
 
 
-def _solve(D: torch.Tensor, X: torch.Tensor, cfg: ExperimentConfig, init: torch.Tensor | None = None, max_iter: int | None = None):
+def _solve(D: torch.Tensor, X: torch.Tensor, cfg: ExperimentConfig, init: torch.Tensor | None = None,
+           max_iter: int | None = None, tol: float | None = None):
     """FISTA under ``D`` with the experiment's inference settings."""
-    return solve(D.detach(), X, cfg.ito_lam, method="fista", init=init, max_iter=max_iter or cfg.ito_max_iter, tol=cfg.ito_tol,
+    tol = tol if tol is not None else (reachable_tol(X) if cfg.ito_tol is None else cfg.ito_tol)
+    return solve(D.detach(), X, cfg.ito_lam, method="fista", init=init, max_iter=max_iter or cfg.ito_max_iter, tol=tol,
                  polish=cfg.ito_polish)
 
 
@@ -239,12 +252,12 @@ def _scores(problem: SyntheticProblem, codes: torch.Tensor, D_hat: torch.Tensor 
 def _model_for(spec: MethodSpec, setting: str, problem: SyntheticProblem, seed: int) -> nn.Module:
     M, N = problem.config.M, problem.config.N
     if spec.encoder is None:
-        return SparseCoding(_seeded(seed, lambda: Dictionary(M, N)), problem.X_train.shape[0])
-    encoder = _seeded(seed, lambda: make_encoder(spec.encoder, M, N, hidden=spec.hidden))
+        return SparseCoding(seeded(seed, lambda: Dictionary(M, N)), problem.X_train.shape[0])
+    encoder = seeded(seed, lambda: make_encoder(spec.encoder, M, N, hidden=spec.hidden))
     if setting == "known_z":
         return Supervised(encoder)
     dictionary = (
-        Dictionary(M, N, weight=problem.D, trainable=False) if setting == "known_d" else _seeded(seed + 1, lambda: Dictionary(M, N))
+        Dictionary(M, N, weight=problem.D, trainable=False) if setting == "known_d" else seeded(seed + 1, lambda: Dictionary(M, N))
     )
     return Autoencoder(encoder, dictionary)
 
@@ -260,13 +273,9 @@ def _decoder(model: nn.Module, problem: SyntheticProblem) -> tuple[torch.Tensor,
     return D, (None if not model.dictionary.weight.requires_grad else D)
 
 
-def _train_model(
-    spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProblem, seed: int, ckpt: str | None, batches: BatchFn | None
-):
+def _train_setup(spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProblem, seed: int, ckpt: str | None):
+    """(fresh model, its TrainConfig, its evaluation callback): shared by one-at-a-time and batched training."""
     model = _model_for(spec, cfg.setting, problem, seed).to(problem.X_test.device)
-    if batches is None:
-        S_train = problem.S_train if cfg.setting == "known_z" else None
-        batches = tensor_batches(problem.X_train, S_train, cfg.batch_size, seed=seed)
     tcfg = TrainConfig(**{**asdict(cfg.train), "seed": seed, "checkpoint_path": ckpt,
                           "eval_every": max(1, cfg.train.steps // cfg.curve_points) if cfg.train.steps else 0})
 
@@ -279,6 +288,16 @@ def _train_model(
             codes = m.encode(problem.X_test)
         return {"mcc": mcc(problem.S_test, codes)}
 
+    return model, tcfg, evaluate
+
+
+def _train_model(
+    spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProblem, seed: int, ckpt: str | None, batches: BatchFn | None
+):
+    model, tcfg, evaluate = _train_setup(spec, cfg, problem, seed, ckpt)
+    if batches is None:
+        S_train = problem.S_train if cfg.setting == "known_z" else None
+        batches = tensor_batches(problem.X_train, S_train, cfg.batch_size, seed=seed)
     result = train(model, batches, tcfg, evaluate=evaluate, desc=f"{cfg.setting}/{spec.base}/seed{seed}")
     return model, result
 
@@ -302,9 +321,13 @@ def _train_base(spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProbl
     if spec.encoder is None and cfg.setting != "unknown":
         return _Trained(None, problem.D, None, 0, time.perf_counter() - t0, [])
     model, res = _train_model(spec, cfg, problem, seed, ckpt, batches)
+    return _as_trained(model, res, cfg, problem, time.perf_counter() - t0)
+
+
+def _as_trained(model: nn.Module, res: Any, cfg: ExperimentConfig, problem: SyntheticProblem, seconds: float) -> _Trained:
+    """A trained model and its TrainResult as a :class:`_Trained` (also used by :mod:`.batched`)."""
     D, D_hat = _decoder(model, problem)
-    return _Trained(model, D, D_hat, cfg.train.steps * res.step_flops, time.perf_counter() - t0,
-                    [[h["train_flops"], h["mcc"]] for h in res.history])
+    return _Trained(model, D, D_hat, cfg.train.steps * res.step_flops, seconds, [[h["train_flops"], h["mcc"]] for h in res.history])
 
 
 def _evaluate(spec: MethodSpec, base: _Trained, cfg: ExperimentConfig, problem: SyntheticProblem,
@@ -442,4 +465,4 @@ def unconverged_warning(methods: dict[str, dict[str, Any]]) -> str | None:
     bad = [f"{n} ({m['converged_fraction']:.1%} of samples, largest gap {m['max_duality_gap']:.2g} > tol "
            f"{m['inference_tol']:.2g})" for n, m in methods.items() if m.get("unconverged")]
     return ("warning: per-sample inference did not converge for " + "; ".join(bad) +
-            ": raise --ito-max-iter or the tolerance") if bad else None
+            ": raise the iteration cap or the tolerance") if bad else None
