@@ -15,7 +15,8 @@ dictionary): for each encoder, ``B`` seeds are trained
 
 Each figure is steady-state steps per second per (method, seed): two runs of
 different lengths, the difference of wall times over the difference of steps
-(set-up, FLOP counting and imports cancel), best of ``--repeats``. Achieved
+(set-up, FLOP counting and imports cancel), best of ``--repeats``; the contenders are
+interleaved round by round so that other processes' load hits them alike. Achieved
 FLOP/s = measured step FLOPs (torch's FlopCounterMode, matmuls only) x models
 x steps/s, next to measured matmul FLOP/s. Scaled sizes (N = 1000, M = 200,
 minibatch 1024, known Z): the loop and the engine (B = 1 and 2) on a fixed
@@ -42,18 +43,24 @@ from gapbound.utils.cli import positive_int, run_cli
 from gapbound.utils.io import atomic_write_json
 
 
-def steady_seconds(run: Callable[[int], None], steps: int, repeats: int) -> float:
-    """Seconds per steady-state step of ``run(n_steps)``: (long - short) / (steps - steps // 4), best of ``repeats``."""
-    run(4)  # warm-up
-    best = float("inf")
+def steady_seconds(runs: dict[str, Callable[[int], None]], steps: int, repeats: int) -> dict[str, float]:
+    """Seconds per steady-state step of each ``run(n_steps)``: (long - short) / (steps - steps // 4), best of ``repeats``.
+
+    The runs are interleaved round by round, so that load from other processes on a shared machine
+    hits every contender alike.
+    """
+    for run in runs.values():
+        run(4)  # warm-up
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(steps // 4)
-        short = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        run(steps)
-        best = min(best, (time.perf_counter() - t0 - short) / (steps - steps // 4))
-    return max(best, 1e-12)
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run(steps // 4)
+            short = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            run(steps)
+            best[name] = min(best[name], (time.perf_counter() - t0 - short) / (steps - steps // 4))
+    return {k: max(v, 1e-12) for k, v in best.items()}
 
 
 def plain_loop(X: torch.Tensor, hidden: int | None, N: int, steps: int, batch_size: int, seed: int) -> None:
@@ -106,10 +113,9 @@ def paper_sizes(methods: Sequence[str], seeds: int, steps: int, repeats: int) ->
         def batched(n: int) -> None:
             train_batched(copy.deepcopy(base), stacked_tensor_batches(X, None, 256, seed_list), [cfg(n, s) for s in seed_list])
 
-        t_loop = steady_seconds(loop, steps, repeats)
-        t_batched = steady_seconds(batched, steps, repeats)
-        t_plain = steady_seconds(lambda n: plain_loop(problems[0].X_train, hidden, 16, n, 256, 0), steps, repeats)
-        per = {"loop": 1 / t_loop, "batched": seeds / t_batched, "plain": 1 / t_plain}
+        t = steady_seconds({"loop": loop, "batched": batched,
+                            "plain": lambda n: plain_loop(problems[0].X_train, hidden, 16, n, 256, 0)}, steps, repeats)
+        per = {"loop": 1 / t["loop"], "batched": seeds / t["batched"], "plain": 1 / t["plain"]}
         rows.append({"method": name, "models": seeds, "step_flops": flops["step"],
                      "steps_per_s_per_model": per, "speedup_vs_loop": per["batched"] / per["loop"],
                      "speedup_vs_plain": per["batched"] / per["plain"],
@@ -135,9 +141,8 @@ def scaled_sizes(hidden: Sequence[int], steps: int, repeats: int, N: int = 1000,
             train_batched(ms, lambda i: (Xs, Ss, None),
                           [TrainConfig(steps=n, lr=1e-3, resample_every=0, progress=False, seed=s) for s in range(B)])
 
-        t = {"loop": steady_seconds(loop, steps, repeats)}
-        for B in (1, 2):
-            t[f"batched_B{B}"] = steady_seconds(lambda n, B=B: batched(n, B), steps, repeats) / B
+        t = steady_seconds({"loop": loop, **{f"batched_B{B}": lambda n, B=B: batched(n, B) for B in (1, 2)}}, steps, repeats)
+        t = {k: v / (2 if k == "batched_B2" else 1) for k, v in t.items()}
         rows.append({"method": name, "step_flops": flops["step"], "seconds_per_model_step": t,
                      "achieved_flops_per_s": {k: flops["step"] / v for k, v in t.items()}})
     return rows

@@ -42,5 +42,5 @@ def test_local_cluster_equals_single_machine(tmp_path):
 
 def test_unreachable_scheduler_is_one_line_error():
     with pytest.raises(ValueError, match="cannot reach a Dask scheduler"):
-        with parallel_backend("tcp://127.0.0.1:9"):
+        with parallel_backend("tcp://127.0.0.1:9", timeout=1.0):
             pass

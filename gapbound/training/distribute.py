@@ -21,7 +21,8 @@ __all__ = ["parallel_backend"]
 
 
 @contextlib.contextmanager
-def parallel_backend(scheduler: str | None = None, n_workers: int = 2, processes: bool = True) -> Iterator[str]:
+def parallel_backend(scheduler: str | None = None, n_workers: int = 2, processes: bool = True,
+                     timeout: float = 10.0) -> Iterator[str]:
     """Context in which ``joblib.Parallel`` runs its jobs on ``scheduler``.
 
     Parameters
@@ -35,6 +36,8 @@ def parallel_backend(scheduler: str | None = None, n_workers: int = 2, processes
         Workers of a ``"local"`` cluster.
     processes : bool
         Whether a ``"local"`` cluster's workers are processes (``False``: threads of this process).
+    timeout : float
+        Seconds to wait for a remote scheduler before giving up.
 
     Yields
     ------
@@ -55,7 +58,7 @@ def parallel_backend(scheduler: str | None = None, n_workers: int = 2, processes
             client = stack.enter_context(Client(cluster))
         else:
             try:
-                client = stack.enter_context(Client(scheduler, timeout="10s"))
+                client = stack.enter_context(Client(scheduler, timeout=f"{timeout}s"))
             except (OSError, TimeoutError) as err:
                 raise ValueError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({err}); "
                                  "start one with `dask scheduler` or pass 'local'") from err
