@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
 from ..theory.witness import as_dictionary64, check_codes
 
@@ -50,9 +51,8 @@ def fit_encoder(
     S = torch.from_numpy(S_np).to(dev)
     best_err, best_enc = math.inf, None
     for r in range(restarts):
-        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
-            torch.manual_seed(seed * 1000 + r)
-            enc = SAE(M, N, activation=activation, k=k, threshold=0.1).to(torch.float64).to(dev)
+        enc = seeded(seed * 1000 + r, lambda: SAE(M, N, activation=activation, k=k, threshold=0.1))
+        enc = enc.to(torch.float64).to(dev)
         if init is not None and r == 0:
             with torch.no_grad():
                 enc.linear.weight.copy_(torch.as_tensor(init[:, :M]))
