@@ -137,3 +137,15 @@ def test_run_seeds_equals_run_seed():
                 assert got[m]["mcc"] == pytest.approx(ref[m]["mcc"], abs=1e-4), (setting, seed, m)
                 assert got[m]["train_flops"] == ref[m]["train_flops"]
                 assert [c[0] for c in got[m]["curve"]] == [c[0] for c in ref[m]["curve"]]
+
+
+def test_protocol_flag_sets_lr_and_steps():
+    from simulations.synthetic import AUTHORS_STEPS, PAPER_STEPS, build_parser, configs_from_args
+
+    def cfgs(*argv):
+        return {c.setting: c.train for c in configs_from_args(build_parser().parse_args(list(argv)))}
+
+    paper, authors = cfgs(), cfgs("--protocol", "authors")
+    assert {s: t.steps for s, t in paper.items()} == PAPER_STEPS and {t.lr for t in paper.values()} == {3e-4}
+    assert {s: t.steps for s, t in authors.items()} == AUTHORS_STEPS and {t.lr for t in authors.values()} == {1e-3}
+    assert {t.lr for t in cfgs("--protocol", "authors", "--lr", "5e-4").values()} == {5e-4}  # explicit flags win
