@@ -98,3 +98,18 @@ def test_planted_fault_is_caught(fault, cls, monkeypatch):
         rep = verify_exact(D, codes, res, check_optimum=False)
         caught += [f for f in rep.failures if message in f]
     assert caught, f"{fault} was not caught"
+
+
+def test_rank_deficient_kept_sets_use_exact_multipliers():
+    """The rational dictionary has exactly rank-deficient kept sets: their certificates are exact corrections
+    (g = 0 in rational arithmetic), raising the ReLU bound above the drop-cost fallback; a corrupted
+    corrected multiplier is caught."""
+    D, codes, res = _run("relu", "rational")
+    exact = [(c, z) for c in res.certificates for z in c.exact]
+    assert exact and res.bound > 6.0  # 4.24 with the drop-cost fallback
+    c, z = exact[0]
+    lam, m, nu = c.exact[z]
+    t = next(i for i, v in enumerate(lam) if v != 0)
+    c.exact[z] = ([v + (i == t) * v / 1000 for i, v in enumerate(lam)], m, nu)
+    rep = verify_exact(D, codes, res, check_optimum=False)
+    assert any("g exactly 0" in f for f in rep.failures)
