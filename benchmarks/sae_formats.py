@@ -3,8 +3,9 @@ loaded by gapbound, encodings compared with the library's, and the gap meter run
 
     python -m benchmarks.sae_formats --out docs/sae_formats_run.json
 
-Needs the ``interop`` extra. Prints a markdown table (the one in ``docs/sae_formats.md``) and writes
-every row to ``--out``. Problem: d_in 64, 256 latents, activations from the paper's generative model
+Needs the ``interop`` extra. Every SAE is built, saved, loaded and compared first; then the meter
+runs SAE by SAE, and ``--out`` (JSON) and ``--table`` (markdown) are rewritten after each one, so an
+interrupted run keeps its finished rows (rows not yet metered say so). Problem: d_in 64, 256 latents, activations from the paper's generative model
 (K=5 active atoms of a random unit-norm dictionary, non-negative codes), 300 Adam steps per SAE.
 """
 
@@ -14,7 +15,6 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -117,41 +117,69 @@ def dictionary_learning_rows(X: torch.Tensor, root: Path, steps: int):
         yield name, path, reference.encode, name
 
 
-def measure(format_name: str, name: str, path: Path, reference_encode, arch: str, X: torch.Tensor) -> dict:
+def compare(format_name: str, name: str, path: Path, reference_encode, arch: str, X: torch.Tensor) -> tuple[dict, SAE | None]:
     row = {"format": format_name, "architecture": name, "saved_as": arch}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sae = load_sae(path)
     except (ValueError, FileNotFoundError) as err:
-        return {**row, "loads": False, "error": str(err)}
+        return {**row, "loads": False, "error": str(err)}, None
     with torch.no_grad():
         diff = float((sae.encode(X).float() - reference_encode(X).float()).abs().max())
-    report = measure_gap(sae, X)
-    s = report.summary()
-    return {**row, "loads": True, "encode_max_abs_diff": diff, "certified": s["certified"], "gap_rel": s["gap_rel"],
-            "certificate_max": s["certificate_max"], "tol_lasso": s["tol_lasso"], "l1_certificate_max": s["l1_certificate_max"],
-            "tol_l1": s["tol_l1"], "seconds": s["seconds"], "not_certified_because": s["not_certified_because"]}
+    return {**row, "loads": True, "encode_max_abs_diff": diff}, sae
+
+
+def meter(sae: SAE, X: torch.Tensor) -> dict:
+    s = measure_gap(sae, X).summary()
+    return {"certified": s["certified"], "gap_rel": s["gap_rel"], "certificate_max": s["certificate_max"],
+            "tol_lasso": s["tol_lasso"], "l1_certificate_max": s["l1_certificate_max"], "tol_l1": s["tol_l1"],
+            "seconds": s["seconds"], "not_certified_because": s["not_certified_because"]}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| format | architecture | saved as | loads | max abs encode diff | meter certified | gap (rel.) | meter time (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        metered = "certified" in r
+        cert = ("yes" if r["certified"] else "no") if metered else ("n/a" if r.get("sae_lens_reads") else "not run")
+        gap = f"{r['gap_rel']:.3g}" if metered else ""
+        sec = f"{r['seconds']:.0f}" if metered else ""
+        diff = f"{r['encode_max_abs_diff']:.1e}" if "encode_max_abs_diff" in r else ""
+        loads = "yes" if r["loads"] else "no: " + r.get("error", "")
+        lines.append(f"| {r['format']} | {r['architecture']} | {r['saved_as']} | {loads} | {diff} | {cert} | {gap} | {sec} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="sae_formats_run.json")
+    ap.add_argument("--table", default=None, help="also write the markdown table to this file")
     ap.add_argument("--n", type=int, default=256, help="activations measured")
     ap.add_argument("--steps", type=int, default=300, help="Adam steps of brief training per SAE")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    import sae_lens as sl
+
     X_train, X = data(4096, seed=0), data(args.n, seed=1)
-    rows = []
+    meta = {"command": f"python -m benchmarks.sae_formats --n {args.n} --steps {args.steps}", "n": args.n,
+            "steps": args.steps, "torch": torch.__version__, "sae_lens": sl.__version__, "threads": 2,
+            "machine": platform.machine(), "note": "meter times measured under heavy load (7 agents sharing 2 cores)"}
+    rows, saes = [], []
+
+    def save() -> None:
+        atomic_write_json(args.out, {"meta": meta, "rows": rows})
+        if args.table:
+            Path(args.table).write_text(table(rows))
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for fmt, gen in (("SAELens", saelens_rows), ("dictionary_learning", dictionary_learning_rows)):
             for name, path, ref, arch in gen(X_train, root, args.steps):
-                rows.append(measure(fmt, name, path, ref, arch, X))
-                print(json.dumps(rows[-1]), flush=True)
-        # gapbound -> SAELens
-        import sae_lens as sl
-
+                row, sae = compare(fmt, name, path, ref, arch, X)
+                rows.append(row)
+                saes.append(sae)
+                print(json.dumps(row), flush=True)
         for act, kw in (("relu", {}), ("topk", {"k": K}), ("jumprelu", {"threshold": 0.05}), ("gated", {})):
             ours = SAE(D_IN, D_SAE, act, **kw)
             train(ours, ours.encode, ours.decode, X_train, 0.0 if act == "topk" else 3e-3, args.steps, seed=7)
@@ -160,21 +188,15 @@ def main() -> None:
             with torch.no_grad():
                 diff = float((theirs.encode(X) - ours.encode(X)).abs().max())
             rows.append({"format": "gapbound -> SAELens", "architecture": act, "saved_as": theirs.cfg.architecture(),
-                         "loads": True, "encode_max_abs_diff": diff})
+                         "loads": True, "sae_lens_reads": True, "encode_max_abs_diff": diff})
             print(json.dumps(rows[-1]), flush=True)
-    meta = {"command": "python -m benchmarks.sae_formats", "n": args.n, "steps": args.steps, "torch": torch.__version__,
-            "sae_lens": sl.__version__, "machine": platform.processor() or platform.machine(), "threads": 2,
-            "note": "timings measured under load (7 agents sharing 2 cores)"}
-    atomic_write_json(args.out, {"meta": meta, "rows": rows})
-    print("| format | architecture | saved as | loads | max abs encode diff | meter certified | gap (rel.) | meter time (s) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        cert = "" if "certified" not in r else ("yes" if r["certified"] else "no")
-        gap = "" if "gap_rel" not in r else f"{r['gap_rel']:.3g}"
-        sec = "" if "seconds" not in r else f"{r['seconds']:.1f}"
-        diff = "" if "encode_max_abs_diff" not in r else f"{r['encode_max_abs_diff']:.1e}"
-        print(f"| {r['format']} | {r['architecture']} | {r['saved_as']} | {'yes' if r['loads'] else 'no: ' + r.get('error', '')} "
-              f"| {diff} | {cert} | {gap} | {sec} |")
+        save()
+        for row, sae in zip(rows, saes):
+            if sae is not None:
+                row.update(meter(sae, X))
+                print(json.dumps(row), flush=True)
+                save()
+    print(table(rows))
 
 
 if __name__ == "__main__":
