@@ -117,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs = list(every.values()) if args.setting == "all" else [every[args.setting]]
     check_memory(max(c.memory_bytes() for c in configs) * min(args.jobs, len(configs) * len(seeds)),
                  "the training and test sets (--n-train, --n-test x --N) and models", "reduce them or --jobs")
-    fingerprinted = {s: c.result_settings() for s, c in every.items()}
+    # batched and one-at-a-time training agree only to rounding: a run is continued with the same engine
+    fingerprinted = {**{s: c.result_settings() for s, c in every.items()},
+                     "engine": "one-at-a-time" if args.one_at_a_time else "batched"}
     with open_experiment(args.out, "synthetic", fingerprinted, resume=args.resume, overwrite=args.overwrite,
                          outputs=tuple(f"{s}.json" for s in SETTINGS)) as exp:
         todo = [(c, s) for c in configs for s in seeds if not exp.has_part(f"{c.setting}-seed{s}")]

@@ -45,10 +45,33 @@ class LostWork(AssertionError):
     """Finished results were changed or removed."""
 
 
-def cli(module: str, *args: str, timeout: int = 300) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO, env=ENV,
-                          timeout=timeout)
-    return proc.returncode, proc.stderr
+ENTRY = {"gapbound.certify": "gapbound.theory.cli", "gapbound.meter": "gapbound.meter.cli"}
+
+
+def cli(module: str, *args: str) -> tuple[int, str]:
+    """Exit status and stderr of ``python -m module args``, run in this process (as ``runpy`` would call it).
+
+    The simulations' ``__main__`` is ``run_cli(main)``; the other entry points' is ``main``
+    itself. An exception escaping the entry point is reported as exit 1 with its traceback.
+    """
+    import importlib
+    import io
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from gapbound.utils.cli import run_cli
+
+    main = importlib.import_module(ENTRY.get(module, module)).main
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        try:
+            rc = run_cli(main, list(args)) if module.startswith("simulations.") else main(list(args))
+        except SystemExit as exc:
+            rc = exc.code
+        except BaseException:  # noqa: BLE001 - what a user would see as a traceback
+            traceback.print_exc(file=err)
+            rc = 1
+    return rc, err.getvalue()
 
 
 def refused(module: str, *args: str, match: str = "") -> str:
