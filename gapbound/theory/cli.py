@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
 
 from ..synthetic.data import random_dictionary
+from ..utils.cli import add_debug_arg, run_cli
 from .certificate import CertifyResult, certify
 
 
@@ -76,22 +76,28 @@ def report(res: CertifyResult, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.dictionary is not None:
-            D = np.load(args.dictionary)
-        else:
-            if args.N is None:
-                raise ValueError("give --N (random dictionary) or --dictionary FILE.npy")
-            D = random_dictionary(args.M, args.N, args.seed)
-        t0 = time.perf_counter()
-        res = certify(D, args.K, design=args.design, encoder_class=args.encoder_class,
-                      max_partners=args.max_partners, check_uniqueness=args.l1_certificates,
-                      jumprelu_budget=args.jumprelu_budget)
-        seconds = time.perf_counter() - t0
-    except (ValueError, TypeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Entry point: one-line errors (exit 2), Ctrl-C without a traceback, tracebacks only with ``--debug``."""
+    return run_cli(_run, argv, resume_hint=None)
+
+
+def _run(argv: list[str] | None) -> int:
+    parser = build_parser()
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    if args.dictionary is not None:
+        try:
+            D = np.load(args.dictionary, allow_pickle=False)
+        except (ValueError, EOFError) as err:  # not a .npy (e.g. an .npz archive or garbage)
+            raise ValueError(f"--dictionary {args.dictionary} is not a .npy array ({err})") from None
+    else:
+        if args.N is None:
+            raise ValueError("give --N (random dictionary) or --dictionary FILE.npy")
+        D = random_dictionary(args.M, args.N, args.seed)
+    t0 = time.perf_counter()
+    res = certify(D, args.K, design=args.design, encoder_class=args.encoder_class,
+                  max_partners=args.max_partners, check_uniqueness=args.l1_certificates,
+                  jumprelu_budget=args.jumprelu_budget)
+    seconds = time.perf_counter() - t0
     if args.json:
         out = res.to_dict()
         out["seconds"] = seconds
