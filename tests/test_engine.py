@@ -118,6 +118,11 @@ def test_bad_input():
         train_batched([topk], stacked_tensor_batches(X[:1], None, None, (0,)), [cfg])
     with pytest.raises(ValueError, match="number of models"):
         stacked_tensor_batches(X, None, 64, (0,))
+    bad = X.clone()
+    bad[1, :, 0] = float("nan")  # model 1's data is broken: reported, not trained on silently
+    with pytest.raises(FloatingPointError, match=r"models \[1\]"):
+        train_batched([copy.deepcopy(sae), copy.deepcopy(sae)], stacked_tensor_batches(bad, None, None, (0, 1)),
+                      [TrainConfig(steps=60, progress=False, seed=s) for s in (0, 1)])
 
 
 def test_run_seeds_equals_run_seed():

@@ -39,6 +39,8 @@ from .batches import Batch, BatchFn, epoch_permutation
 from .loop import TrainConfig, TrainResult, resume_key
 from .objectives import Autoencoder, Supervised, l1_penalty, supervised_loss
 
+_CHECK_EVERY = 50  # steps between loss evaluations (finiteness check, progress bar)
+
 __all__ = ["StackedBatchFn", "stack_batches", "stacked_tensor_batches", "can_batch", "train_batched"]
 
 StackedBatchFn = Callable[[int], Batch]
@@ -182,8 +184,10 @@ class _Stack:
         return next(j for j, q in enumerate(self._params(self.models[b])) if q is p)
 
     @torch.no_grad()
-    def step_grads(self, batch: Batch, l1: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write every model's gradient into ``flat.grad``; return per-model losses (``B``) and codes (``B x b x N``).
+    def step_grads(self, batch: Batch, l1: float, with_loss: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Write every model's gradient into ``flat.grad``; return per-model losses (``B``, if ``with_loss``) and codes.
+
+        The losses are not needed for the gradients; skipping them saves a fifth of a step at N = 16.
 
         Autoencoder: ``r = c D^T - x``, loss ``mean(r^2) + l1 mean_b sum c``, so
         ``dL/dz = (2 r D / (b M) + l1 / b) 1[z > 0]`` and ``dL/dD = 2 r^T c / (b M)``.
@@ -202,12 +206,12 @@ class _Stack:
             if s is None:
                 raise ValueError("the supervised (known Z) objective needs true codes in every batch")
             active = s > 0
-            losses = supervised_loss(z, c, s)
+            losses = supervised_loss(z, c, s) if with_loss else None
             dz = torch.where(active, z - s, c).mul_(2.0 / (n * N))
         else:
             D = self.params[-1] if self.learned_dict else self.D
             r = torch.baddbmm(x, c, D.transpose(1, 2), beta=-1)  # c D^T - x
-            losses = r.square().mean((1, 2)) + l1 * l1_penalty(c)
+            losses = r.square().mean((1, 2)) + l1 * l1_penalty(c) if with_loss else None
             dr = r.mul_(2.0 / (n * x.shape[2]))
             if self.learned_dict:
                 torch.bmm(dr.transpose(1, 2), c, out=self.grads[-1])
@@ -371,10 +375,15 @@ def train_batched(
     losses = torch.full((B,), float("nan"))
     for step in bar:
         batch = batches(step)
-        losses, codes = stack.step_grads(batch, config.l1)
-        if not bool(torch.isfinite(losses).all()):
-            bad = torch.isfinite(losses).logical_not().nonzero().flatten().tolist()
-            raise FloatingPointError(f"loss became non-finite at step {step} for models {bad}; lower lr (now {config.lr})")
+        # Losses every _CHECK_EVERY steps and at the last: a non-finite loss stays non-finite, so it is
+        # still caught (within _CHECK_EVERY steps of where it appeared).
+        check = (step + 1) % _CHECK_EVERY == 0 or step + 1 == config.steps
+        step_losses, codes = stack.step_grads(batch, config.l1, with_loss=check)
+        if step_losses is not None:
+            losses = step_losses
+            if not bool(torch.isfinite(losses).all()):
+                bad = torch.isfinite(losses).logical_not().nonzero().flatten().tolist()
+                raise FloatingPointError(f"loss became non-finite by step {step} for models {bad}; lower lr (now {config.lr})")
         opt.step()
         stack.after_step()
         fired |= (codes > 0).any(1).cpu()
@@ -387,7 +396,7 @@ def train_batched(
             record(done)
         if config.checkpoint_every and done % config.checkpoint_every == 0:
             checkpoint(done)
-        if done % 200 == 0:
+        if done % (4 * _CHECK_EVERY) == 0:
             bar.set_postfix(loss=f"{losses.mean().item():.3e}", refresh=False)
     record(config.steps)
     for b, r in enumerate(results):
