@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_save", "read_json", "jsonable", "finished_result"]
+__all__ = ["atomic_write", "atomic_write_json", "atomic_save", "read_json", "jsonable"]
 
 
 def _fsync(path: str | os.PathLike) -> None:
@@ -91,21 +91,3 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); delete or regenerate it") from None
-
-
-def finished_result(path: str | os.PathLike, config: Any, overwrite: bool = False) -> dict | None:
-    """A result file to reuse: the saved document at ``path`` if it was produced with ``config``.
-
-    Returns ``None`` when there is nothing to reuse (no file, or ``overwrite``).
-    The file must hold an object with a ``config`` entry; one produced with a
-    different configuration is refused rather than silently mixed with new results.
-    """
-    path = Path(path)
-    if overwrite or not path.exists():
-        return None
-    saved = read_json(path)
-    if saved.get("config") != jsonable(config):
-        raise ValueError(
-            f"{path} was produced with different settings (a different configuration); use another --out or --overwrite"
-        )
-    return saved
