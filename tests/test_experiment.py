@@ -97,7 +97,7 @@ def test_a_second_process_is_refused_while_the_first_runs(tmp_path):
         import sys, time
         from gapbound.utils.experiment import open_experiment
         with open_experiment({str(tmp_path)!r}, "synthetic", {{}}):
-            print("locked", flush=True); time.sleep(60)
+            print("locked", flush=True); time.sleep(3600)
         """)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -176,7 +176,7 @@ def two_writers(tmp: Path) -> None:
     out = tmp / "o"
     holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom gapbound.utils.experiment import open_experiment\n"
                                f"e = open_experiment({str(out)!r}, 'synthetic', {{}})\nprint('locked', flush=True)\n"
-                               "time.sleep(120)"], cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
+                               "time.sleep(3600)"], cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         refused("simulations.synthetic", *TINY_SYN, "--out", str(out), "--resume", match="in use")
