@@ -104,7 +104,7 @@ class TrainResult:
     resampled: int = 0
 
 
-def _resume_key(config: dict) -> dict:
+def resume_key(config: dict) -> dict:
     """The settings a checkpoint must share with the run resuming it (display options may differ)."""
     return {k: v for k, v in config.items() if k != "progress"}
 
@@ -152,7 +152,7 @@ def train(
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if _resume_key(state.get("config", {})) != _resume_key(asdict(config)):
+        if resume_key(state.get("config", {})) != resume_key(asdict(config)):
             raise ValueError(f"checkpoint {ckpt} was written with a different TrainConfig; remove it or change checkpoint_path")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
