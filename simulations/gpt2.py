@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-sae", default=None, metavar="DIR", help="harvest what an SAELens SAE in DIR was trained on")
     p.add_argument("--context-length", type=positive_int, default=None, help="tokens per context")
     p.add_argument("--max-tokens", type=positive_int, default=None, help="tokens to harvest")
+    p.add_argument("--dtype", choices=("float32", "float16"), default=None, help="on-disk activation dtype (presets: float16)")
     p.add_argument("--store", default=None, help="shard store directory (default OUT/store)")
     p.add_argument("--test-fraction", type=positive_float, default=0.07, help="share of shards held out (default 0.07)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to train")
@@ -113,7 +114,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[str, HarvestConfig, LMC
     hv = config_from_sae(args.from_sae, **{k: getattr(preset.harvest, k) for k in ("max_tokens", "contexts_per_shard", "dtype")}) \
         if args.from_sae else preset.harvest
     given = {k: v for k, v in {"model": args.model, "text": args.text, "layer": args.layer, "site": args.site,
-                               "context_length": args.context_length, "max_tokens": args.max_tokens}.items() if v is not None}
+                               "context_length": args.context_length, "max_tokens": args.max_tokens, "dtype": args.dtype}.items()
+             if v is not None}
     if "site" in given and str(given["site"]).startswith("blocks.") and "layer" not in given:
         given["layer"] = None
     hv = replace(hv, **given, device=args.device)
