@@ -342,10 +342,10 @@ def ito_rows(lam: float, budgets: list[int], sae_steps: int, repeats: int, seed:
     from the SAE's codes, run to the float32 certificate floor (``tol=1e-6``; the
     dictionary is float32). Times are process CPU seconds (``wall_s`` keeps its old name).
     """
-    from gapbound.models.encoders import SAE, Dictionary
+    from gapbound.models import SAE, Dictionary
     from gapbound.synthetic.data import SyntheticConfig, make_problem
     from gapbound.synthetic.metrics import mcc
-    from gapbound.training.loop import Autoencoder, TrainConfig, tensor_batches, train
+    from gapbound.training import Autoencoder, TrainConfig, tensor_batches, train
 
     p = make_problem(SyntheticConfig(N=16, M=8, K=3, n_train=1024, n_test=1024, seed=seed))
     torch.manual_seed(seed)

@@ -3,7 +3,7 @@
     python -m benchmarks.throughput                      # N=1000, M=200, batch 1024, MLP widths 256 and 1024
     python -m benchmarks.throughput --device cuda --out results/throughput.json
 
-For each encoder the library's own :func:`gapbound.training.loop.train` runs twice
+For each encoder the library's own :func:`gapbound.training.train` runs twice
 with different step counts on one fixed minibatch; the difference of the two
 wall times divided by the difference of steps is the cost of one steady-state
 step (Adam update, dead-latent bookkeeping and progress bar included; the

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from gapbound.synthetic.data import SyntheticConfig
 from gapbound.synthetic.methods import ExperimentConfig, convergence_summary, run_seed, unconverged_warning
-from gapbound.training.loop import TrainConfig
+from gapbound.training import TrainConfig
 from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, limit_threads, nonnegative_float, nonnegative_int, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
 from simulations import render_figures

@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from gapbound.synthetic.data import SyntheticConfig
 from gapbound.training.distribute import parallel_backend
 from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, convergence_summary, run_seed
-from gapbound.training.loop import TrainConfig
+from gapbound.training import TrainConfig
 from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import ExperimentDir, open_experiment
 from gapbound.utils.io import jsonable, read_json

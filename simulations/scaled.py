@@ -44,7 +44,7 @@ from joblib import Parallel, delayed
 
 from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_problem
 from gapbound.synthetic.methods import ExperimentConfig, run_seed, summarise, unconverged_warning
-from gapbound.training.loop import BatchFn, TrainConfig, stream_batches
+from gapbound.training import BatchFn, TrainConfig, stream_batches
 from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
 from gapbound.utils.io import jsonable

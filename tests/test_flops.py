@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gapbound.models.encoders import MLPEncoder, SAE
+from gapbound.models import MLPEncoder, SAE
 from gapbound.utils.flops import count_flops, forward_flops, train_step_flops
 
 

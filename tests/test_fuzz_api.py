@@ -22,7 +22,7 @@ import gapbound
 from gapbound.synthetic.data import SyntheticConfig
 from gapbound.synthetic.methods import ExperimentConfig
 from gapbound.synthetic.metrics import mcc
-from gapbound.training.loop import TrainConfig
+from gapbound.training import TrainConfig
 from gapbound.utils.validation import as_tensor
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

@@ -209,7 +209,7 @@ def damaged_file(which: str) -> Callable[[Path], None]:
 def unconverged_is_flagged(tmp: Path) -> None:
     from gapbound.synthetic.data import SyntheticConfig
     from gapbound.synthetic.methods import ExperimentConfig, run_seed, summarise
-    from gapbound.training.loop import TrainConfig
+    from gapbound.training import TrainConfig
 
     base = dict(setting="known_d", data=SyntheticConfig(n_train=64, n_test=64), train=TrainConfig(steps=0, progress=False),
                 methods=("SC",))

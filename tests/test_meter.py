@@ -13,7 +13,7 @@ from gapbound.synthetic.data import SyntheticConfig, make_problem
 from gapbound.inference import objective, solve
 from gapbound.meter import main, measure_gap
 from gapbound.models import SAE, Dictionary, load_sae, save_sae
-from gapbound.training.loop import Autoencoder, TrainConfig, tensor_batches, train
+from gapbound.training import Autoencoder, TrainConfig, tensor_batches, train
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from gapbound.utils.cli import run_cli
 from gapbound.utils.io import read_json
-from gapbound.training.loop import TrainConfig
+from gapbound.training import TrainConfig
 from simulations import phase
 
 

@@ -13,7 +13,7 @@ import torch
 from gapbound.synthetic.data import SyntheticConfig, make_generator, make_problem
 from gapbound.synthetic.methods import ExperimentConfig, parse_method, run_seed
 from gapbound.synthetic.metrics import mcc
-from gapbound.training.loop import TrainConfig
+from gapbound.training import TrainConfig
 from simulations import synthetic
 
 SMALL = SyntheticConfig(n_train=256, n_test=256)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_generator, make_problem, random_dictionary, sample_codes
-from gapbound.models.encoders import SAE, Dictionary, MLPEncoder, make_encoder
+from gapbound.models import SAE, Dictionary, MLPEncoder, make_encoder
 from gapbound.synthetic.metrics import dictionary_mcc, mcc
 from gapbound.models.coding import SparseCoding
 from gapbound.training import Autoencoder, Supervised, TrainConfig, l1_to_lam, lam_to_l1, resample_dead, stream_batches, tensor_batches, train

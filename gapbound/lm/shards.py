@@ -384,7 +384,7 @@ class ActivationStream:
     store can be far larger than RAM.
 
     Calling the stream returns ``(x, None, None)``, the batch format of
-    :func:`gapbound.training.loop.train`.
+    :func:`gapbound.training.train`.
 
     Parameters
     ----------

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import Dictionary
+from .dictionary import Dictionary
 from ..inference import SOLVERS, solve
 from ..training import l1_to_lam, lam_to_l1, resample_dead
 from ..utils.validation import check_float, check_int

@@ -2,7 +2,7 @@
 
 Settings (``N, M, K`` from :class:`~gapbound.synthetic.data.SyntheticConfig`):
 
-- ``known_z``: encoders regress the true codes (:class:`~gapbound.training.loop.Supervised`);
+- ``known_z``: encoders regress the true codes (:class:`~gapbound.training.Supervised`);
   ITO and SC use the true dictionary.
 - ``known_d``: encoders are trained on reconstruction + L1 through the frozen true dictionary.
 - ``unknown``: encoders and dictionary are learned together; SC learns codes and dictionary.
@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 from .data import SyntheticConfig, SyntheticProblem, make_problem
-from ..models.encoders import Dictionary, make_encoder
+from ..models import Dictionary, make_encoder
 from ..utils.flops import count_flops
 from ..inference import solve
 from .metrics import dictionary_mcc, mcc, support_scores
 from ..models.coding import SparseCoding
-from ..training.loop import Autoencoder, BatchFn, Supervised, TrainConfig, tensor_batches, train
+from ..training import Autoencoder, BatchFn, Supervised, TrainConfig, tensor_batches, train
 from ..utils.experiment import fingerprint
 from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
@@ -71,7 +71,7 @@ class MethodSpec:
         The trained model it reads; methods sharing a base (SAE and SAE+ITO)
         train it once.
     encoder : str or None
-        :func:`~gapbound.models.encoders.make_encoder` kind of the base's
+        :func:`~gapbound.models.make_encoder` kind of the base's
         encoder; ``None`` for sparse coding (a dictionary, learned only in ``unknown``).
     hidden : int or None
         Hidden width of an MLP encoder.
@@ -375,7 +375,7 @@ def run_seed(
         ``cfg.data`` with this seed). Its training split is ignored when
         ``batches`` is given.
     batches : BatchFn, optional
-        Training minibatches by step, e.g. :func:`~gapbound.training.loop.stream_batches`
+        Training minibatches by step, e.g. :func:`~gapbound.training.stream_batches`
         over a :class:`~gapbound.synthetic.data.CodeStream` for datasets too large to
         materialise (SC in the ``unknown`` setting needs the in-memory split).
 

@@ -28,10 +28,6 @@ from .batches import BatchFn
 from .objectives import Trainable
 from .resample import reset_adam_rows
 
-# The pre-split location of these names; new code imports them from ``gapbound.training``.
-from .batches import Batch, stream_batches, tensor_batches  # noqa: E402,F401
-from .objectives import Autoencoder, Supervised  # noqa: E402,F401
-from .resample import high_loss_inputs  # noqa: E402,F401
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
