@@ -13,14 +13,8 @@ pytest.importorskip("transformers")
 from gapbound.lm import harvest as hv
 from gapbound.lm.shards import ActivationStream, ShardCorruptedError, ShardStore
 
-from test_harvest_fixtures import make_tiny_gpt2, write_text
+from test_harvest_fixtures import tiny  # noqa: F401 (a fixture)
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    directory = make_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
-    text = write_text(tmp_path_factory.mktemp("text") / "corpus.txt")
-    return directory, text, hv.load_language_model(str(directory), "cpu")
 
 
 def _config(tiny, **kw):

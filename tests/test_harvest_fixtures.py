@@ -37,3 +37,13 @@ def write_text(path: Path, repeats: int = 40) -> Path:
     """A text file of varied English sentences (numbered so that contexts differ)."""
     path.write_text("\n".join(f"Paragraph {i}. {TEXT}" for i in range(repeats)))
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(model directory, text file, loaded LanguageModel) of the tiny GPT-2, one per test module."""
+    from gapbound.lm import harvest as hv
+
+    directory = make_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+    text = write_text(tmp_path_factory.mktemp("text") / "corpus.txt")
+    return directory, text, hv.load_language_model(str(directory), "cpu")

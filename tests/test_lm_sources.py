@@ -16,14 +16,8 @@ from gapbound.lm import corpus, harvest as hv
 from gapbound.lm.harvest_cli import main as harvest_main
 from gapbound.lm.models import hook_name, parse_hook_name
 
-from test_harvest_fixtures import make_tiny_gpt2, write_text
+from test_harvest_fixtures import tiny  # noqa: F401 (a fixture)
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    directory = make_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
-    text = write_text(tmp_path_factory.mktemp("text") / "corpus.txt")
-    return directory, text, hv.load_language_model(str(directory), "cpu")
 
 
 def test_hook_names_round_trip_and_bad_names_are_refused():
