@@ -103,3 +103,9 @@ def test_nmse():
 def test_bad_input(call, err):
     with pytest.raises(err):
         call()
+
+
+def test_complex_codes_are_refused_not_truncated() -> None:
+    S = np.eye(3)
+    with pytest.raises(TypeError, match="S_hat must be real"):
+        mcc(S, S + 1j * np.eye(3))

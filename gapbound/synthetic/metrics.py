@@ -28,6 +28,8 @@ def _as_2d(name: str, a: Any) -> np.ndarray:
         raise TypeError(f"{name} must be array-like") from err
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):  # casting to float64 would silently drop the imaginary part
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {arr.shape}")
     if not np.isfinite(arr).all():
@@ -79,7 +81,7 @@ def mcc(S_true: Any, S_hat: Any) -> float:
     float
         In ``[0, 1]``; 1 iff every source is perfectly correlated with its own latent.
     """
-    C = correlation_matrix(S_true, S_hat)
+    C = correlation_matrix(_as_2d("S_true", S_true), _as_2d("S_hat", S_hat))
     return _matched_mean(C, C.shape[0])
 
 
