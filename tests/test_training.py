@@ -178,3 +178,13 @@ def test_resample_dead_rewrites_only_dead_latents():
     # a frozen dictionary (known D) is left alone
     frozen = Dictionary(8, 16, weight=random_dictionary(8, 16), trainable=False)
     assert all(p is not frozen.weight for p, _ in resample_dead(dead, x, loss, make_generator(0, 1), enc, frozen))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"])
+def test_damaged_checkpoint_is_named_not_a_raw_torch_error(tmp_path, content):
+    p = _problem()
+    ckpt = tmp_path / "ck.pt"
+    ckpt.write_bytes(content)
+    cfg = TrainConfig(steps=10, progress=False, checkpoint_every=5, checkpoint_path=str(ckpt))
+    with pytest.raises(ValueError, match=f"checkpoint {ckpt} is damaged.*--overwrite"):
+        train(_autoencoder(p), tensor_batches(p.X_train, batch_size=64, seed=0), cfg)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..synthetic.data import make_generator
 from ..utils.flops import train_step_flops
-from ..utils.io import atomic_save
+from ..utils.io import atomic_save, load_checkpoint
 from .batches import Batch, BatchFn, epoch_permutation
 from .loop import TrainConfig, TrainResult, resume_key
 from .objectives import Autoencoder, Supervised, l1_penalty, supervised_loss
@@ -315,7 +315,7 @@ def train_batched(
     B = len(models)
     key = {"configs": [resume_key(asdict(c)) for c in configs], "B": B}
     ckpt = Path(checkpoint_path) if checkpoint_path else None
-    state = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt is not None and ckpt.exists() else None
+    state = load_checkpoint(ckpt) if ckpt is not None and ckpt.exists() else None
     if state is not None:
         if state.get("key") != key:
             raise ValueError(f"checkpoint {ckpt} was written by a different batched run; remove it or change checkpoint_path")

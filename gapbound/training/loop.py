@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..synthetic.data import make_generator
 from ..utils.flops import train_step_flops
-from ..utils.io import atomic_save
+from ..utils.io import atomic_save, load_checkpoint
 from ..utils.validation import check_float, check_int
 from .batches import BatchFn
 from .objectives import Trainable
@@ -147,7 +147,7 @@ def train(
 
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         if resume_key(state.get("config", {})) != resume_key(asdict(config)):
             raise ValueError(f"checkpoint {ckpt} was written with a different TrainConfig; remove it or change checkpoint_path")
         model.load_state_dict(state["model"])

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_save", "read_json", "jsonable"]
+__all__ = ["atomic_write", "atomic_write_json", "atomic_save", "load_checkpoint", "read_json", "jsonable"]
 
 
 def _fsync(path: str | os.PathLike) -> None:
@@ -78,6 +78,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` ``obj`` to ``path`` atomically (checkpoints)."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint written by :func:`atomic_save`, with a one-line error naming the file when it is damaged."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
+        raise ValueError(f"checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}); "
+                         "delete it or rerun with --overwrite") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} is not a gapbound checkpoint; delete it or rerun with --overwrite")
+    return state
 
 
 def read_json(path: str | os.PathLike) -> Any:
