@@ -51,6 +51,7 @@ from ..models import SAE, Dictionary, MLPEncoder
 from ..models.coding import SparseCoding
 from ..synthetic.metrics import nmse
 from ..training import TrainConfig, train
+from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
 
 __all__ = ["METHODS", "LMConfig", "Normaliser", "build_model", "encode", "evaluate", "sparse_codes", "mean_ci",
@@ -150,13 +151,6 @@ class Normaliser:
         return (x - self.mean.to(x.device)) * self.scale
 
 
-def _seeded(seed: int, make: Callable[[], nn.Module]) -> nn.Module:
-    """Build a module from a private RNG stream (the global torch RNG is left untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return make()
-
-
 def build_model(method: str, d_model: int, k: int, config: LMConfig) -> nn.Module:
     """A fresh ``SAE``, ``MLP`` or ``LCA`` model for ``d_model``-dimensional activations at L0 target ``k``."""
     if method not in METHODS:
@@ -180,7 +174,7 @@ def build_model(method: str, d_model: int, k: int, config: LMConfig) -> nn.Modul
         return TopKAutoencoder(encoder, dictionary, k, aux_k=config.aux_k, aux_coef=config.aux_coef,
                                dead_steps=config.dead_steps)
 
-    return _seeded(config.seed, make)
+    return seeded(config.seed, make)
 
 
 @torch.no_grad()
