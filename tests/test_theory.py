@@ -351,3 +351,29 @@ def test_cli_bad_dictionary_file_is_one_line(tmp_path, capsys, arr):
     assert certify_main(["--dictionary", str(path), "--K", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "D" in err
+
+
+def test_memory_too_large_refused_up_front(capsys, monkeypatch):
+    """Issue 15: sizes that cannot fit are refused before anything is allocated (CLI exit 2, API ValueError)."""
+    import time
+
+    t0 = time.perf_counter()
+    assert certify_main(["--N", "1000000", "--M", "3", "--K", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.perf_counter() - t0 < 5.0
+    assert len(err.splitlines()) == 1 and "--N=1000000" in err and "GiB" in err and "available" in err
+    # the API makes the same check (ValueError), here with the available memory pinned to 1 MiB
+    monkeypatch.setattr("gapbound.theory.witness.available_memory", lambda: 2**20)
+    with pytest.raises(ValueError, match="N=64 needs about .* GiB"):
+        certify(random_dictionary(8, 64, 0), 3)
+
+
+def test_witness_memory_estimate_counts_the_codes():
+    """The up-front estimate counts the pairs design's codes exactly (band and full) without building them."""
+    from gapbound.theory.witness import witness_memory_bytes
+
+    for N in (5, 6, 7, 16, 33):
+        for mp in (None, 1, 2, 3, 4, 6, 40):
+            assert witness_memory_bytes(N, 8, 2, "pairs", mp)[0] == len(witness_codes(N, 2, "pairs", mp))
+        n_lo = witness_memory_bytes(N, 8, 3, "exact")[0]
+        assert 0 < n_lo <= len(witness_codes(N, 3, "exact"))

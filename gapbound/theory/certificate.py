@@ -11,7 +11,7 @@ import numpy as np
 from ..utils.validation import check_sparsity
 from .bounds import _CLASSES, _COVERS, EncoderClass, RowBound, lower_bound
 from .recovery import exact_decode
-from .witness import as_dictionary64, witness_codes
+from .witness import as_dictionary64, check_witness_memory, witness_codes
 
 
 @dataclass
@@ -91,6 +91,11 @@ class CertifyResult:
         return d
 
 
+def default_max_partners(N: int, M: int, max_partners: int | None) -> int | None:
+    """The witness set's partner band: as given, else all pairs for ``N <= 24`` and ``2 M`` beyond."""
+    return 2 * M if max_partners is None and N > 24 else max_partners
+
+
 def certify(
     D: Any,
     K: int,
@@ -125,14 +130,20 @@ def certify(
     Returns
     -------
     CertifyResult
+
+    Raises
+    ------
+    ValueError
+        Bad sizes, or a witness set too large for the available memory (checked before
+        it is built).
     """
     Dn = as_dictionary64(D)
     M, N = Dn.shape
     N, M, K = check_sparsity(N, M, K)
     if encoder_class not in _CLASSES:
         raise ValueError(f"encoder_class must be one of {_CLASSES}, got {encoder_class!r}")
-    if max_partners is None and N > 24:
-        max_partners = 2 * M
+    max_partners = default_max_partners(N, M, max_partners)
+    check_witness_memory(N, M, K, design, max_partners)
     codes = witness_codes(N, K, design, max_partners)
     k_w = int((codes > 0).sum(1).max())
     if check_uniqueness is None:

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..synthetic.data import random_dictionary
 from ..utils.cli import add_debug_arg, run_cli
-from .certificate import CertifyResult, certify
+from .certificate import CertifyResult, certify, default_max_partners
+from .witness import check_witness_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +93,9 @@ def _run(argv: list[str] | None) -> int:
     else:
         if args.N is None:
             raise ValueError("give --N (random dictionary) or --dictionary FILE.npy")
+        # sizes are checked against available memory before the dictionary or witness set exists
+        check_witness_memory(args.N, args.M, args.K, args.design,
+                             default_max_partners(args.N, args.M, args.max_partners), argument="--N")
         D = random_dictionary(args.M, args.N, args.seed)
     t0 = time.perf_counter()
     res = certify(D, args.K, design=args.design, encoder_class=args.encoder_class,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..utils.validation import check_dictionary, check_int, check_sparsity
+from ..utils.validation import available_memory, check_dictionary, check_int, check_sparsity
 
 
 def as_dictionary64(D: Any, name: str = "D") -> np.ndarray:
@@ -124,6 +124,47 @@ def witness_codes(N: int, K: int, design: str = "pairs", max_partners: int | Non
     else:
         raise ValueError(f"design must be 'pairs' or 'exact', got {design!r}")
     return np.array(codes)
+
+
+def _n_pairs(N: int, max_partners: int | None) -> int:
+    """Number of required pairs ``{i, j}`` (as built by :func:`_partners`), without building them."""
+    if max_partners is None or max_partners >= N - 1:
+        return N * (N - 1) // 2
+    half = max(1, max_partners // 2)
+    return N * min(half, (N - 1) // 2) + (N // 2 if 2 * half >= N - 1 and N % 2 == 0 else 0)
+
+
+def witness_memory_bytes(N: int, M: int, K: int, design: str = "pairs", max_partners: int | None = None) -> tuple[int, float]:
+    """``(n_codes, peak bytes)`` of certifying an ``M x N`` dictionary on its witness set, estimated from the sizes alone.
+
+    ``n_codes`` is exact for ``design="pairs"`` and a lower estimate for ``"exact"`` (a covering
+    needs at least ``pairs / C(K, 2)`` supports, ``K + 1`` codes each). The peak counts the
+    dense codes twice (list and array, ``n x N`` float64), the pair set (~150 bytes a pair), the
+    inputs with their bias column and the per-entry ``p x p`` outer products of the row solver
+    (``p = M + 1``), and three float64 copies of ``D``.
+    """
+    pairs = _n_pairs(N, max_partners) if K >= 2 else 0
+    if design == "exact":
+        n = N if K == 1 else -(-pairs // (K * (K - 1) // 2)) * (K + 1)
+    else:
+        n = 2 * N + pairs
+    p = M + 1
+    return n, 16.0 * n * N + 150.0 * pairs + 8.0 * n * (4 * p + 2 * p * p) + 24.0 * M * N
+
+
+def check_witness_memory(N: int, M: int, K: int, design: str = "pairs", max_partners: int | None = None,
+                         argument: str = "N") -> None:
+    """Refuse (``ValueError``, one line naming ``argument``) sizes whose certificate cannot fit in available memory.
+
+    Checked before anything is allocated (:func:`witness_memory_bytes` against
+    :func:`gapbound.utils.validation.available_memory`).
+    """
+    n, need = witness_memory_bytes(N, M, K, design, max_partners)
+    avail = available_memory()
+    if need > avail:
+        raise ValueError(f"{argument}={N} needs about {need / 2**30:.3g} GiB to certify ({n} witness codes x N={N}, "
+                         f"M={M}) but only {avail / 2**30:.3g} GiB is available; use a smaller {argument} "
+                         "(or a smaller max_partners for the pairs design)")
 
 
 
