@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -113,7 +114,8 @@ def digits_dictionary(N: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def make_cell(cell: Cell, seed: int) -> tuple[np.ndarray, np.ndarray, float, dict]:
     """``(D, X, lam, info)`` of a cell: data are sparse non-negative codes through D plus noise."""
-    rng = np.random.default_rng([seed, cell.N, cell.M, cell.n, hash(cell.kind) % 2**31])
+    # zlib.crc32, not hash(): str hashes are salted per process, which would change the data between runs.
+    rng = np.random.default_rng([seed, cell.N, cell.M, cell.n, zlib.crc32(cell.kind.encode())])
     if cell.kind == "digits":
         D, pool = digits_dictionary(cell.N, seed)
         X = pool[rng.choice(len(pool), size=cell.n, replace=cell.n > len(pool))]

@@ -113,3 +113,22 @@ def test_single_samples_form_only_the_gram_rows_they_need():
     full = fista(D, X[:1], 0.05, tol=1e-10, backend="torch")  # the batched path uses the whole Gram matrix
     assert first.converged and torch.allclose(first.objective, full.objective, rtol=1e-9, atol=1e-12)
     assert torch.allclose(coder.atoms.G64, torch.as_tensor(D).T @ torch.as_tensor(D), rtol=0, atol=1e-12)
+
+
+def test_lean_path_hands_uncertified_samples_to_the_general_path(monkeypatch):
+    """The lean path (numpy in, compiled kernel called directly) with too few rounds to certify: the
+    general path finishes from its codes, and the result equals an unhurried solve."""
+    import gapbound.inference.coder as coder_mod
+
+    D, X = _problem(M=32, N=128, n=24, seed=3)
+    full = SparseCoder(D, 0.01, tol=1e-10).solve(X)
+    monkeypatch.setattr(coder_mod, "_LEAN_ROUNDS", 1)
+    short = SparseCoder(D, 0.01, tol=1e-10)
+    res = short.solve(X)
+    assert res.converged and (res.duality_gap <= 1e-10).all()
+    assert torch.allclose(res.objective, full.objective, rtol=1e-9, atol=1e-12)
+    # float32 numpy and torch input give the same optimum (lean and general paths)
+    for Xk in (X.astype(np.float32), torch.as_tensor(X)):
+        other = SparseCoder(D, 0.01, tol=1e-10).solve(Xk)
+        ref = SparseCoder(D, 0.01, tol=1e-10).solve(np.asarray(Xk, dtype=np.float64))
+        assert other.converged and torch.allclose(other.objective, ref.objective, rtol=1e-9, atol=1e-12)

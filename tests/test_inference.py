@@ -440,3 +440,24 @@ def test_backend_argument_is_checked():
     wide = np.random.default_rng(0).normal(size=(4, 4097))
     with pytest.raises(ValueError, match="backend='numba' needs a CPU dictionary with at most 4096 atoms"):
         fista(wide, np.ones((1, 4)), 0.1, backend="numba")
+
+
+@SETTINGS
+@given(st.integers(1, 14), st.data())
+def test_cholesky_row_deletion_equals_a_fresh_factorisation(m, data):
+    """The compiled kernel's Givens update after an atom leaves equals the factor of the smaller set."""
+    from gapbound.inference.compiled import _delete_row
+
+    p = data.draw(st.integers(0, m - 1))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    A = rng.normal(size=(m + 3, m))
+    G, q = A.T @ A, rng.normal(size=m)
+    L = np.zeros((m + 1, m + 1))
+    L[:m, :m] = np.linalg.cholesky(G)
+    y = np.zeros(m + 1)
+    y[:m] = np.linalg.solve(L[:m, :m], q)
+    _delete_row(L, y, m, p, np.empty(m + 1))
+    keep = [i for i in range(m) if i != p]
+    L_ref = np.linalg.cholesky(G[np.ix_(keep, keep)]) if keep else np.zeros((0, 0))
+    np.testing.assert_allclose(np.tril(L[: m - 1, : m - 1]), L_ref, atol=1e-10)
+    np.testing.assert_allclose(y[: m - 1], np.linalg.solve(L_ref, q[keep]) if keep else [], atol=1e-9)

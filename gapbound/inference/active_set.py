@@ -24,7 +24,7 @@ import math
 import torch
 
 from .compiled import active_set as compiled_active_set
-from .problem import Problem
+from .problem import Atoms, Problem
 
 __all__ = ["run_active_set", "compact", "lawson_hanson", "widths"]
 
@@ -32,7 +32,7 @@ _RIDGE = 1e-11
 _CHUNK_ELEMS = 2**19  # float64 elements per batch of small matrices (4 MiB)
 
 
-def widths(prob: Problem, n_add: int = 4) -> tuple[int, int, int]:
+def widths(prob: Problem | Atoms, n_add: int = 4) -> tuple[int, int, int]:
     """(working-set cap, most atoms added per round, atoms added to an empty support).
 
     Atoms join a few at a time (each Cholesky factorisation costs ``O(width^3)``);

@@ -43,11 +43,13 @@ from numba import njit, prange
 
 from ..utils.flops import counting
 
-__all__ = ["active_set"]
+__all__ = ["active_set", "run_numpy"]
 
 _TINY = 2.2250738585072014e-308  # smallest normal float64, as in problem.gap_terms
 _MAX_INNER = 64  # Lawson-Hanson steps per round beyond one per working-set atom
 _PIVOT = 1e-13  # relative pivot below which an atom counts as dependent on the free atoms before it
+# Reassociation lets the dot products of the factorisation vectorise (a few ulps of difference).
+_FAST = {"reassoc", "contract"}
 
 
 @njit(cache=True, inline="always")
@@ -90,7 +92,7 @@ def _correlations(G: np.ndarray, c: np.ndarray, W: np.ndarray, s: np.ndarray, k:
     return flops
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _factor_rows(G: np.ndarray, W: np.ndarray, F: np.ndarray, m: int, start: int, q: np.ndarray, L: np.ndarray,
                  y: np.ndarray) -> tuple[int, int]:
     """Rows ``start..m-1`` of the Cholesky factor ``L`` of ``G[W_F, W_F]`` and of ``y = L^{-1} q_F``.
@@ -133,31 +135,67 @@ def _back_solve(L: np.ndarray, b: np.ndarray, m: int, z: np.ndarray) -> int:
 
 
 @njit(cache=True, inline="always")
-def _step(s: np.ndarray, F: np.ndarray, m: int, w: np.ndarray, t_max: float) -> tuple[int, int]:
+def _step(s: np.ndarray, F: np.ndarray, m: int, w: np.ndarray, t_max: float, gone: np.ndarray) -> tuple[int, int, int]:
     """``s[F] += t w`` for the largest ``t <= t_max`` keeping ``s >= 0``; the atoms reaching zero leave ``F``.
 
-    Returns (new size of ``F``, first position that left, or ``m``).
+    Returns (new size of ``F``, first position that left, or ``m``; how many left, their
+    positions in ``gone[:count]``, ascending).
     """
     t = t_max
     for i in range(m):
         if w[i] < 0.0:
             t = min(t, s[F[i]] / -w[i])
-    mm, first = 0, m
+    mm, first, ng = 0, m, 0
     for i in range(m):
         a = F[i]
         if w[i] < 0.0 and s[a] / -w[i] <= t:
             s[a] = 0.0
             first = min(first, i)
+            gone[ng] = i
+            ng += 1
         else:
             s[a] = max(s[a] + t * w[i], 0.0)
             F[mm] = a
             mm += 1
-    return mm, first
+    return mm, first, ng
+
+
+@njit(cache=True, fastmath=_FAST)
+def _delete_row(L: np.ndarray, y: np.ndarray, m: int, p: int, x: np.ndarray) -> int:
+    """Remove row and column ``p`` from the ``m x m`` Cholesky factor ``L`` and entry ``p`` from ``y = L^{-1} q``.
+
+    The rows after ``p`` move up; their block ``T`` then satisfies ``T' T'^T = T T^T + l l^T``
+    (``l`` the removed column below ``p``), a rank-one update done with Givens rotations in
+    ``O((m - p)^2)``, applied to ``y`` too (instead of refactoring the rows after ``p``: cubic).
+    Returns the FLOPs.
+    """
+    ye = y[p]
+    for i in range(p + 1, m):
+        x[i - p - 1] = L[i, p]
+        for j in range(p):
+            L[i - 1, j] = L[i, j]
+        for j in range(p + 1, i + 1):
+            L[i - 1, j - 1] = L[i, j]
+        y[i - 1] = y[i]
+    r = m - p - 1
+    for k in range(r):
+        a, b = L[p + k, p + k], x[k]
+        rho = math.sqrt(a * a + b * b)
+        c, sn = a / rho, b / rho
+        L[p + k, p + k] = rho
+        for i in range(k + 1, r):
+            t, u = L[p + i, p + k], x[i]
+            L[p + i, p + k] = c * t + sn * u
+            x[i] = c * u - sn * t
+        t = y[p + k]
+        y[p + k] = c * t + sn * ye
+        ye = c * ye - sn * t
+    return 6 * r * r
 
 
 @njit(cache=True)
 def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k: int, F: np.ndarray, L: np.ndarray,
-                   y: np.ndarray, z: np.ndarray, valid: int) -> tuple[int, int, bool]:
+                   y: np.ndarray, z: np.ndarray, valid: int, gone: np.ndarray) -> tuple[int, int, bool]:
     """Minimise ``0.5 s'Gs - q's`` over ``s >= 0`` on working-set positions ``0..k-1``, from the feasible ``s``.
 
     All positions start free, in order; the first ``valid`` rows of the factor
@@ -165,9 +203,10 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
     Coordinates that the exact solve on the free set makes non-positive are
     handled as in Lawson-Hanson NNLS: step towards it until the first reaches
     zero, which leaves the free set (all at once from zero: a step of length
-    zero), and solve again, reusing the factor rows before the first that
-    left. An atom that is a combination ``D_F u`` of the free atoms before it
-    (duplicate atoms, or more free atoms than dimensions) gives the null
+    zero), and solve again, the factor reduced by Givens updates
+    (:func:`_delete_row`) rather than refactored. An atom that is a
+    combination ``D_F u`` of the free atoms before it (duplicate atoms, or
+    more free atoms than dimensions) gives the null
     direction ``v = (u, -1)`` of ``D``, along which only the linear term
     changes: the step goes along ``v`` or ``-v``, whichever does not increase
     the objective, until an atom leaves. Every step lowers the objective or
@@ -197,10 +236,15 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
             if not neg:  # no atom can leave along a descent direction (not expected for lam > 0)
                 return 0, flops, False
             z[bad] = -sign
-            m_new, first = _step(s, F, bad + 1, z, math.inf)
+            m_new, _, ng = _step(s, F, bad + 1, z, math.inf, gone)
             for i in range(bad + 1, m):  # the atoms after F[bad] keep their place behind
                 F[m_new + i - bad - 1] = F[i]
-            m, valid = m - (bad + 1 - m_new), min(bad, first)
+            valid = bad  # the factor's rows of the atoms before F[bad], reduced by updates
+            for g in range(ng - 1, -1, -1):
+                if gone[g] < bad:
+                    flops += _delete_row(L, y, valid, gone[g], z)
+                    valid -= 1
+            m -= bad + 1 - m_new
             continue
         flops += _back_solve(L, y, m, z)
         stepping = False
@@ -212,8 +256,11 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
             return m, flops, True
         for i in range(m):  # towards z: w = z - s
             z[i] -= s[F[i]]
-        m, valid = _step(s, F, m, z, 1.0)
-        valid = min(valid, m)
+        _, _, ng = _step(s, F, m, z, 1.0, gone)
+        for g in range(ng - 1, -1, -1):  # the factor of the smaller free set, by updates (last first)
+            flops += _delete_row(L, y, m, gone[g], z)
+            m -= 1
+        valid = m
     return 0, flops, False
 
 
@@ -366,7 +413,7 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
             # can all leave again at once).
             k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
             valid = min(valid, n_coded)
-            m = min(adds, cap - k)
+            m = min(adds, cap - k, max(1, DT.shape[1] - k))  # past the rank, atoms turn dependent: a null step each
             if k + m > W.shape[0]:
                 W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v,
                                                              min(cap, max(k + m, 2 * W.shape[0])))
@@ -382,7 +429,7 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
             fl += _ensure_rows(G, have, DT, W, k - nc, k)
             for a in range(k):
                 q[a] = c[W[a]] - lam
-            valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid)
+            valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid, cand_i)  # cand_i: free here
             fl += f + _correlations(G, c, W, s, k, r)
         for a in range(k):
             inW[W[a]] = False  # the workspace serves the chunk's next sample
@@ -431,34 +478,47 @@ def _numba_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(torch_threads)
 
 
-def _run(
-    G: torch.Tensor, have: torch.Tensor, DT: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor,
-    idx: torch.Tensor, vals: torch.Tensor, lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int,
-    n_first: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The kernel on torch tensors: (codes, objective, gap, FLOPs per sample)."""
-    n, N = rows.numel(), G.shape[0]
-    S = torch.zeros(n, N, dtype=torch.float64)
-    P, gap = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
-    flops = torch.zeros(n, dtype=torch.int64)
+def run_numpy(
+    G: np.ndarray, have: np.ndarray, DT: np.ndarray, DtX: np.ndarray, xx: np.ndarray, rows: np.ndarray, idx: np.ndarray,
+    vals: np.ndarray, lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int, n_first: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel on contiguous numpy arrays (as :func:`active_set`'s, ``G`` and ``have`` filled in place).
+
+    Returns (codes, objective, gap, FLOPs per sample). This is the whole cost of a call
+    that reaches it directly (:class:`gapbound.inference.SparseCoder`'s lean path).
+    """
+    n, N = rows.shape[0], G.shape[0]
+    S = np.zeros((n, N))
+    P, gap = np.empty(n), np.empty(n)
+    flops = np.zeros(n, np.int64)
     if n:
         # The kernel's threads follow torch's setting (the benchmarks give every solver the same).
         threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         parallel = threads > 1 and n >= _PARALLEL_MIN_SAMPLES
-        if parallel and not bool(have.all()):  # threads must not fill rows: complete the Gram matrix first
-            missing = (~have).nonzero().flatten()
+        if parallel and not have.all():  # threads must not fill rows: complete the Gram matrix first
+            missing = np.flatnonzero(~have)
             G[missing] = DT[missing] @ DT.T
             have[missing] = True
-            flops[0] += 2 * missing.numel() * DT.shape[0] * DT.shape[1]
-        args = (G.numpy(), have.numpy(), DT.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(), vals.numpy(),
-                lam, tol, cap, max_add, max_outer, n_add, n_first, min(n, 4 * threads) if parallel else 1,
-                S.numpy(), P.numpy(), gap.numpy(), flops.numpy())
+            flops[0] += 2 * missing.size * DT.shape[0] * DT.shape[1]
+        args = (G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first,
+                min(n, 4 * threads) if parallel else 1, S, P, gap, flops)
         if parallel:
             with _numba_threads(threads):
                 _kernel_parallel(*args)
         else:
             _kernel_serial(*args)
     return S, P, gap, flops
+
+
+def _run(
+    G: torch.Tensor, have: torch.Tensor, DT: torch.Tensor, DtX: torch.Tensor, xx: torch.Tensor, rows: torch.Tensor,
+    idx: torch.Tensor, vals: torch.Tensor, lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int,
+    n_first: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`run_numpy` on torch tensors: (codes, objective, gap, FLOPs per sample)."""
+    out = run_numpy(G.numpy(), have.numpy(), DT.numpy(), DtX.numpy(), xx.numpy(), rows.numpy(), idx.numpy(),
+                    vals.numpy(), lam, tol, cap, max_add, max_outer, n_add, n_first)
+    return tuple(torch.from_numpy(a) for a in out)  # type: ignore[return-value]
 
 
 @torch.library.custom_op("gapbound::active_set", mutates_args=("G", "have"))
