@@ -10,7 +10,8 @@ target ``k`` in ``--l0`` and every method, train (checkpoints in
 ``OUT/checkpoints``), evaluate NMSE, L0, dead latents and the amortisation gap
 on the held-out shards, and score ``--n-latents`` live latents by
 explain-then-detect; each (method, k) is written to ``OUT/parts/`` as it
-finishes; (3) write ``OUT/gpt2.json`` (per-method frontier, the comparison at
+finishes, and each trained SAE to ``OUT/saes/SAE-k{k}`` in SAELens's layout
+(normalisation folded in: it reads raw activations); (3) write ``OUT/gpt2.json`` (per-method frontier, the comparison at
 matched L0 and at matched NMSE) and the figures (``OUT/figures`` unless
 ``--figures-dir``). A rerun needs ``--resume`` (finished parts are reused,
 more ``--l0`` values may be added) or ``--overwrite``.
@@ -57,7 +58,7 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         HarvestConfig(model="minilm", layer=3, text="pydoc", context_length=128, contexts_per_shard=128,
                       dtype="float16", device="cpu"),
-        LMConfig(expansion=4, mlp_hidden_mult=1, steps=300, batch_size=256, lr=1e-3, aux_k=128, dead_steps=50,
+        LMConfig(expansion=4, mlp_hidden_mult=2, steps=300, batch_size=256, lr=1e-3, aux_k=128, dead_steps=50,
                  lca_iters=15, lca_steps=100, lca_batch_size=128, lca_lr=1e-3, lca_resample_every=40,
                  lca_gain=0.1, gap_samples=256, gap_iters=200, n_latents=50, eval_batch=1024),
         (8, 32), "MiniLM-L6 layer 3 on pydoc, a smoke test of the pipeline",
@@ -67,7 +68,7 @@ PRESETS: dict[str, Preset] = {
         HarvestConfig(model="minilm", layer=3, text="offline", context_length=128, max_tokens=1_048_576,
                       contexts_per_shard=512, dtype="float16", device="cpu"),
         LMConfig(expansion=4, mlp_hidden_mult=2, steps=1000, batch_size=512, lr=1e-3, aux_k=256, dead_steps=100,
-                 lca_iters=20, lca_steps=300, lca_batch_size=256, lca_lr=1e-3, lca_resample_every=75,
+                 lca_iters=50, lca_steps=300, lca_batch_size=256, lca_lr=1e-3, lca_resample_every=75,
                  lca_gain=0.05, gap_samples=256, gap_iters=200, n_latents=200, eval_batch=2048),
         (32, 16, 64, 8), "MiniLM-L6 layer 3 on 1M tokens of English from Python and Debian packages",
     ),
@@ -202,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {"preset": name, "harvest": {k: v for k, v in asdict(hv_cfg).items() if k not in ("device", "batch_size")},
               "train": asdict(lm_cfg), "test_fraction": args.test_fraction}
     with open_experiment(out, "gpt2", config, resume=args.resume, overwrite=args.overwrite,
-                         outputs=("gpt2.json",)) as exp:
+                         outputs=("gpt2.json", "saes")) as exp:
         t0 = time.perf_counter()
         store = harvest(hv_cfg, store_dir, progress=not args.quiet)
         harvest_s = time.perf_counter() - t0
@@ -214,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if exp.has_part(key):
                     continue
                 result = run_method(method, k, store, splits, lm_cfg, checkpoint_dir=exp.checkpoint_dir,
-                                    device=args.device, progress=not args.quiet, decode=decode)
+                                    device=args.device, progress=not args.quiet, decode=decode,
+                                    export_dir=out / "saes")
                 exp.write_part(key, {"method": method, "result": result})
                 print(f"{key}: NMSE {result['nmse']:.3f}, L0 {result['l0']:.1f}, dead {result['dead_latents']}, "
                       f"F1 {result['f1_mean']:.3f} ({result['train_seconds']:.0f} s training, "

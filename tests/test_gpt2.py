@@ -153,3 +153,38 @@ def test_bad_configuration_is_rejected(tmp_path):
 
     argv = ["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--quiet", "--quick", "--no-figures"]
     assert run_cli(sim.main, argv) == 2
+
+
+def test_trained_sae_exports_to_saelens_reading_raw_activations(tmp_path):
+    """The SAE leaves training with its centring/scaling folded in: SAELens encodes raw activations to the trained codes."""
+    sae_lens = pytest.importorskip("sae_lens")
+    from gapbound.models import SAE
+
+    torch.manual_seed(5)
+    model = lt.build_model("SAE", 12, 3, lt.LMConfig(expansion=2, seed=5))
+    with torch.no_grad():
+        model.encoder.linear.bias.normal_()
+    norm = lt.Normaliser(torch.randn(12) * 3, 0.25)  # trained on (x - mean) * 0.25
+    x = 4 * torch.randn(64, 12) + norm.mean
+    path = lt.raw_sae(model, norm, hook_name="blocks.1.hook_resid_post", model_name="tiny", context_size=16).save(tmp_path / "s")
+    theirs = sae_lens.SAE.load_from_disk(path)
+    assert theirs.cfg.metadata.hook_name == "blocks.1.hook_resid_post"
+    with torch.no_grad():
+        want = model.encode(norm(x))
+        got = theirs.encode(x)
+        assert torch.equal(got > 0, want > 0)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        raw_recon = model.dictionary(want) / norm.scale + norm.mean
+        torch.testing.assert_close(theirs.decode(got), raw_recon, atol=1e-4, rtol=1e-5)
+        assert torch.equal(SAE.load(path).encode(x), got)  # gapbound reads its own export as SAELens does
+    with pytest.raises(TypeError, match="only the SAE method"):
+        lt.raw_sae(lt.build_model("MLP", 12, 3, lt.LMConfig(expansion=2)), norm)
+
+
+def test_simulation_saves_each_sae_for_saelens(run):
+    _, out, report = run
+    for k in (4, 8):
+        path = out / "saes" / f"SAE-k{k}"
+        cfg = json.loads((path / "cfg.json").read_text())
+        assert cfg["architecture"] == "topk" and cfg["k"] == k and cfg["metadata"]["hook_name"] == "blocks.1.hook_resid_post"
+        assert report["methods"][f"SAE-k{k}"]["saelens_dir"] == str(path)

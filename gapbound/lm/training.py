@@ -55,7 +55,7 @@ from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
 
 __all__ = ["METHODS", "LMConfig", "Normaliser", "build_model", "encode", "evaluate", "sparse_codes", "mean_ci",
-           "run_method"]
+           "raw_sae", "run_method", "tie_mlp"]
 
 METHODS = ("SAE", "MLP", "LCA")
 
@@ -70,6 +70,10 @@ class LMConfig:
         Latents per input dimension (``N = expansion * d_model``; paper runs: 22).
     mlp_hidden_mult : int
         MLP hidden width per input dimension (the paper: ``11 * 768 = 8448`` for GPT-2).
+    mlp_init : {"tied", "default"}
+        ``"tied"`` (needs ``mlp_hidden_mult >= 2``): the MLP starts as the tied-initialised
+        SAE (:func:`tie_mlp`), every latent alive; ``"default"``: PyTorch's initialisation,
+        under which TopK training collapsed onto a quarter of the latents within 50 steps.
     steps, batch_size, lr : int, int, float
         Adam optimisation of the SAE and the MLP.
     aux_k, aux_coef, dead_steps : int, float, int
@@ -98,6 +102,7 @@ class LMConfig:
 
     expansion: int = 22
     mlp_hidden_mult: int = 11
+    mlp_init: str = "tied"
     steps: int = 50_000
     batch_size: int = 8192
     lr: float = 1e-4
@@ -129,6 +134,11 @@ class LMConfig:
             check_float(name, getattr(self, name), minimum=0.0, strict_minimum=True)
         for name in ("aux_coef", "lca_gain", "gap_rtol"):
             check_float(name, getattr(self, name), minimum=0.0)
+        if self.mlp_init not in ("tied", "default"):
+            raise ValueError(f"mlp_init must be 'tied' or 'default', got {self.mlp_init!r}")
+        if self.mlp_init == "tied" and self.mlp_hidden_mult < 2:
+            raise ValueError(f"mlp_init='tied' needs mlp_hidden_mult >= 2 (got {self.mlp_hidden_mult}); "
+                             "raise it or use mlp_init='default'")
         if self.lca_method not in SOLVERS:
             raise ValueError(f"lca_method must be a registered solver {sorted(SOLVERS)}, got {self.lca_method!r}")
 
@@ -151,6 +161,31 @@ class Normaliser:
         return (x - self.mean.to(x.device)) * self.scale
 
 
+@torch.no_grad()
+def tie_mlp(encoder: MLPEncoder, D: torch.Tensor) -> MLPEncoder:
+    """Initialise ``encoder`` to compute the tied SAE's pre-activations ``D^T x`` exactly (in place).
+
+    The first ``2 M`` hidden units read ``relu(x)`` and ``relu(-x)`` and the output
+    layer maps them to ``D^T (relu(x) - relu(-x)) = D^T x``; further hidden units keep
+    PyTorch's input weights and start with zero output weights. Every latent then fires
+    as often as a tied SAE's at step 0 (Gao et al. 2024's initialisation, carried over),
+    instead of the few latents that PyTorch's initialisation favours on all inputs
+    (``relu`` hidden features share a large mean, which a random output row turns into
+    a fixed per-latent offset).
+    """
+    M, h = encoder.M, encoder.hidden
+    if h < 2 * M:
+        raise ValueError(f"a tied MLP needs hidden >= 2 * M = {2 * M}, got {h}")
+    first, out = encoder.net[0], encoder.linear
+    eye = torch.eye(M, dtype=first.weight.dtype, device=first.weight.device)
+    first.weight[:M], first.weight[M:2 * M] = eye, -eye
+    first.bias[:2 * M] = 0.0
+    out.weight.zero_()
+    out.weight[:, :M], out.weight[:, M:2 * M] = D.T, -D.T
+    out.bias.zero_()
+    return encoder
+
+
 def build_model(method: str, d_model: int, k: int, config: LMConfig) -> nn.Module:
     """A fresh ``SAE``, ``MLP`` or ``LCA`` model for ``d_model``-dimensional activations at L0 target ``k``."""
     if method not in METHODS:
@@ -171,10 +206,36 @@ def build_model(method: str, d_model: int, k: int, config: LMConfig) -> nn.Modul
                 encoder.linear.bias.zero_()
         else:
             encoder = MLPEncoder(d_model, N, hidden=config.mlp_hidden_mult * d_model)
+            if config.mlp_init == "tied":
+                tie_mlp(encoder, dictionary.weight.detach())
         return TopKAutoencoder(encoder, dictionary, k, aux_k=config.aux_k, aux_coef=config.aux_coef,
                                dead_steps=config.dead_steps)
 
     return seeded(config.seed, make)
+
+
+@torch.no_grad()
+def raw_sae(model: TopKAutoencoder, norm: Normaliser, **metadata: Any) -> SAE:
+    """The trained TopK SAE as a :class:`~gapbound.models.SAE` that reads *raw* activations.
+
+    Training sees ``(x - mean) * scale``; here the centring and scaling are folded into
+    the weights (:meth:`SAE.fold_input_normalisation`), so the result encodes raw
+    activations to the trained codes and reconstructs in raw units: the form SAELens
+    (``SAE.save`` writes its layout) and the meter expect. ``metadata`` (``hook_name``,
+    ``model_name``, ``context_size``, ``prepend_bos``) goes to ``cfg.json``.
+
+    Raises
+    ------
+    TypeError
+        For the MLP encoder and LCA, which have no SAELens architecture.
+    """
+    if not isinstance(model, TopKAutoencoder) or not isinstance(model.encoder, SAE):
+        raise TypeError("only the SAE method exports to SAELens (the MLP encoder and LCA have no SAELens architecture)")
+    W = model.encoder.linear.weight.detach().float().cpu()
+    D = model.dictionary.weight.detach().float().cpu()
+    sae = SAE.from_weights(W.T.contiguous(), model.encoder.linear.bias.detach().float().cpu().clone(), D.T.contiguous(),
+                           torch.zeros(D.shape[0]), "topk", k=model.k, apply_b_dec_to_input=False, metadata=metadata)
+    return sae.fold_input_normalisation(norm.mean.cpu(), 1.0 / norm.scale)
 
 
 @torch.no_grad()
@@ -241,13 +302,16 @@ def run_method(
     device: str = "cpu",
     progress: bool = True,
     decode: Callable[[Sequence[int]], list[str]] | None = None,
+    export_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``method`` at L0 target ``k`` on ``splits["train"]`` and evaluate it on ``splits["test"]``.
 
     ``splits["explain"]`` (training contexts) supply the windows autointerp
     explains latents from; ``splits["test"]`` (held out) the activations for
     NMSE/L0/dead/gap and the windows detection is scored on. ``decode``
-    (token ids -> strings) makes the explanations readable.
+    (token ids -> strings) makes the explanations readable. With ``export_dir``
+    a trained SAE is saved to ``export_dir/SAE-k{k}`` in SAELens's layout with
+    the normalisation folded in (:func:`raw_sae`), so it reads raw activations.
 
     Returns
     -------
@@ -255,7 +319,8 @@ def run_method(
         ``nmse``, ``l0``, ``dead_latents``, ``dead_fraction``, ``n_latents``, ``gap``,
         ``f1`` (list over scored latents), ``f1_mean``, ``f1_ci``, ``accuracy``,
         ``accuracy_mean``, ``explanations``, ``autointerp`` counts, ``k``, ``steps``,
-        ``train_seconds``, ``train_flops_per_step``, ``train_tokens``, ``resampled``, ``lam`` (LCA).
+        ``train_seconds``, ``train_flops_per_step``, ``train_tokens``, ``resampled``, ``lam`` (LCA),
+        ``saelens_dir`` (the exported SAE, or None).
     """
     dev = resolve_device(device)
     lo, hi = store.positions
@@ -276,6 +341,11 @@ def run_method(
     train_seconds = time.perf_counter() - t0
     model = model.cpu().eval()
     norm_cpu = Normaliser(norm.mean.cpu(), norm.scale)
+    saelens_dir = None
+    if method == "SAE" and export_dir is not None:
+        saelens_dir = raw_sae(model, norm_cpu, hook_name=store.meta.get("hook_name"), model_name=store.fingerprint["model"],
+                              context_size=store.context_length,
+                              prepend_bos=bool(store.meta.get("prepend_bos"))).save(Path(export_dir) / f"{method}-k{k}")
 
     t0 = time.perf_counter()
     win_test, X_test = _content(store, splits["test"], config.window)
@@ -308,5 +378,6 @@ def run_method(
         train_flops_per_step=result.step_flops,
         resampled=result.resampled,
         lam=float(model.lam) if lca else None,
+        saelens_dir=None if saelens_dir is None else str(saelens_dir),
     )
     return out
