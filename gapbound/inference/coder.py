@@ -10,7 +10,7 @@ import torch
 from ..utils.flops import counting
 from ..utils.validation import check_float
 from .active_set import widths
-from .compiled import run_numpy
+from .compiled import compact_start, run_numpy
 from .problem import Atoms, InferenceResult, Problem, check_backend
 from .proximal import check_common, proximal_gradient
 
@@ -27,12 +27,12 @@ class SparseCoder:
     step matrix) is formed on first use and kept, so repeated calls with
     single samples or small batches pay only for their own samples. The solver
     is :func:`gapbound.inference.fista` with the active-set finish (an exact
-    solver; FISTA iterations only finish what the active set leaves). Cold
-    starts of finite float32/float64 numpy batches under a float64 dictionary
+    solver; FISTA iterations only finish what the active set leaves). Finite
+    float32/float64 numpy batches (and warm starts) under a float64 dictionary
     on the compiled backend take a lean path: the compiled active set called
     directly on numpy arrays, without the torch set-up of a general call
-    (which costs as much as a small batch's solve); samples it does not
-    certify go on through the general path from its codes.
+    (which costs as much as a small batch's solve); a batch it does not
+    certify goes through the general path.
 
     Parameters
     ----------
@@ -86,24 +86,29 @@ class SparseCoder:
         X : array-like
             Observations.
         init : array-like, optional
-            ``n x N`` warm start (e.g. an SAE's codes); kept per sample where it is better than what the solver finds.
+            ``n x N`` warm start (e.g. an SAE's codes). Its support seeds the active set; a start no better
+            than zero codes is ignored. Where the solver stops short of ``tol`` a sample keeps the start if
+            that is better.
         """
-        if init is None and self._lean_applies(X):
-            return self._solve_lean(X)
+        if self._lean_applies(X, init):
+            return self._solve_lean(X, init)
         return self._solve_general(X, init)
 
     def _solve_general(self, X: Any, init: Any) -> InferenceResult:
         prob = Problem(self.atoms, X, self.lam, init, self.backend)
         return proximal_gradient(prob, self.max_iter, self.tol, self.check_every, momentum=True, polish=True)
 
-    def _lean_applies(self, X: Any) -> bool:
-        """Whether ``X`` can skip the general set-up (anything else, bad input included, goes the general way)."""
-        return (self.backend == "numba" and self.atoms.dtype == torch.float64 and not counting()
-                and isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == self.atoms.M and X.shape[0] > 0
-                and X.dtype in (np.float32, np.float64) and bool(np.isfinite(X).all()))
+    def _lean_applies(self, X: Any, init: Any) -> bool:
+        """Whether ``X`` (and ``init``) can skip the general set-up (anything else, bad input included, goes the general way)."""
+        def ok(A: Any, width: int) -> bool:
+            return (isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == width and A.dtype in (np.float32, np.float64)
+                    and bool(np.isfinite(A).all()))
 
-    def _solve_lean(self, X: np.ndarray) -> InferenceResult:
-        """The compiled active set from zero codes on numpy arrays; uncertified samples finish in the general path."""
+        return (self.backend == "numba" and self.atoms.dtype == torch.float64 and not counting() and ok(X, self.atoms.M)
+                and X.shape[0] > 0 and (init is None or (ok(init, self.atoms.N) and init.shape[0] == X.shape[0])))
+
+    def _solve_lean(self, X: np.ndarray, init: np.ndarray | None) -> InferenceResult:
+        """The compiled active set on numpy arrays; a batch it does not certify goes the general way."""
         if self._lean is None:
             G, have, DT = self.atoms.gram_rows()
             self._lean = (G.numpy(), have.numpy(), DT.numpy(), self.atoms.D64.numpy(), *widths(self.atoms))
@@ -112,11 +117,11 @@ class SparseCoder:
         if n * 256 >= self.atoms.N:  # as Problem.gram_pays: one BLAS product beats forming the rows piecemeal
             self.atoms.G64  # noqa: B018
         X64 = np.ascontiguousarray(X, dtype=np.float64)
-        S, P, gap, _ = run_numpy(G, have, DT, X64 @ D64, np.einsum("ij,ij->i", X64, X64), np.arange(n),
-                                 np.zeros((n, 1), np.int64), np.zeros((n, 1)), self.lam, self.tol, cap, max_add,
-                                 _LEAN_ROUNDS, 4, n_first)
-        if not (gap <= self.tol).all():  # rare: the general path, kept per sample only where it improves
-            return self._solve_general(X, S)
+        idx, vals = (np.zeros((n, 1), np.int64), np.zeros((n, 1))) if init is None else compact_start(init, min(cap, self.atoms.M))
+        S, P, gap, _ = run_numpy(G, have, DT, X64 @ D64, np.einsum("ij,ij->i", X64, X64), np.arange(n), idx, vals,
+                                 self.lam, self.tol, cap, max_add, _LEAN_ROUNDS, 4, n_first)
+        if not (gap <= self.tol).all():  # rare: the general path (FISTA finishes what the active set leaves)
+            return self._solve_general(X, S if init is None else init)
         return InferenceResult(torch.from_numpy(S), torch.from_numpy(gap), torch.from_numpy(P), 0, True)
 
     def transform(self, X: Any, init: Any = None) -> Any:

@@ -15,7 +15,16 @@ correlations of the residual ``r = D^T (x - D s) = c - G s``:
    at a time where it stalled, the rule that makes Lawson-Hanson finite); there
    is no cap on the support below the rank: ``cap`` is ``M + max_add`` (or ``N``);
 2. ``min 0.5 s'Gs - (c - lam)'s, s >= 0`` is solved exactly on the working set
-   by Lawson-Hanson steps, each an exact Cholesky solve;
+   by Lawson-Hanson steps, each an exact Cholesky solve. The first solve starts
+   from zero: a warm start (or a FISTA iterate) seeds the working set with its
+   support but not its values, so its wrong atoms leave together in one step
+   of length zero instead of one Lawson-Hanson step each (a good start costs
+   the same: the first solve on its support is already exact). A start races a
+   cold start: the first round runs from zero codes, and the start takes over
+   only if its objective is lower than that round's (so a poor start costs one
+   objective evaluation, and a good one a small round); a start no better than
+   the best code on one atom (the atom most correlated with ``x``) does not
+   enter the race;
 3. ``r`` is recomputed from ``c`` and the duality gap certifies the codes
    (the formula of :func:`gapbound.inference.problem.gap_terms`); a sample stops when its
    gap is at most ``tol``, when no atom violates the KKT conditions, or after
@@ -43,7 +52,7 @@ from numba import njit, prange
 
 from ..utils.flops import counting
 
-__all__ = ["active_set", "run_numpy"]
+__all__ = ["active_set", "run_numpy", "compact_start"]
 
 _TINY = 2.2250738585072014e-308  # smallest normal float64, as in problem.gap_terms
 _MAX_INNER = 64  # Lawson-Hanson steps per round beyond one per working-set atom
@@ -256,8 +265,16 @@ def _lawson_hanson(G: np.ndarray, W: np.ndarray, q: np.ndarray, s: np.ndarray, k
             return m, flops, True
         for i in range(m):  # towards z: w = z - s
             z[i] -= s[F[i]]
-        _, _, ng = _step(s, F, m, z, 1.0, gone)
-        for g in range(ng - 1, -1, -1):  # the factor of the smaller free set, by updates (last first)
+        m_new, first, ng = _step(s, F, m, z, 1.0, gone)
+        # The factor of the smaller free set: by updates (last first) or, where many atoms left at
+        # once (a poor start's support), by refactoring the rows from the first that left.
+        cost = 0
+        for g in range(ng):
+            cost += 3 * (m - gone[g]) ** 2
+        if 3 * cost > m_new**3 - first**3:
+            m, valid = m_new, first
+            continue
+        for g in range(ng - 1, -1, -1):
             flops += _delete_row(L, y, m, gone[g], z)
             m -= 1
         valid = m
@@ -296,6 +313,14 @@ def _primal(xx: float, c: np.ndarray, r: np.ndarray, W: np.ndarray, s: np.ndarra
         l1 += s[a]
     rr = max(xx - sc - sr, 0.0)
     return 0.5 * rr + lam * l1, rr, xx - sc
+
+
+@njit(cache=True)
+def _one_atom(c: np.ndarray, DT: np.ndarray, xx: float, lam: float) -> float:
+    """Objective of the best code on the single atom most correlated with ``x`` (a cold start's first step)."""
+    j = np.argmax(c)
+    t = c[j] - lam
+    return 0.5 * xx - (0.5 * t * t / np.dot(DT[j], DT[j]) if t > 0.0 else 0.0)
 
 
 @njit(cache=True, inline="always")
@@ -383,6 +408,8 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
     W, s, q, F = np.empty(size, np.int64), np.zeros(size), np.empty(size), np.empty(size, np.int64)
     L, y, z = np.empty((size, size)), np.empty(size), np.empty(size)
     cand_i, cand_v = np.empty(size, np.int64), np.empty(size)
+    W_start, s_start = np.empty(1, np.int64), np.empty(1)  # a warm start, kept for the race (grown as needed)
+    r_start = np.empty(N)
     for i in range(lo, hi):
         c, xi = DtX[rows[i]], xx[rows[i]]
         need = min(cap, idx.shape[1])
@@ -396,12 +423,37 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
                 k += 1
         fl = _ensure_rows(G, have, DT, W, 0, k)
         fl += _correlations(G, c, W, s, k, r)
-        adds = n_add if k > 0 else max(n_add, n_first)
+        # A start races a cold start's first round (a few atoms): the loop starts cold and, after
+        # that round, goes back to the start if the start's objective is lower. A start no
+        # better than the best one-atom code never enters the race.
+        P_start, k_start = math.inf, k
+        if k > 0 and max_outer > 0:
+            P_start = _primal(xi, c, r, W, s, k, lam)[0]
+            if P_start < _one_atom(c, DT, xi, lam):
+                if k > W_start.shape[0]:
+                    W_start, s_start = np.empty(W.shape[0], np.int64), np.empty(W.shape[0])
+                W_start[:k], s_start[:k], r_start[:] = W[:k], s[:k], r
+            else:
+                P_start = math.inf
+            for a in range(k):
+                inW[W[a]] = False
+            k = 0
+            r[:] = c
+        adds = max(n_add, n_first)
         valid = 0  # leading rows of L still those of working-set positions 0..valid-1
         Pi, gi = math.inf, math.inf
         exact = False  # whether the codes solve the problem restricted to their support
-        for outer in range(max_outer + 1):
+        outer = 0
+        while outer <= max_outer:
             P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
+            if outer == 1 and P_start < P_new:  # the start won the race: on from it, its first round
+                for a in range(k):
+                    inW[W[a]] = False
+                k, outer, adds, valid, exact, P_start = k_start, 0, n_add, 0, False, math.inf
+                W[:k], s[:k], r[:] = W_start[:k], s_start[:k], r_start
+                for a in range(k):
+                    inW[W[a]] = True
+                P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
             stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
             if outer == 1:
                 adds = n_add
@@ -429,13 +481,54 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
             fl += _ensure_rows(G, have, DT, W, k - nc, k)
             for a in range(k):
                 q[a] = c[W[a]] - lam
+                if outer == 0:  # a start seeds the working set; its values are dropped (see the module docstring)
+                    s[a] = 0.0
             valid, f, exact = _lawson_hanson(G, W, q, s, k, F, L, y, z, valid, cand_i)  # cand_i: free here
             fl += f + _correlations(G, c, W, s, k, r)
+            outer += 1
         for a in range(k):
             inW[W[a]] = False  # the workspace serves the chunk's next sample
             if s[a] > 0.0:
                 S[i, W[a]] = s[a]
         P[i], gap[i], flops[i] = Pi, gi, fl
+
+
+@njit(cache=True)
+def compact_start(init: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """A dense warm start (``n x N``) as the kernel's (positions, float64 values), as :func:`.active_set.compact`.
+
+    Rows with more than ``limit`` (the rank) positive codes restart from zero when they are
+    most of the batch, else keep their ``limit`` largest codes; one pass over ``init``.
+    """
+    n, N = init.shape
+    nnz = np.zeros(n, np.int64)
+    for i in range(n):
+        for j in range(N):
+            if init[i, j] > 0:
+                nnz[i] += 1
+    n_wide = 0
+    for i in range(n):
+        n_wide += nnz[i] > limit
+    restart = 2 * n_wide >= n
+    w = 1
+    for i in range(n):
+        if not (restart and nnz[i] > limit):
+            w = max(w, min(nnz[i], limit))
+    idx, vals = np.zeros((n, w), np.int64), np.zeros((n, w))
+    for i in range(n):
+        if nnz[i] > limit:
+            if restart:
+                continue
+            order = np.argsort(-init[i])[:limit]
+            for a in range(limit):
+                idx[i, a], vals[i, a] = order[a], init[i, order[a]]
+            continue
+        a = 0
+        for j in range(N):
+            if init[i, j] > 0:
+                idx[i, a], vals[i, a] = j, init[i, j]
+                a += 1
+    return idx, vals
 
 
 @njit(cache=True, parallel=True)
