@@ -47,8 +47,14 @@ def test_existence_catches_a_false_claim():
         check_existence.check(M=3, N=3, K=2)
 
 
+_REAL_DUAL_TERMS = duality.dual_terms
+
+
 def _flip_lam_sq(lam, y, mu, sw, c, conj):
-    return np.concatenate([-2 * lam * y, +(lam * lam), -(mu * mu), -2 * (sw * mu) * c, -conj], axis=1)
+    t = _REAL_DUAL_TERMS(lam, y, mu, sw, c, conj)
+    n = np.shape(lam)[1]
+    t[:, n:2 * n] = -t[:, n:2 * n]  # -lam^2 becomes +lam^2
+    return t
 
 
 def test_weak_duality_check_catches_sign_flip(monkeypatch):

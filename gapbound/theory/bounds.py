@@ -36,8 +36,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ..utils.validation import check_int
-from .drops import _DROP_PENALTY, _drop_search
+from .drops import _drop_search
 from .jumprelu import _jumprelu_row
+from .relu import _relu_row_bnb
 from .witness import as_dictionary64, check_codes, witness_inputs
 
 # A row is reported optimal when its certified bound is within this relative distance of the witness
@@ -133,14 +134,13 @@ def _row_bound(
     inactive = np.flatnonzero(codes[:, row] == 0)
     Aa, y = A[active], codes[active, row]
     Bi = A[inactive]
-    interval = None
+    interval, complete = None, True
     tag = dict(row=row, active=active, inactive=inactive, encoder_class=encoder_class)
     if encoder_class == "linear-gated":
         res = _drop_search(Aa, y, Bi, 0.0, math.inf, 0.0, 0.0, math.inf, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
     elif encoder_class == "relu":
-        # a dropped active entry has z <= 0 (penalty); kept entries with z <= 0 already cost >= s^2
-        res = _drop_search(Aa, y, Bi, 0.0, 0.0, 0.0, _DROP_PENALTY, math.inf, max_subproblems, record=record, tag=tag)
+        res, complete = _relu_row_bnb(Aa, y, Bi, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
     else:
         best_res, bound, solved, interval = _jumprelu_row(Aa, y, Bi, max_subproblems, theta_grid, jumprelu_budget,
@@ -149,7 +149,10 @@ def _row_bound(
     bound = max(0.0, bound)
     upper = class_cost(A @ u, codes[:, row], encoder_class)
     truncated = None
-    if encoder_class != "jumprelu" and best_res.tail <= bound:
+    if encoder_class == "relu" and not complete:
+        truncated = (f"branch and bound stopped after {solved} nodes (max_subproblems={max_subproblems}); "
+                     "the smallest open node decides")
+    elif encoder_class == "linear-gated" and best_res.tail <= bound:
         truncated = (f"drop enumeration stopped at {best_res.k_done + 1} drops (max_subproblems={max_subproblems}); "
                      f"the tail bound {best_res.tail:.6g} decides")
     elif upper > bound + OPTIMAL_RTOL * upper:

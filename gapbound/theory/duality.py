@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from .rational import rational_solve
+from .rational import integer_solve, to_integers
 
 _UNIT_ROUNDOFF = 2.0**-53
 # LAPACK's symmetric eigensolvers are backward stable: the computed eigenvalues of G are exact for
@@ -67,7 +67,7 @@ def _envelope(z: np.ndarray, tau: float, gamma: float) -> tuple[np.ndarray, np.n
 
 
 def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, Wt: np.ndarray,
-            Bi: np.ndarray, tau: float, gamma: float, iters: int = 100) -> np.ndarray:
+            Bi: np.ndarray, tau: float, gamma: float, iters: int = 100, u0: np.ndarray | None = None) -> np.ndarray:
     """Batched damped Newton for the convex problem of each drop set.
 
     ``f(u) = ||keep*(Aa u - y)||^2 + sum_j Wt_j relu(L_j.u - c_j)^2 + sum_t e(B_t.u)``
@@ -78,7 +78,8 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     (plus a small ridge, so it is a descent direction) and backtracks until
     ``f`` decreases.
     Converged problems leave the batch. The iterate only needs to be good:
-    the certificate is valid for any ``u``.
+    the certificate is valid for any ``u``. ``u0`` (``n_Z x p``): warm starts (e.g. a branch
+    and bound node's parent) instead of the kept rows' least squares.
     """
     p = Aa.shape[1]
     if math.isinf(tau):
@@ -87,8 +88,11 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     LL = np.einsum("ti,tj->tij", L, L)
     BB = np.einsum("ti,tj->tij", Bi, Bi)
     ridge = 1e-12 * np.eye(p)
-    u_all = np.linalg.solve(np.einsum("zt,tij->zij", keep, AA) + ridge, ((keep * y) @ Aa)[..., None])[..., 0]
-    if not Wt.any() and len(Bi) == 0:
+    if u0 is not None:
+        u_all = np.array(u0, dtype=np.float64)
+    else:
+        u_all = np.linalg.solve(np.einsum("zt,tij->zij", keep, AA) + ridge, ((keep * y) @ Aa)[..., None])[..., 0]
+    if u0 is None and not Wt.any() and len(Bi) == 0:
         return u_all  # plain least squares: one solve is exact
 
     def objective(u: np.ndarray, kp: np.ndarray, wt: np.ndarray) -> np.ndarray:
@@ -135,15 +139,32 @@ def envelope_conjugate(nu: Any, tau: Any, gamma: Any, maximum: Any = np.maximum)
     return maximum(2 * nu * tau, nu**2) + 2 * gamma * nu**2
 
 
+def _hard(sw: Any) -> Any:
+    """Rows with ``sw = inf``: hard constraints ``L_j.u <= c_j`` (False everywhere for symbolic arrays)."""
+    arr = np.asarray(sw)
+    return np.isinf(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
+
+
+def hinge_multiplier(mu: Any, sw: Any) -> Any:
+    """The multiplier ``m`` of each hinge row in ``g``: ``sw mu`` for a penalty, ``mu`` itself for a hard constraint."""
+    hard = _hard(sw)
+    if not hard.any():
+        return sw * mu
+    return np.where(hard, mu, np.where(hard, 0.0, sw) * mu)
+
+
 def dual_terms(lam: Any, y: Any, mu: Any, sw: Any, c: Any, conj: Any) -> Any:
     """The summands of the weak-duality constant (``proofs/02_witness_bound.md`` 2.3), one column each.
 
-    With ``lam`` (kept residuals), ``mu >= 0`` (hinges ``(sw relu(L u - c))^2``) and
-    ``conj = e*(2 nu)`` (inactive envelopes), every ``u`` has
+    With ``lam`` (kept residuals), ``mu >= 0`` (penalty hinges ``(sw relu(L u - c))^2``, or for
+    ``sw = inf`` the multiplier of the hard constraint ``L u <= c``, which has no quadratic term) and
+    ``conj = e*(2 nu)`` (inactive envelopes), every ``u`` satisfying the hard constraints has
     ``f(u) >= 2 u.g + sum(dual_terms)``, ``g = stationarity(...)``. Works on float
     arrays and on object arrays of sympy expressions (the symbolic check uses it).
     """
-    return np.concatenate([-2 * lam * y, -(lam * lam), -(mu * mu), -2 * (sw * mu) * c, -conj], axis=1)
+    hard = _hard(sw)
+    quad = np.where(hard, 0.0, mu * mu) if hard.any() else mu * mu
+    return np.concatenate([-2 * lam * y, -(lam * lam), -quad, -2 * hinge_multiplier(mu, sw) * c, -conj], axis=1)
 
 
 def stationarity(lam: Any, Aa: Any, smu: Any, L: Any, nu: Any, Bi: Any) -> Any:
@@ -160,20 +181,26 @@ def _sum_error(terms: np.ndarray) -> np.ndarray:
     return 2.0 * _gamma(terms.shape[1] + 4) * np.abs(terms).sum(1)
 
 
-def drop_cost(keep: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``sum_{t dropped} y_t^2`` per subset (``keep`` is 1 for kept, 0 for dropped entries)."""
-    return (1.0 - keep) @ (y * y)
+def drop_cost(dropped: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sum_{t dropped} y_t^2`` per subset (``dropped`` is 1 for dropped entries, 0 for kept and free ones)."""
+    return dropped @ (y * y)
 
 
 def multipliers(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
-                Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray,
+                hard_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dual multipliers read off a primal point: ``lam`` = kept residuals, ``mu = sw relu(L u - c)``, ``nu = e'(B u) / 2``.
 
     Any values with ``mu, nu >= 0`` give a valid certificate; these are the KKT
-    multipliers at the optimum, so the certificate is tight there.
+    multipliers at the optimum, so the certificate is tight there. Hard rows (``sw = inf``)
+    get ``mu = hard_weight relu(L u - c)``: ``u`` minimised the penalty ``hard_weight relu^2``
+    standing in for the constraint, whose multiplier this is (it tends to the constraint's
+    KKT multiplier as the weight grows).
     """
     lam = keep * (u @ Aa.T - y)
-    mu = sw * np.maximum(u @ L.T - c, 0.0)
+    viol = np.maximum(u @ L.T - c, 0.0)
+    hard = _hard(sw)
+    mu = np.where(hard, hard_weight * viol, np.where(hard, 0.0, sw) * viol) if hard.any() else sw * viol
     nu = _envelope(u @ Bi.T, tau, gamma)[1]
     return lam, mu, nu
 
@@ -184,7 +211,10 @@ class Certificate:
 
     ``value[z]`` is a certified lower bound on ``drop_cost + min_u f_z(u)`` for
     ``f_z(u) = sum_t keep_zt (Aa_t.u - y_t)^2 + sum_j (sw_zj relu(L_j.u - c_j))^2 + sum_t e(Bi_t.u)``
-    (``e``: the envelope of :func:`_envelope` with ``tau, gamma``; none when ``tau = inf``).
+    (``e``: the envelope of :func:`_envelope` with ``tau, gamma``; none when ``tau = inf``), minimised
+    subject to ``L_j.u <= c_j`` for the hard rows ``sw_zj = inf`` (their ``mu`` is the constraint's
+    multiplier). ``drop[z]`` marks the dropped entries (drop cost ``sum drop y^2``); entries neither
+    kept nor dropped are free (branch and bound nodes).
     The components satisfy, in exact arithmetic: ``drops_lo <= drop cost``,
     ``dual_lo <= sum(dual_terms)``, ``g_hi >= |g|``, ``Aa_kept^T Aa_kept - sig_lo I`` positive
     semidefinite, ``y_hi >= |y_kept|``, ``U_hi >= (y_hi + sqrt(cap - drops_lo)) / sqrt(sig_lo)``
@@ -217,6 +247,12 @@ class Certificate:
     value: np.ndarray
     tag: dict = field(default_factory=dict)
     exact: dict = field(default_factory=dict)
+    drop: np.ndarray | None = None
+
+    @property
+    def dropped(self) -> np.ndarray:
+        """``n_Z x n_active``: 1 for dropped entries (``1 - keep`` when ``drop`` was not given)."""
+        return 1.0 - self.keep if self.drop is None else self.drop
 
 
 def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
@@ -226,7 +262,8 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
 
     The weak-duality bound needs ``g = 0`` or a bound on ``|u|``, and a rank-deficient kept set
     gives no bound on ``|u|``. Instead, the float multipliers are corrected in rational
-    arithmetic along ``p`` independent rows among those with a free-sign or positive multiplier
+    arithmetic (float64 data scaled to integers, :func:`~gapbound.theory.rational.integer_solve`) along
+    ``p`` independent rows among those with a free-sign or positive multiplier
     (kept residuals, active hinges, active envelopes) so that ``g`` is exactly 0; then
     ``f(u) >= dual`` for every ``u`` and the value ``drop cost + dual`` is exact (rounded down once).
     A multiplier the correction would make negative is set to 0 and its row left out (a few
@@ -234,7 +271,8 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
     """
     Q = Fraction
     kept_idx = np.flatnonzero(keep > 0)
-    m_f = sw * mu
+    m_f = hinge_multiplier(mu, sw)
+    hard = _hard(sw)
     zero_h: set[int] = set()
     zero_e: set[int] = set()
     p = Aa.shape[1]
@@ -251,36 +289,40 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
         diag = np.abs(np.diag(T))
         rank = int((diag > 1e-14 * diag[0]).sum()) if len(diag) and diag[0] > 0 else 0
         sel = piv[:rank]
-        lam_q = [Q(v) for v in lam]
-        m_q = [Q(0) if j in zero_h else Q(a) * Q(b) for j, (a, b) in enumerate(zip(sw, mu))]
-        nu_q = [Q(0) if t in zero_e else Q(v) for t, v in enumerate(nu)]
-        g = [sum((lam_q[t] * Q(Aa[t, k]) for t in kept_idx), Q(0))
-             + sum((m_q[j] * Q(L[j, k]) for j in range(len(m_q)) if m_q[j]), Q(0))
-             + sum((nu_q[t] * Q(Bi[t, k]) for t in range(len(nu_q)) if nu_q[t]), Q(0)) for k in range(p)]
-        # solve sum_r delta_r R[sel_r] = -g exactly (p equations, rank unknowns)
-        delta = rational_solve([[Q(R[r, k]) for r in sel] for k in range(p)], [-v for v in g])
-        if delta is None:
+        # exact g = mult . R in integers: R = R_int / 2^eR, mult = mult_int / 2^eM
+        R_int, eR = to_integers(R)
+        mult_int, eM = to_integers(np.concatenate([lam[kept_idx], m_f[hinge_idx], nu[env_idx]]))
+        g_int = [sum(int(a) * int(r[k]) for a, r in zip(mult_int, R_int) if a) for k in range(p)]
+        # solve sum_r x_r R_int[sel_r] = -g_int exactly; the multipliers become (mult_int + x) / 2^eM
+        x = integer_solve([[int(R_int[r, k]) for r in sel] for k in range(p)], [-v for v in g_int])
+        if x is None:
             return None  # g has a component outside the span of the active rows
+        new = [Q(int(a)) for a in mult_int]
+        for d, r in zip(x, sel):
+            new[r] += d
+        new = [v / 2**eM for v in new]
         n_k, n_h = len(kept_idx), len(hinge_idx)
-        for d, r in zip(delta, sel):
-            if r < n_k:
-                lam_q[kept_idx[r]] += d
-            elif r < n_k + n_h:
-                m_q[hinge_idx[r - n_k]] += d
-            else:
-                nu_q[env_idx[r - n_k - n_h]] += d
-        bad_h = {j for j, v in enumerate(m_q) if v < 0}
-        bad_e = {t for t, v in enumerate(nu_q) if v < 0}
+        bad_h = {int(hinge_idx[i]) for i in range(n_h) if new[n_k + i] < 0}
+        bad_e = {int(env_idx[i]) for i in range(len(env_idx)) if new[n_k + n_h + i] < 0}
         if not bad_h and not bad_e:
             break
         zero_h |= bad_h
         zero_e |= bad_e
     else:
         return None
+    zero = Q(0)
+    lam_q, m_q, nu_q = [zero] * len(lam), [zero] * len(mu), [zero] * len(nu)
+    for i, t in enumerate(kept_idx):
+        lam_q[t] = new[i]
+    for i, j in enumerate(hinge_idx):
+        m_q[j] = new[n_k + i]
+    for i, t in enumerate(env_idx):
+        nu_q[t] = new[n_k + n_h + i]
     tq, gq = Q(tau) if math.isfinite(tau) else Q(0), Q(gamma)
-    dual = sum((-2 * lam_q[t] * Q(y[t]) - lam_q[t] ** 2 for t in range(len(y))), Q(0))
-    dual += sum((-(m_q[j] / Q(sw[j])) ** 2 - 2 * m_q[j] * Q(c[j]) for j in range(len(c)) if m_q[j] != 0), Q(0))
-    dual -= sum((max(2 * v * tq, v * v) + 2 * gq * v * v for v in nu_q), Q(0))
+    dual = sum((-2 * lam_q[t] * Q(y[t]) - lam_q[t] ** 2 for t in kept_idx), Q(0))
+    dual += sum(((0 if hard[j] else -(m_q[j] / Q(sw[j])) ** 2) - 2 * m_q[j] * Q(c[j])
+                 for j in hinge_idx if m_q[j] != 0), Q(0))
+    dual -= sum((max(2 * nu_q[t] * tq, nu_q[t] ** 2) + 2 * gq * nu_q[t] ** 2 for t in env_idx), Q(0))
     drops = sum((Q(y[t]) ** 2 for t in np.flatnonzero(dropped > 0)), Q(0))
     return float(_down(float(drops + dual))), (lam_q, m_q, nu_q)
 
@@ -288,6 +330,7 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
 def _certify_batch(
     Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
     Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray, record: list | None = None,
+    dropped: np.ndarray | None = None, hard_weight: float = 0.0, exact_correction: bool = True,
 ) -> np.ndarray:
     """Certified lower bounds on ``drops(Z) + min_u (convex problem of Z)`` for a batch of subsets.
 
@@ -297,7 +340,10 @@ def _certify_batch(
     ``f(u) >= 2 u.g + dual``. ``g`` is ~0 but not exactly; ``2 u.g`` is bounded using
     ``|u| <= U`` for every ``u`` whose cost is below ``cap``,
     ``U = (|y_kept| + sqrt(cap - drops)) / sigma_min(Aa_kept)``; above ``cap`` the bound
-    holds trivially. Rounding: every float64 sum and product is widened by
+    holds trivially. Hard rows (``sw = inf``) are constraints ``L_j.u <= c_j`` with multipliers
+    ``hard_weight relu(L_j.u - c_j)`` (:func:`multipliers`); ``dropped`` (default ``1 - keep``) marks
+    the entries whose drop cost is counted; ``exact_correction=False`` skips the rational correction of
+    rank-deficient kept sets (their value stays the drop cost). Rounding: every float64 sum and product is widened by
     Higham's ``gamma_n`` for its own number of roundings, and the final combination is
     rounded outwards one ulp per operation (``proofs/02_witness_bound.md`` 2.3). With ``record``
     a :class:`Certificate` of the batch is appended to it.
@@ -305,17 +351,17 @@ def _certify_batch(
     if math.isinf(tau):
         Bi = Bi[:0]
     n_a, n_L, n_B, p = Aa.shape[0], L.shape[0], Bi.shape[0], Aa.shape[1]
-    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, gamma, u)
-    # drop cost: n_a products (y^2, exact keep) summed: gamma_{n_a + 1}
-    dropped = 1.0 - keep
-    drops = drop_cost(keep, y)
+    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, gamma, u, hard_weight)
+    # drop cost: n_a products (y^2, exact mask) summed: gamma_{n_a + 1}
+    drop_mask = 1.0 - keep if dropped is None else dropped
+    drops = drop_cost(drop_mask, y)
     drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
     # dual: each summand takes <= 3 roundings (the conjugate's), the sum n - 1 more (_sum_error)
     terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu, tau, gamma))
     dual = terms.sum(1)
     dual_lo = _down(dual - _sum_error(terms))
     # g: three dot products of total length n_a + n_L + n_B, two additions, and sw * mu: gamma_{n + 3}
-    smu = sw * mu
+    smu = hinge_multiplier(mu, sw)
     g = stationarity(lam, Aa, smu, L, nu, Bi)
     g_err = 2.0 * _gamma(n_a + n_L + n_B + 4) * (np.abs(lam) @ np.abs(Aa) + np.abs(smu) @ np.abs(L) + nu @ np.abs(Bi))
     g_hi = _up(np.linalg.norm(np.abs(g) + g_err, axis=1) * (1.0 + _gamma(p + 4)))
@@ -340,11 +386,11 @@ def _certify_batch(
     # rank-deficient kept sets: no |u| bound; where the float dual says the value is higher, correct
     # the multipliers exactly instead (rare, and slower: rational arithmetic)
     exact = {}
-    for z in np.flatnonzero((sig_lo <= 0) & (drops + dual > value * (1 + 1e-9) + 1e-12)):
-        res = _exact_value(Aa, y, L, c, keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z], dropped[z])
+    for z in np.flatnonzero((sig_lo <= 0) & (drops + dual > value * (1 + 1e-9) + 1e-12) & exact_correction):
+        res = _exact_value(Aa, y, L, c, keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z], drop_mask[z])
         if res is not None and res[0] > value[z]:
             value[z], exact[int(z)] = res
     if record is not None:
         record.append(Certificate(Aa, y, L, c, Bi, tau, gamma, keep, sw, u, lam, mu, nu, drops_lo, dual_lo, g_hi,
-                                  sig_lo, y_hi, U_hi, cap, value, exact=exact))
+                                  sig_lo, y_hi, U_hi, cap, value, exact=exact, drop=drop_mask))
     return value

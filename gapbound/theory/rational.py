@@ -1,8 +1,52 @@
-"""Exact linear algebra on ``fractions.Fraction`` (used by the exact multiplier correction and the exact verifier)."""
+"""Exact linear algebra: ``fractions.Fraction`` Gauss-Jordan (the exact verifier) and integer Bareiss elimination
+on float64 data scaled to integers (the exact multiplier correction, ~20x faster than ``Fraction`` arithmetic)."""
 
 from __future__ import annotations
 
 from fractions import Fraction
+
+import numpy as np
+
+
+def to_integers(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Python integers ``k`` (object array, same shape) and ``e`` with ``x = k / 2**e`` exactly (finite float64 ``x``)."""
+    x = np.asarray(x, dtype=np.float64)
+    mant, ex = np.frexp(x)
+    k = (mant * 2.0**53).astype(np.int64)  # exact: |mant| in [0.5, 1) has 53 significant bits
+    sh = ex.astype(np.int64) - 53  # x = k 2**sh
+    nz = k != 0
+    e = int(-sh[nz].min()) if nz.any() else 0
+    out = np.empty(x.shape, dtype=object)
+    for idx, a in np.ndenumerate(k):
+        out[idx] = int(a) << int(sh[idx] + e) if a else 0
+    return out, e
+
+
+def integer_solve(B: list[list[int]], b: list[int]) -> list[Fraction] | None:
+    """A solution of ``B x = b`` for an integer ``m x n`` matrix of full column rank (fraction-free Bareiss elimination).
+
+    Returns ``None`` if ``B`` is column-rank-deficient or the system is inconsistent.
+    """
+    m, n = len(B), len(B[0]) if B else 0
+    rows = [list(B[i]) + [b[i]] for i in range(m)]
+    prev = 1
+    for k in range(n):
+        p = next((i for i in range(k, m) if rows[i][k] != 0), None)
+        if p is None:
+            return None
+        rows[k], rows[p] = rows[p], rows[k]
+        piv = rows[k][k]
+        for i in range(k + 1, m):
+            a = rows[i][k]
+            rows[i] = [(v * piv - w * a) // prev for v, w in zip(rows[i], rows[k])]  # exact division (Bareiss)
+        prev = piv
+    if any(rows[i][n] != 0 for i in range(n, m)):
+        return None
+    x: list[Fraction] = [Fraction(0)] * n
+    for k in range(n - 1, -1, -1):
+        acc = Fraction(rows[k][n]) - sum((rows[k][j] * x[j] for j in range(k + 1, n)), Fraction(0))
+        x[k] = acc / rows[k][k]
+    return x
 
 
 def rational_solve(A: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:

@@ -1,0 +1,134 @@
+"""ReLU class: best-first branch and bound over each active entry's gate, every node certified.
+
+A row's ReLU cost is ``sum_active (relu(z_t) - y_t)^2 + sum_inactive relu(z_t)^2`` with
+``z = A u``. A node fixes some active entries as *kept* (cost ``(z - y)^2``) or *dropped*
+(cost ``y^2`` under the hard constraint ``z <= 0``) and leaves the others *free*, relaxed to
+``relu(z - y)^2``, the convex envelope of ``(relu(z) - y)^2`` over all ``z``
+(``proofs/02_witness_bound.md`` 2.4). Every ``u`` is feasible for the child that matches the
+signs of its free entries, and a child's relaxation is pointwise above its parent's, so a
+child inherits ``max(parent, own)`` and the smallest certified value on the final frontier
+is a lower bound on the row's ReLU optimum. Nodes are expanded best first, in vectorised
+batches, branching on the free entry whose relaxation undercuts its ReLU cost most at the
+node's minimiser; the search is complete when no open node is below the best ReLU row found.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+
+import numpy as np
+
+from .drops import _DROP_PENALTY, _Search
+from .duality import _certify_batch, _newton
+
+# A node is closed when it cannot undercut the incumbent by more than this (relative); the row is
+# then reported optimal against OPTIMAL_RTOL (1e-6) in bounds.py.
+_CLOSE_RTOL = 1e-8
+# A frontier node is settled when its certified value is within this of the incumbent (else it is reopened).
+_CERT_RTOL = 1e-7
+# Nodes expanded per vectorised step (two children each): one Newton solve and one certificate batch.
+_NODE_BATCH = 64
+
+
+def relu_row_cost(za: np.ndarray, y: np.ndarray, zb: np.ndarray) -> np.ndarray:
+    """ReLU witness error of a row (per batch entry): active ``(relu(z) - y)^2``, inactive ``relu(z)^2``."""
+    return ((np.maximum(za, 0.0) - y) ** 2).sum(-1) + (np.maximum(zb, 0.0) ** 2).sum(-1)
+
+
+def _children(states: np.ndarray, branch: np.ndarray) -> np.ndarray:
+    """The two children of each node: entry ``branch[k]`` kept (1) or dropped (0); nodes in order."""
+    kids = np.repeat(states, 2, axis=0)
+    rows = np.arange(len(states))
+    kids[2 * rows, branch] = 1
+    kids[2 * rows + 1, branch] = 0
+    return kids
+
+
+def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int, record: list | None = None,
+                  tag: dict | None = None) -> tuple[_Search, bool]:
+    """Certified lower bound on one row's ReLU optimum by branch and bound (module docstring).
+
+    ``states`` code each active entry as 1 (kept), 0 (dropped) or -1 (free). Nodes are ordered
+    and pruned by their float estimate (the relaxation's value at the Newton point); only the
+    frontier (pruned nodes and leaves) is certified, with the exact multiplier correction where
+    a kept set is rank-deficient. A frontier node whose certified value falls short of the
+    incumbent is reopened and branched, so the bound is the smallest *certified* frontier value.
+    Returns the search outcome (``value`` the certified bound, ``u`` the best ReLU row found,
+    ``solved`` the nodes solved) and whether the search completed within ``max_nodes`` nodes.
+    ``record``/``tag``: as in :func:`gapbound.theory.drops._drop_search` (frontier certificates).
+    """
+    n = len(y)
+    L = np.vstack([Aa, Aa])  # rows 0..n-1: dropped (hard z <= 0); rows n..2n-1: free (relu(z - y)^2)
+    c = np.concatenate([np.zeros(n), y])
+
+    def masks(states: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (states == 1).astype(float), (states == 0).astype(float), (states < 0).astype(float)
+
+    def solve(states: np.ndarray, u0: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Newton point, ReLU row cost there, relaxation estimate and per-entry relaxation gap."""
+        keep, drop, free = masks(states)
+        u = _newton(Aa, y, L, c, keep, np.hstack([_DROP_PENALTY * drop, free]), Bi, 0.0, 0.0, u0=u0)
+        za, zb = u @ Aa.T, u @ Bi.T
+        est = ((keep * (za - y) ** 2).sum(1) + drop @ (y * y) + (free * np.maximum(za - y, 0.0) ** 2).sum(1)
+               + (np.maximum(zb, 0.0) ** 2).sum(1))
+        gap = free * ((np.maximum(za, 0.0) - y) ** 2 - np.maximum(za - y, 0.0) ** 2)
+        return u, relu_row_cost(za, y, zb), est, gap
+
+    def certify(states: np.ndarray, u: np.ndarray) -> np.ndarray:
+        keep, drop, free = masks(states)
+        sw = np.hstack([np.where(drop > 0, np.inf, 0.0), free])
+        n_rec = len(record) if record is not None else 0
+        vals = _certify_batch(Aa, y, L, c, keep, sw, Bi, 0.0, 0.0, u, record, dropped=drop, hard_weight=_DROP_PENALTY)
+        if record is not None and len(record) > n_rec:
+            record[-1].tag = dict(tag or {})
+        return vals
+
+    counter = itertools.count()
+    states = np.full((1, n), -1, dtype=np.int8)
+    U, cost, est, gap = solve(states, None)
+    ub, best_u, root = float(cost[0]), U[0], float(est[0])
+    heap: list = [(float(est[0]), next(counter), states[0], U[0], gap[0])]
+    closed = math.inf  # smallest certified value of the frontier nodes that are settled
+    solved = 1
+
+    def prunable(node: tuple) -> bool:
+        """Its estimate reaches the incumbent, or it is a leaf (the relaxation is exact at its minimiser)."""
+        return node[0] >= ub * (1.0 - _CLOSE_RTOL) or not (node[4] > 1e-12 * (1.0 + abs(node[0]))).any()
+
+    def settle(nodes: list, reopen: bool = True) -> None:
+        """Certify frontier nodes; with ``reopen``, one falling short of the incumbent goes back to be branched."""
+        nonlocal closed
+        vals = certify(np.array([b[2] for b in nodes]), np.array([b[3] for b in nodes]))
+        for b, v in zip(nodes, vals):
+            if reopen and v < ub * (1.0 - _CERT_RTOL) and (b[4] > 0).any():
+                heapq.heappush(heap, (float(v), next(counter), b[2], b[3], b[4]))
+            else:
+                closed = min(closed, float(v))
+
+    while heap and solved < max_nodes:
+        if prunable(heap[0]):
+            frontier = []
+            while heap and len(frontier) < _NODE_BATCH and prunable(heap[0]):
+                frontier.append(heapq.heappop(heap))
+            settle(frontier)
+            continue
+        batch = []
+        while heap and len(batch) < _NODE_BATCH and not prunable(heap[0]):
+            batch.append(heapq.heappop(heap))
+        kids = _children(np.array([b[2] for b in batch]), np.array([int(np.argmax(b[4])) for b in batch]))
+        U, cost, est, gap = solve(kids, np.repeat(np.array([b[3] for b in batch]), 2, axis=0))
+        solved += len(kids)
+        j = int(np.argmin(cost))
+        if cost[j] < ub:
+            ub, best_u = float(cost[j]), U[j]
+        parent_est = np.repeat([b[0] for b in batch], 2)
+        for k in range(len(kids)):
+            heapq.heappush(heap, (max(float(parent_est[k]), float(est[k])), next(counter), kids[k], U[k], gap[k]))
+    complete = not heap
+    for start in range(0, len(heap), _NODE_BATCH):  # out of budget: the open nodes' certified values count
+        settle(heap[start:start + _NODE_BATCH], reopen=False)
+    bound = closed
+    drop_set = [int(t) for t in np.flatnonzero(Aa @ best_u <= 0.0)]
+    return _Search(bound, drop_set, best_u, root, n if complete else -1, math.inf if complete else bound, solved), complete
