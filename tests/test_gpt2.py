@@ -188,3 +188,21 @@ def test_simulation_saves_each_sae_for_saelens(run):
         cfg = json.loads((path / "cfg.json").read_text())
         assert cfg["architecture"] == "topk" and cfg["k"] == k and cfg["metadata"]["hook_name"] == "blocks.1.hook_resid_post"
         assert report["methods"][f"SAE-k{k}"]["saelens_dir"] == str(path)
+
+
+def test_matched_nmse_reads_each_sweep_at_every_reference():
+    def part(method, k, nmse, f1):
+        return {"method": method, "result": {"k": k, "l0": float(k), "nmse": nmse, "f1_mean": f1, "f1_ci": [f1, f1],
+                                             "dead_fraction": 0.0, "dead_latents": 0, "accuracy_mean": 0.5,
+                                             "accuracy_ci": [0.5, 0.5], "f1": [f1], "gap": {"gap_rel": 0.1, "certified": True}}}
+    parts = {f"{m}-k{k}": part(m, k, n, f) for m, k, n, f in [
+        ("SAE", 16, 0.30, 0.50), ("SAE", 32, 0.20, 0.40), ("MLP", 16, 0.40, 0.70), ("MLP", 32, 0.25, 0.60),
+        ("MLP", 64, 0.15, 0.50), ("LCA", 32, 0.50, 0.45), ("LCA", 64, 0.35, 0.40)]}
+    s = sim.summarise(parts, 32)
+    mlp_at_sae = s["matched_nmse"]["methods"]["MLP"]
+    assert s["matched_nmse"]["target_nmse"] == 0.20
+    assert mlp_at_sae["f1_mean"] == pytest.approx(0.55) and mlp_at_sae["l0"] == pytest.approx(48.0)
+    assert s["matched_nmse"]["methods"]["LCA"]["f1_mean"] is None  # 0.20 is outside LCA's NMSE range
+    at_mlp = s["matched_nmse_by_reference"]["MLP"]["methods"]
+    assert at_mlp["SAE"]["f1_mean"] == pytest.approx(0.45) and at_mlp["MLP"]["f1_mean"] == pytest.approx(0.60)
+    assert "matched NMSE (LCA at k=32: 0.500)" in sim.format_table(s)
