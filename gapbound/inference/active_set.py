@@ -41,7 +41,8 @@ def widths(prob: Problem | Atoms, n_add: int = 4) -> tuple[int, int, int]:
     """
     base = min(prob.N, max(32, prob.M // 4))
     max_add = max(n_add, base // 2)
-    return min(prob.N, prob.M + max_add), max_add, min(16, base // 4)
+    # A cold start's seed stays well inside the rank (a seed as wide as M mostly leaves again).
+    return min(prob.N, prob.M + max_add), max_add, max(1, min(16, base // 4, prob.M // 2))
 
 
 def lawson_hanson(

@@ -134,12 +134,18 @@ def _factor_rows(G: np.ndarray, W: np.ndarray, F: np.ndarray, m: int, start: int
 
 @njit(cache=True, inline="always")
 def _back_solve(L: np.ndarray, b: np.ndarray, m: int, z: np.ndarray) -> int:
-    """``z = L[:m, :m]^{-T} b``; returns the FLOPs."""
+    """``z = L[:m, :m]^{-T} b``; returns the FLOPs.
+
+    Column-oriented: each solved ``z_i`` is removed from the rest with row ``i`` of ``L``
+    (contiguous, so the update vectorises; the dot-product form reads ``L`` by columns).
+    """
+    for i in range(m):
+        z[i] = b[i]
     for i in range(m - 1, -1, -1):
-        v = b[i]
-        for p in range(i + 1, m):
-            v -= L[p, i] * z[p]
-        z[i] = v / L[i, i]
+        z[i] /= L[i, i]
+        zi = z[i]
+        for p in range(i):
+            z[p] -= L[i, p] * zi
     return m * m
 
 

@@ -240,8 +240,12 @@ def fista(
     (True, (4, 6))
     """
     check_common(max_iter, tol, check_every)
+    if polish:  # the exact solver is SparseCoder's (its lean path included); imported here: coder builds on this module
+        from .coder import SparseCoder
+
+        return SparseCoder(D, lam, backend, dtype, tol, max_iter, check_every).solve(X, init)
     prob = Problem.build(D, X, lam, init, dtype, backend)
-    return proximal_gradient(prob, max_iter, tol, check_every, momentum=True, polish=bool(polish))
+    return proximal_gradient(prob, max_iter, tol, check_every, momentum=True, polish=False)
 
 
 def project_capped_simplex(Z: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
