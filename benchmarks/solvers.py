@@ -36,6 +36,8 @@ Run::
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 import zlib
@@ -236,7 +238,8 @@ def run_cell(cell: Cell, seed: int, rtol: float, repeats: int, max_seconds: floa
     best = min(obj for r in runs.values() for (_, _, obj, _) in r)
     rows = []
     for name in solvers:
-        row = {"cell": cell.name, **asdict(cell), "lam": lam, **info, "solver": name, "best_objective": best}
+        row = {"cell": cell.name, **asdict(cell), "lam": lam, **info, "solver": name, "best_objective": best,
+               "load_1min": os.getloadavg()[0]}
         if name in skipped:
             rows.append({**row, "cpu_s": None, "reached": False, "skipped_estimate_s": skipped[name]})
             continue
@@ -411,7 +414,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--cells", nargs="+", metavar="SUBSTRING", help="only cells whose name contains one of these")
     ap.add_argument("--rtol", type=float, default=1e-6, help="relative objective excess over the best that counts as reached")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="skip a solver whose estimated CPU time on a cell exceeds this")
-    ap.add_argument("--repeats", type=int, default=3, help="timing repeats of runs under 0.5 s (minimum is reported)")
+    ap.add_argument("--repeats", type=int, default=5, help="timing repeats of runs under 0.5 s (minimum is reported)")
+    ap.add_argument("--resume", action="store_true", help="keep the cells already in --json and run only the others")
     ap.add_argument("--ito-lam", type=float, default=1e-3, help="L1 weight of the ITO part (gapbound.synthetic.methods' default)")
     ap.add_argument("--budgets", type=int, nargs="+", default=[5, 20, 80, 320], help="iteration budgets of plain warm-started FISTA (ITO part)")
     ap.add_argument("--mcc-slack", type=float, default=1e-3, help="ITO matches the baseline when its test MCC is at least the baseline's minus this")
@@ -429,6 +433,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             cells = [c for c in default_cells() if not args.cells or any(s in c.name for s in args.cells)]
             if not cells:
                 ap.error(f"--cells matches none of: {[c.name for c in default_cells()]}")
+            if args.resume and args.json and os.path.exists(args.json):
+                with open(args.json) as f:
+                    rows = [r for r in json.load(f)["rows"] if r.get("part") == "grid"]
+                done = {r["cell"] for r in rows}
+                cells = [c for c in cells if c.name not in done]
             warm_up(args.seed)
             for c in cells:
                 print(f"[grid] {c.name}", file=sys.stderr, flush=True)
@@ -455,7 +464,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def write_json(path: str, args: argparse.Namespace, argv: list[str] | None, rows: list[dict], t0: float, summ: dict) -> None:
     """The rows so far, the summary, the command and the machine's load (atomic write)."""
-    import os
     import platform
 
     atomic_write_json(path, {"command": "python benchmarks/solvers.py " + " ".join(sys.argv[1:] if argv is None else argv),
