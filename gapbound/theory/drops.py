@@ -16,9 +16,9 @@ import numpy as np
 
 from .duality import _certify_batch, _gamma, _newton
 
-# Weight of the quadratic penalty that stands in for a gate constraint ("a dropped
-# active entry has z <= 0" for ReLU): a penalty is zero on the feasible set, so any
-# weight gives a valid lower bound; a large one makes it nearly exact.
+# Weight of the quadratic penalty that stands in for a gate constraint ("a dropped active entry has
+# z <= threshold") while Newton solves; the certificate treats these rows as hard constraints
+# (sw = inf) with multipliers _DROP_PENALTY relu(L u - c), so the bound is for the constraint itself.
 _DROP_PENALTY = 1e4
 # Moreau smoothing of the JumpReLU inactive-entry envelope (proofs/02 section 2.6): it
 # lowers a leaking entry's cost by at most 8 tau^2 gamma, and keeps Newton and the duals well posed.
@@ -58,9 +58,9 @@ def _drop_search(
     """Certified ``min(best, min_Z [drops(Z) + convex(Z)])`` over drop sets ``Z`` of the active entries.
 
     The convex problem of ``Z`` (threshold interval ``[t0, t1]``) has the
-    inactive entries' envelope ``e_t1(B u)`` (none when ``t1 = inf``) and hinge
-    penalties ``rho_keep relu(t0 - z)^2`` on kept and ``rho_drop relu(z - t1)^2``
-    on dropped active entries (zero on the feasible set, so valid at any weight);
+    inactive entries' envelope ``e_t1(B u)`` (none when ``t1 = inf``) and the constraints
+    ``z >= t0`` on kept and ``z <= t1`` on dropped active entries (weights ``rho_keep``, ``rho_drop``:
+    ``_DROP_PENALTY`` for a hard constraint, 0 for none);
     ``extra = (L, c, w)`` adds hinge terms ``w relu(L u - c)^2`` shared by every
     subset (fixed leak decisions). ``best`` prunes: a subset whose drop cost
     alone reaches it cannot lower the minimum, and the result never exceeds it.
@@ -96,7 +96,9 @@ def _drop_search(
             gamma = 0.0 if t1 == 0.0 else _ENVELOPE_SMOOTHING
             u = _newton(Aa, y, L, c, keep, Wt, Bi, t1, gamma)
             n_rec = len(record) if record is not None else 0
-            vals = _certify_batch(Aa, y, L, c, keep, np.sqrt(Wt), Bi, t1, gamma, u, record)
+            # constraint rows (penalty weight) are certified as hard constraints, the rest as weighted terms
+            sw = np.where(Wt == _DROP_PENALTY, np.inf, np.sqrt(Wt))
+            vals = _certify_batch(Aa, y, L, c, keep, sw, Bi, t1, gamma, u, record, hard_weight=_DROP_PENALTY)
             if record is not None and len(record) > n_rec:
                 record[-1].tag = dict(tag or {}, t0=t0, t1=t1, cap=best)
             solved += len(chunk)

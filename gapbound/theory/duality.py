@@ -55,6 +55,9 @@ def _envelope(z: np.ndarray, tau: float, gamma: float) -> tuple[np.ndarray, np.n
     Moreau envelope with parameter ``gamma`` (``e_gamma <= e_tau``: still a lower
     bound). Returns ``(value, nu, curvature)`` with ``nu = e'(z) / 2``.
     """
+    if tau == 0.0 and gamma == 0.0:  # relu(z)^2 (the ReLU class's inactive entries): the common case, fast
+        zp = np.maximum(z, 0.0)
+        return zp * zp, zp, (z > 0).astype(float)
     g = max(gamma, 1e-300)
     r1, r2 = tau + 4 * tau * gamma, 2 * tau + 4 * tau * gamma
     # prox point v: z (flat part), tau (kink), z - 4 tau gamma (line), z / (1 + 2 gamma) (parabola)
@@ -257,7 +260,8 @@ class Certificate:
 
 def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
                  Bi: np.ndarray, tau: float, gamma: float, lam: np.ndarray, mu: np.ndarray, nu: np.ndarray,
-                 dropped: np.ndarray, attempts: int = 4) -> tuple[float, tuple[list, list, list]] | None:
+                 dropped: np.ndarray, attempts: int = 4,
+                 keep_multipliers: bool = True) -> tuple[float, tuple[list, list, list] | None] | None:
     """Certified value of one subproblem whose kept rows are rank-deficient, by an exact multiplier correction.
 
     The weak-duality bound needs ``g = 0`` or a bound on ``|u|``, and a rank-deficient kept set
@@ -267,7 +271,8 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
     (kept residuals, active hinges, active envelopes) so that ``g`` is exactly 0; then
     ``f(u) >= dual`` for every ``u`` and the value ``drop cost + dual`` is exact (rounded down once).
     A multiplier the correction would make negative is set to 0 and its row left out (a few
-    attempts). Returns ``None`` when no correction is found.
+    attempts). Returns ``(value, (lam, sw mu, nu))`` (the corrected multipliers as ``Fraction``
+    lists, or ``None`` without ``keep_multipliers``), or ``None`` when no correction is found.
     """
     Q = Fraction
     kept_idx = np.flatnonzero(keep > 0)
@@ -290,17 +295,20 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
         rank = int((diag > 1e-14 * diag[0]).sum()) if len(diag) and diag[0] > 0 else 0
         sel = piv[:rank]
         # exact g = mult . R in integers: R = R_int / 2^eR, mult = mult_int / 2^eM
-        R_int, eR = to_integers(R)
+        R_int, _ = to_integers(R)
         mult_int, eM = to_integers(np.concatenate([lam[kept_idx], m_f[hinge_idx], nu[env_idx]]))
-        g_int = [sum(int(a) * int(r[k]) for a, r in zip(mult_int, R_int) if a) for k in range(p)]
-        # solve sum_r x_r R_int[sel_r] = -g_int exactly; the multipliers become (mult_int + x) / 2^eM
-        x = integer_solve([[int(R_int[r, k]) for r in sel] for k in range(p)], [-v for v in g_int])
-        if x is None:
+        mult_int = [int(a) for a in mult_int]
+        rows_int = [[int(v) for v in r] for r in R_int]
+        g_int = [sum(a * r[k] for a, r in zip(mult_int, rows_int) if a) for k in range(p)]
+        # solve sum_r x_r R_int[sel_r] = -g_int exactly, x = num / det; the multipliers become
+        # (det mult_int + num) / (det 2^eM), a common denominator
+        sol = integer_solve([[rows_int[r][k] for r in sel] for k in range(p)], [-v for v in g_int])
+        if sol is None:
             return None  # g has a component outside the span of the active rows
-        new = [Q(int(a)) for a in mult_int]
-        for d, r in zip(x, sel):
+        num, det = sol
+        new = [a * det for a in mult_int]
+        for d, r in zip(num, sel):
             new[r] += d
-        new = [v / 2**eM for v in new]
         n_k, n_h = len(kept_idx), len(hinge_idx)
         bad_h = {int(hinge_idx[i]) for i in range(n_h) if new[n_k + i] < 0}
         bad_e = {int(env_idx[i]) for i in range(len(env_idx)) if new[n_k + n_h + i] < 0}
@@ -310,27 +318,42 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
         zero_e |= bad_e
     else:
         return None
+    den = det << eM  # every corrected multiplier is new[r] / den
+    lam_n, m_n, nu_n = new[:n_k], new[n_k:n_k + n_h], new[n_k + n_h:]
+    # the dual in a few exact sums over the common denominator (proofs/02 2.3)
+    y_int, ey = to_integers(y)
+    dual = (-2 * Q(sum(a * int(y_int[t]) for a, t in zip(lam_n, kept_idx) if a), den << ey)
+            - Q(sum(a * a for a in lam_n), den * den))
+    for a, j in zip(m_n, hinge_idx):
+        if a:
+            m = Q(a, den)
+            dual -= (0 if hard[j] else (m / Q(sw[j])) ** 2) + 2 * m * Q(c[j])
+    if len(env_idx):
+        tq, gq = Q(tau) if math.isfinite(tau) else Q(0), Q(gamma)
+        sq = Q(sum(a * a for a in nu_n), den * den)
+        lin = sum((a for a in nu_n if tq == 0 or Q(a, den) < 2 * tq), 0)  # conj = 2 nu tau where nu < 2 tau
+        sq_big = Q(sum(a * a for a in nu_n if not (tq == 0 or Q(a, den) < 2 * tq)), den * den)
+        dual -= (sq_big + 2 * tq * Q(lin, den) if tq else sq) + 2 * gq * sq
+    drops = Q(sum(int(y_int[t]) ** 2 for t in np.flatnonzero(dropped > 0)), 1 << (2 * ey))
+    value = float(_down(float(drops + dual)))
+    if not keep_multipliers:
+        return value, None
     zero = Q(0)
     lam_q, m_q, nu_q = [zero] * len(lam), [zero] * len(mu), [zero] * len(nu)
-    for i, t in enumerate(kept_idx):
-        lam_q[t] = new[i]
-    for i, j in enumerate(hinge_idx):
-        m_q[j] = new[n_k + i]
-    for i, t in enumerate(env_idx):
-        nu_q[t] = new[n_k + n_h + i]
-    tq, gq = Q(tau) if math.isfinite(tau) else Q(0), Q(gamma)
-    dual = sum((-2 * lam_q[t] * Q(y[t]) - lam_q[t] ** 2 for t in kept_idx), Q(0))
-    dual += sum(((0 if hard[j] else -(m_q[j] / Q(sw[j])) ** 2) - 2 * m_q[j] * Q(c[j])
-                 for j in hinge_idx if m_q[j] != 0), Q(0))
-    dual -= sum((max(2 * nu_q[t] * tq, nu_q[t] ** 2) + 2 * gq * nu_q[t] ** 2 for t in env_idx), Q(0))
-    drops = sum((Q(y[t]) ** 2 for t in np.flatnonzero(dropped > 0)), Q(0))
-    return float(_down(float(drops + dual))), (lam_q, m_q, nu_q)
+    for a, t in zip(lam_n, kept_idx):
+        lam_q[t] = Q(a, den)
+    for a, j in zip(m_n, hinge_idx):
+        m_q[j] = Q(a, den)
+    for a, t in zip(nu_n, env_idx):
+        nu_q[t] = Q(a, den)
+    return value, (lam_q, m_q, nu_q)
 
 
 def _certify_batch(
     Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
     Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray, record: list | None = None,
     dropped: np.ndarray | None = None, hard_weight: float = 0.0, exact_correction: bool = True,
+    needed: float | None = None,
 ) -> np.ndarray:
     """Certified lower bounds on ``drops(Z) + min_u (convex problem of Z)`` for a batch of subsets.
 
@@ -343,7 +366,8 @@ def _certify_batch(
     holds trivially. Hard rows (``sw = inf``) are constraints ``L_j.u <= c_j`` with multipliers
     ``hard_weight relu(L_j.u - c_j)`` (:func:`multipliers`); ``dropped`` (default ``1 - keep``) marks
     the entries whose drop cost is counted; ``exact_correction=False`` skips the rational correction of
-    rank-deficient kept sets (their value stays the drop cost). Rounding: every float64 sum and product is widened by
+    rank-deficient kept sets (their value stays the drop cost), and ``needed`` restricts it to the
+    subproblems whose value is below ``needed`` and whose float dual reaches it. Rounding: every float64 sum and product is widened by
     Higham's ``gamma_n`` for its own number of roundings, and the final combination is
     rounded outwards one ulp per operation (``proofs/02_witness_bound.md`` 2.3). With ``record``
     a :class:`Certificate` of the batch is appended to it.
@@ -386,8 +410,12 @@ def _certify_batch(
     # rank-deficient kept sets: no |u| bound; where the float dual says the value is higher, correct
     # the multipliers exactly instead (rare, and slower: rational arithmetic)
     exact = {}
-    for z in np.flatnonzero((sig_lo <= 0) & (drops + dual > value * (1 + 1e-9) + 1e-12) & exact_correction):
-        res = _exact_value(Aa, y, L, c, keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z], drop_mask[z])
+    want = (sig_lo <= 0) & (drops + dual > value * (1 + 1e-9) + 1e-12) & exact_correction
+    if needed is not None:
+        want &= (value < needed) & (drops + dual >= needed)
+    for z in np.flatnonzero(want):
+        res = _exact_value(Aa, y, L, c, keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z], drop_mask[z],
+                           keep_multipliers=record is not None)
         if res is not None and res[0] > value[z]:
             value[z], exact[int(z)] = res
     if record is not None:

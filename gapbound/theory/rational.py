@@ -16,14 +16,15 @@ def to_integers(x: np.ndarray) -> tuple[np.ndarray, int]:
     sh = ex.astype(np.int64) - 53  # x = k 2**sh
     nz = k != 0
     e = int(-sh[nz].min()) if nz.any() else 0
-    out = np.empty(x.shape, dtype=object)
-    for idx, a in np.ndenumerate(k):
-        out[idx] = int(a) << int(sh[idx] + e) if a else 0
-    return out, e
+    shift = np.where(nz, sh + e, 0)
+    out = np.empty(x.size, dtype=object)
+    out[:] = [int(a) << int(b) for a, b in zip(k.ravel().tolist(), shift.ravel().tolist())]
+    return out.reshape(x.shape), e
 
 
-def integer_solve(B: list[list[int]], b: list[int]) -> list[Fraction] | None:
-    """A solution of ``B x = b`` for an integer ``m x n`` matrix of full column rank (fraction-free Bareiss elimination).
+def integer_solve(B: list[list[int]], b: list[int]) -> tuple[list[int], int] | None:
+    """``(num, den)`` with ``x = num / den`` (``den > 0``) solving ``B x = b`` for an integer ``m x n`` matrix of full
+    column rank, by fraction-free Bareiss elimination and back substitution (every division exact).
 
     Returns ``None`` if ``B`` is column-rank-deficient or the system is inconsistent.
     """
@@ -35,18 +36,22 @@ def integer_solve(B: list[list[int]], b: list[int]) -> list[Fraction] | None:
         if p is None:
             return None
         rows[k], rows[p] = rows[p], rows[k]
-        piv = rows[k][k]
+        piv, rk = rows[k][k], rows[k]
         for i in range(k + 1, m):
-            a = rows[i][k]
-            rows[i] = [(v * piv - w * a) // prev for v, w in zip(rows[i], rows[k])]  # exact division (Bareiss)
+            a, ri = rows[i][k], rows[i]
+            rows[i] = [(v * piv - w * a) // prev for v, w in zip(ri, rk)]  # exact division (Bareiss)
         prev = piv
     if any(rows[i][n] != 0 for i in range(n, m)):
         return None
-    x: list[Fraction] = [Fraction(0)] * n
-    for k in range(n - 1, -1, -1):
-        acc = Fraction(rows[k][n]) - sum((rows[k][j] * x[j] for j in range(k + 1, n)), Fraction(0))
-        x[k] = acc / rows[k][k]
-    return x
+    if n == 0:
+        return [], 1
+    det = rows[n - 1][n - 1]  # the determinant of the pivoted n x n system (up to sign)
+    num = [0] * n
+    for k in range(n - 1, -1, -1):  # det * x_k is an integer (Cramer); rows[k][k] divides the numerator exactly
+        num[k] = (rows[k][n] * det - sum(rows[k][j] * num[j] for j in range(k + 1, n))) // rows[k][k]
+    if det < 0:
+        num, det = [-v for v in num], -det
+    return num, det
 
 
 def rational_solve(A: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:

@@ -76,11 +76,12 @@ def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int,
         gap = free * ((np.maximum(za, 0.0) - y) ** 2 - np.maximum(za - y, 0.0) ** 2)
         return u, relu_row_cost(za, y, zb), est, gap
 
-    def certify(states: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def certify(states: np.ndarray, u: np.ndarray, needed: float | None) -> np.ndarray:
         keep, drop, free = masks(states)
         sw = np.hstack([np.where(drop > 0, np.inf, 0.0), free])
         n_rec = len(record) if record is not None else 0
-        vals = _certify_batch(Aa, y, L, c, keep, sw, Bi, 0.0, 0.0, u, record, dropped=drop, hard_weight=_DROP_PENALTY)
+        vals = _certify_batch(Aa, y, L, c, keep, sw, Bi, 0.0, 0.0, u, record, dropped=drop, hard_weight=_DROP_PENALTY,
+                              needed=needed)
         if record is not None and len(record) > n_rec:
             record[-1].tag = dict(tag or {})
         return vals
@@ -100,7 +101,9 @@ def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int,
     def settle(nodes: list, reopen: bool = True) -> None:
         """Certify frontier nodes; with ``reopen``, one falling short of the incumbent goes back to be branched."""
         nonlocal closed
-        vals = certify(np.array([b[2] for b in nodes]), np.array([b[3] for b in nodes]))
+        # the exact correction only where it is needed to settle a node
+        vals = certify(np.array([b[2] for b in nodes]), np.array([b[3] for b in nodes]),
+                       ub * (1.0 - _CERT_RTOL) if reopen else None)
         for b, v in zip(nodes, vals):
             if reopen and v < ub * (1.0 - _CERT_RTOL) and (b[4] > 0).any():
                 heapq.heappush(heap, (float(v), next(counter), b[2], b[3], b[4]))
