@@ -446,7 +446,7 @@ def test_backend_argument_is_checked():
 @given(st.integers(1, 14), st.data())
 def test_cholesky_row_deletion_equals_a_fresh_factorisation(m, data):
     """The compiled kernel's Givens update after an atom leaves equals the factor of the smaller set."""
-    from gapbound.inference.compiled import _delete_row
+    from gapbound.inference.nnls_kernel import _delete_row
 
     p = data.draw(st.integers(0, m - 1))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))

@@ -3,7 +3,7 @@
 Modules, one idea each: :mod:`.problem` (the objective, per-sample duality-gap
 certificates, the shared set-up), :mod:`.active_set` (the exact active-set
 method, backends ``"numba"`` / ``"torch"``) with its compiled kernel
-:mod:`.compiled`, :mod:`.proximal` (ISTA, FISTA, FISTA on an L1 ball),
+:mod:`.compiled` (and :mod:`.nnls_kernel`, its solve on one working set), :mod:`.proximal` (ISTA, FISTA, FISTA on an L1 ball),
 :mod:`.lca` (LCA, the Adam-on-exp baseline), :mod:`.reference` (scikit-learn,
 cvxpy), :mod:`.api` (``solve``, ``warm_start``, the solver registry) and
 :mod:`.coder` (``SparseCoder``, set-up kept across calls).
