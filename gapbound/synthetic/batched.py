@@ -1,9 +1,9 @@
 """Every seed of a synthetic setting at once: :func:`run_seeds`, the batched counterpart of ``run_seed``.
 
-Each base model that the batched engine can stack (SAE and MLP encoders,
-:func:`gapbound.training.engine.can_batch`) is trained for all seeds together
-with :func:`gapbound.training.engine.train_batched`; sparse coding (per-sample
-inference inside training) runs seed by seed on the one-at-a-time loop.
+Each base model that the batched engine can stack (SAE and MLP encoders, and
+sparse coding's learned dictionaries with their per-sample codes in the
+``unknown`` setting; :func:`gapbound.training.engine.can_batch`) is trained for
+all seeds together with :func:`gapbound.training.engine.train_batched`.
 Models, minibatches, resampling, evaluation points and test-set evaluation are
 those of :func:`gapbound.synthetic.methods.run_seed`, so each seed's result
 equals ``run_seed``'s up to floating-point summation order
@@ -77,7 +77,7 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], checkpoint_dir: str |
     trained: list[dict] = [{} for _ in seeds]
     for name, spec in {s.base: parse_method(s.base) for s in specs}.items():
         stacked = None
-        if spec.encoder is not None and len(seeds) > 1:
+        if (spec.encoder is not None or cfg.setting == "unknown") and len(seeds) > 1:
             stacked = _train_stacked(spec, cfg, problems, seeds, checkpoint_dir)
         for b, (p, s) in enumerate(zip(problems, seeds)):
             trained[b][name] = stacked[b] if stacked else _train_base(spec, cfg, p, s, _checkpoint(checkpoint_dir, cfg, spec, s), None)

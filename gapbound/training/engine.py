@@ -18,8 +18,9 @@ summation order (``tests/test_engine.py`` checks this).
 Supported models: :class:`~gapbound.training.Supervised` and
 :class:`~gapbound.training.Autoencoder` whose encoder is a plain ReLU
 :class:`~gapbound.models.SAE` or an :class:`~gapbound.models.MLPEncoder`
-(frozen or learned :class:`~gapbound.models.Dictionary`). Sparse coding infers
-codes per sample and stays on the one-at-a-time loop.
+(frozen or learned :class:`~gapbound.models.Dictionary`), and
+:class:`~gapbound.models.coding.SparseCoding` with stored per-sample codes
+(:mod:`.coding_engine`: all models' per-sample inference in one batched solve).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..synthetic.data import make_generator
 from ..utils.flops import train_step_flops
 from ..utils.io import atomic_save, load_checkpoint
 from .batches import Batch, BatchFn, epoch_permutation
+from .coding_engine import CodingStack, can_batch_coding
 from .loop import TrainConfig, TrainResult, resume_key
 from .objectives import Autoencoder, Supervised, l1_penalty, supervised_loss
 
@@ -114,6 +116,8 @@ def _layers(model: nn.Module) -> list[nn.Linear]:
 
 def can_batch(model: nn.Module) -> bool:
     """Whether :func:`train_batched` can train ``model`` (else use :func:`~gapbound.training.train`)."""
+    if can_batch_coding(model):
+        return True
     try:
         _layers(model)
     except ValueError:
@@ -134,14 +138,14 @@ class _Stack:
     def __init__(self, models: Sequence[nn.Module]):
         self.models = list(models)
         self.kind = type(models[0])
-        shapes = {(type(m), tuple(tuple(p.shape) for p in self._params(m))) for m in self.models}
+        shapes = {(type(m), tuple(tuple(p.shape) for p in self.params_of(m))) for m in self.models}
         if len(shapes) != 1 or not all(can_batch(m) for m in self.models):
             raise ValueError(f"models must share one class and shape to be stacked, got {sorted(map(str, shapes))}")
         self.learned_dict = self.kind is Autoencoder and self.models[0].dictionary.weight.requires_grad
         if self.kind is Autoencoder and any(m.dictionary.weight.requires_grad != self.learned_dict for m in self.models):
             raise ValueError("models must all learn their dictionary or all keep it fixed")
         with torch.no_grad():
-            stacked = [torch.stack([p.detach() for p in ps]) for ps in zip(*(self._params(m) for m in self.models))]
+            stacked = [torch.stack([p.detach() for p in ps]) for ps in zip(*(self.params_of(m) for m in self.models))]
             self.flat = nn.Parameter(torch.cat([t.flatten() for t in stacked]))
             self.flat.grad = torch.zeros_like(self.flat)
             self.D = None if self.kind is Supervised or self.learned_dict else torch.stack(
@@ -150,6 +154,7 @@ class _Stack:
         self.params = self.views(self.flat)
         self.grads = self.views(self.flat.grad)
         self.n_layers = (len(self.params) - self.learned_dict) // 2
+        self.n_latents = self.shapes[2 * self.n_layers - 1][-1]
 
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """The stacked tensors (``B x ...``) inside a flat buffer laid out like :attr:`flat`."""
@@ -160,7 +165,7 @@ class _Stack:
             start += n
         return out
 
-    def _params(self, model: nn.Module) -> list[nn.Parameter]:
+    def params_of(self, model: nn.Module) -> list[nn.Parameter]:
         ps = [p for layer in _layers(model) for p in (layer.weight, layer.bias)]
         if isinstance(model, Autoencoder) and model.dictionary.weight.requires_grad:
             ps.append(model.dictionary.weight)
@@ -169,19 +174,19 @@ class _Stack:
     @torch.no_grad()
     def load(self, b: int) -> nn.Module:
         """Model ``b`` with the stacked weights copied in."""
-        for p, P in zip(self._params(self.models[b]), self.params):
+        for p, P in zip(self.params_of(self.models[b]), self.params):
             p.copy_(P[b])
         return self.models[b]
 
     @torch.no_grad()
     def store(self, b: int) -> None:
         """Copy model ``b``'s weights back into the stack."""
-        for p, P in zip(self._params(self.models[b]), self.params):
+        for p, P in zip(self.params_of(self.models[b]), self.params):
             P[b].copy_(p)
 
     def index_of(self, p: nn.Parameter, b: int) -> int:
         """Position in :attr:`params` of model ``b``'s parameter ``p``."""
-        return next(j for j, q in enumerate(self._params(self.models[b])) if q is p)
+        return next(j for j, q in enumerate(self.params_of(self.models[b])) if q is p)
 
     @torch.no_grad()
     def step_grads(self, batch: Batch, l1: float, with_loss: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -314,6 +319,12 @@ def train_batched(
     config = _check_configs(configs)
     B = len(models)
     key = {"configs": [resume_key(asdict(c)) for c in configs], "B": B}
+    # FLOPs of a step measured as the loop measures them, on the fresh models; per model for sparse coding,
+    # whose inference work depends on the data (its loss also writes the probe rows' codes, as alone)
+    probe = batches(0)
+    per_model = range(B) if can_batch_coding(models[0]) else [0]
+    flops = [train_step_flops(lambda b=b: models[b].loss(tuple(None if t is None else t[b] for t in probe), config.l1)[0],
+                              [p for p in models[b].parameters() if p.requires_grad]) for b in per_model]
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     state = load_checkpoint(ckpt) if ckpt is not None and ckpt.exists() else None
     if state is not None:
@@ -321,12 +332,10 @@ def train_batched(
             raise ValueError(f"checkpoint {ckpt} was written by a different batched run; remove it or change checkpoint_path")
         for m, saved in zip(models, state["models"]):
             m.load_state_dict(saved)
-    stack = _Stack(models)
+    stack = CodingStack(models) if can_batch_coding(models[0]) else _Stack(models)
     opt = _FusedAdam(stack.flat, lr=config.lr)
-    probe = tuple(None if t is None else t[0] for t in batches(0))
-    step_flops = train_step_flops(lambda: models[0].loss(probe, config.l1)[0], stack._params(models[0]))
-    results = [TrainResult(step_flops=step_flops) for _ in models]
-    fired = torch.zeros(B, stack.shapes[2 * stack.n_layers - 1][-1], dtype=torch.bool)
+    results = [TrainResult(step_flops=flops[b if len(flops) > 1 else 0]) for b in range(B)]
+    fired = torch.zeros(B, stack.n_latents, dtype=torch.bool)
     start = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -352,7 +361,7 @@ def train_batched(
             with torch.no_grad():
                 metrics = ev(model)
             model.train()
-            r.history.append({"step": step, "train_flops": step * step_flops, **metrics})
+            r.history.append({"step": step, "train_flops": step * r.step_flops, **metrics})
 
     def resample(done: int, batch: Batch) -> None:
         for b in (~fired).any(1).nonzero().flatten().tolist():
