@@ -7,13 +7,18 @@ arrays), the meter compares the SAE's codes with per-sample optimal codes
 for the same decoder, sample by sample:
 
 - **LASSO objective** ``P(s) = 0.5 ||x - b_dec - D s||^2 + lam ||s||_1`` (``s >= 0``):
-  the amortisation gap ``P(s_sae) - min P``. The optimum comes from FISTA
-  warm-started at the SAE's codes; the reported ``gap = P(s_sae) - P(s_opt) >= 0``
+  the amortisation gap ``P(s_sae) - min P``. The optimum comes from per-sample working
+  sets started at the SAE's codes (:mod:`gapbound.inference.working_set`: exact solves
+  on the working sets, all atoms screened by one float32 product per round with its
+  rounding bounded, float64 certificates); the reported ``gap = P(s_sae) - P(s_opt) >= 0``
   is a lower bound and ``gap + certificate`` an upper bound on the true gap,
   ``certificate`` being the optimum's duality gap.
 - **Reconstruction at matched L1**: the best squared error reachable with
   ``s >= 0, ||s||_1 <= ||s_sae||_1`` (same L1 budget per sample), with a
-  Frank-Wolfe certificate (:mod:`gapbound.meter.matched_l1`: exact LASSO solves along ``lam``).
+  Frank-Wolfe certificate (the same working sets, LASSO solves along ``lam``).
+
+No ``n x N x N`` work and no ``N x N`` Gram matrix is formed, so SAEs with tens of
+thousands of latents are measured (``benchmarks/meter_scale.py``).
 
 ``lam`` defaults to the value at which the SAE's own codes are closest to
 stationary: the median of ``d_j . r`` over the SAE's active latents (at a
@@ -24,6 +29,7 @@ The command line (``python -m gapbound.meter``) lives in :mod:`gapbound.meter.cl
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,9 +37,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..inference import duality_gap, fista, objective
+from ..inference.problem import gap_terms, real_array
+from ..inference.working_set import Screen, l1_ball_working_set, lasso_working_set
 from ..models import SAE
-from .matched_l1 import solve_matched_l1
 from ..utils.validation import as_tensor, check_data, check_dictionary, check_float, check_int
 
 __all__ = ["GapReport", "measure_gap", "implied_lam", "uncertified_reason"]
@@ -135,6 +141,30 @@ def uncertified_reason(report: "GapReport") -> str | None:
     return "; ".join(parts) + ": raise --max-iter or loosen --rtol; the reported gaps are still valid lower bounds."
 
 
+def _support_correlations(screen: Screen, Xc: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float64 residuals ``x - D s``, ``d_j . r`` at each code position) of compact codes."""
+    R = screen.residual(Xc, idx, vals)
+    return R, screen.atom_dots(idx, R)
+
+
+def _implied_lam(screen: Screen, Xc: torch.Tensor, vals: torch.Tensor, c_support: torch.Tensor) -> float:
+    """:func:`implied_lam` from the correlations at the codes' positions."""
+    active = vals > 0
+    if active.any():
+        lam = float(c_support[active].median())
+        if lam > 0:
+            return lam
+    _, c0, bound = screen.correlations(Xc, 1)  # max_j d_j . x (certified bound where the screen is not exact)
+    return 0.1 * float(torch.maximum(c0[:, 0], bound).clamp_min(0).median()) or 1e-3
+
+
+def _compact(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense non-negative codes as per-sample positions and float64 values (width: the widest support)."""
+    codes = codes.clamp_min(0.0)
+    v, i = codes.topk(max(1, int((codes > 0).sum(1).amax())) if codes.shape[0] else 1, dim=1)
+    return i, v.double()
+
+
 def implied_lam(D: torch.Tensor, Xc: torch.Tensor, codes: torch.Tensor) -> float:
     """The L1 weight at which ``codes`` are closest to LASSO-stationary.
 
@@ -142,13 +172,10 @@ def implied_lam(D: torch.Tensor, Xc: torch.Tensor, codes: torch.Tensor) -> float
     latent is active, 10% of the median per-sample ``max_j d_j . x`` (the
     smallest ``lam`` giving all-zero codes).
     """
-    C = (Xc - codes @ D.T) @ D
-    active = codes > 0
-    if active.any():
-        lam = float(C[active].median())
-        if lam > 0:
-            return lam
-    return 0.1 * float((Xc @ D).amax(1).clamp_min(0).median()) or 1e-3
+    screen = Screen(D.double())
+    idx, vals = _compact(codes)
+    Xc = Xc.double()
+    return _implied_lam(screen, Xc, vals, _support_correlations(screen, Xc, idx, vals)[1])
 
 
 def measure_gap(
@@ -159,7 +186,6 @@ def measure_gap(
     b_dec: Any = None,
     rtol: float = 1e-6,
     max_iter: int = 5000,
-    dtype: torch.dtype = torch.float64,
     matched_l1: bool = True,
 ) -> GapReport:
     """Measure an SAE's amortisation gap under its own decoder, with certificates.
@@ -176,7 +202,7 @@ def measure_gap(
     D : array-like, optional
         ``M x N`` decoder (``x_hat = D s + b_dec``; for SAELens ``D = W_dec^T``).
     X : array-like
-        ``n x M`` activations, or ``(n, ctx, M)`` (flattened to ``n * ctx`` rows).
+        ``n x M`` activations, or ``(n, ctx, M)`` (flattened to ``n * ctx`` rows); real floating point.
     lam : float, optional
         LASSO L1 weight; default :func:`implied_lam`.
     b_dec : array-like, optional
@@ -185,11 +211,10 @@ def measure_gap(
         Certificate target relative to the median SAE value of each problem;
         the solvers stop there and ``certified`` reports whether every sample reached it.
     max_iter : int
-        Iteration cap of each solver.
-    dtype : torch.dtype
-        Working precision (float64 by default: the meter measures small differences).
+        Cap on the outer rounds of each working-set solve (each one float32 screening product
+        over the samples not yet certified; see :mod:`gapbound.inference.working_set`).
     matched_l1 : bool
-        Also solve the matched-L1 reconstruction problem (the costlier of the two on large SAEs).
+        Also solve the matched-L1 reconstruction problem.
 
     Returns
     -------
@@ -208,13 +233,13 @@ def measure_gap(
         sae = None
     if D is None or X is None:
         raise ValueError("measure_gap needs the decoder D and the activations X (or an SAE and X)")
-    Dt = check_dictionary(D).detach()
-    Xt = as_tensor("X", X).detach()
+    Dt = check_dictionary(real_array("D", D)).detach()
+    Xt = as_tensor("X", real_array("X", X)).detach()
     if Xt.ndim == 3:  # a shard store's (n, ctx, d) contexts
         Xt = Xt.reshape(-1, Xt.shape[-1])
     Xt = check_data(Xt, Dt, dtype=Dt.dtype, device=Dt.device).detach()
     M = Dt.shape[0]
-    b = torch.zeros(M, dtype=Dt.dtype, device=Dt.device) if b_dec is None else as_tensor("b_dec", b_dec, dtype=Dt.dtype, device=Dt.device).detach().reshape(-1)
+    b = torch.zeros(M, dtype=Dt.dtype, device=Dt.device) if b_dec is None else as_tensor("b_dec", real_array("b_dec", b_dec), dtype=Dt.dtype, device=Dt.device).detach().reshape(-1)
     if b.shape[0] != M or not torch.isfinite(b).all():
         raise ValueError(f"b_dec must be a finite vector of length M={M}, got shape {tuple(b.shape)}")
     check_float("rtol", rtol, minimum=0.0)
@@ -224,42 +249,52 @@ def measure_gap(
         codes = encoder.encode(Xt) if sae is not None else encoder(Xt)
         if sae is not None:  # the LASSO lives where the decoder reconstructs: after run-time normalisation
             Xt = sae.normalise(Xt.to(sae.linear.weight.dtype)).to(Dt.dtype)
-    codes = as_tensor("encoder output", codes).detach()
+    codes = as_tensor("encoder output", real_array("encoder output", codes)).detach()
     if codes.shape != (Xt.shape[0], Dt.shape[1]):
         raise ValueError(f"encoder output must have shape {(Xt.shape[0], Dt.shape[1])} (samples x decoder atoms), got {tuple(codes.shape)}")
     if not torch.isfinite(codes).all():
         raise ValueError("encoder output contains NaN or infinite values")
-    D64, Xc, S_sae = Dt.to(dtype), (Xt - b).to(dtype), codes.to(dtype=dtype, device=Dt.device).clamp_min(0.0)
+    D64, Xc = Dt.double(), (Xt - b).double()
+    idx, vals = _compact(codes.to(Dt.device))
+    del codes
+    screen = Screen(D64)
+    R, c_sup = _support_correlations(screen, Xc, idx, vals)
     if lam is None:
-        lam, source = implied_lam(D64, Xc, S_sae), "implied"
+        lam, source = _implied_lam(screen, Xc, vals, c_sup), "implied"
     else:
         lam, source = check_float("lam", lam, minimum=0.0), "given"
 
-    P_sae = objective(D64, Xc, S_sae, lam).double()
+    sq_sae = (R * R).sum(1)
+    P_sae = 0.5 * sq_sae + lam * vals.sum(1)
     tol = rtol * float(P_sae.median().clamp_min(1e-12))
-    opt = fista(D64, Xc, lam, init=S_sae, tol=tol, max_iter=max_iter)
+    opt = lasso_working_set(D64, Xc, lam, idx=idx, vals=vals, tol=tol, max_rounds=max_iter)
     # The SAE's own codes are feasible, so never report a negative gap.
     use_opt = opt.objective <= P_sae
     P_opt = torch.where(use_opt, opt.objective, P_sae)
-    S_opt = torch.where(use_opt[:, None], opt.codes, S_sae)
-    cert = torch.where(use_opt, opt.duality_gap, duality_gap(D64.double(), Xc.double(), S_sae.double(), lam))
+    cert = opt.duality_gap.clone()
+    if not use_opt.all():  # the SAE's codes are kept: their own duality gap
+        rows = (~use_opt).nonzero().squeeze(1)
+        _, c, bound = screen.correlations(R[rows], 64)
+        cert[rows] = gap_terms(sq_sae[rows], (Xc[rows] * R[rows]).sum(1), torch.maximum(c.amax(1), bound),
+                               vals[rows].sum(1), lam)[1]
 
-    sq_sae = ((Xc - S_sae @ D64.T) ** 2).sum(1).double()
     sq_l1 = l1_cert = tol_l1 = None
     if matched_l1:
         tol_l1 = rtol * float((0.5 * sq_sae).median().clamp_min(1e-12))
-        _, half_sq, l1_cert = solve_matched_l1(D64, Xc, S_sae.sum(1), S_sae, tol_l1, max_iter=max_iter)
-        sq_l1 = torch.minimum(2 * half_sq, sq_sae).double()
-        l1_cert = l1_cert.double()
+        guess = torch.where(vals > 0, c_sup, math.nan).nanmedian(1).values.nan_to_num(lam)
+        l1 = l1_ball_working_set(D64, Xc, vals.sum(1), idx=idx, vals=vals, tol=tol_l1, lam_guess=guess.clamp_min(0.0),
+                                 max_rounds=max_iter)
+        sq_l1 = torch.minimum(2 * l1.objective, sq_sae)
+        l1_cert = l1.duality_gap
 
     def np64(t: torch.Tensor | None) -> np.ndarray | None:
         return None if t is None else t.detach().double().cpu().numpy()
 
+    l0_sae = (vals > 0).sum(1)
     return GapReport(
         lam=float(lam), lam_source=source, lasso_sae=np64(P_sae), lasso_opt=np64(P_opt),
         lasso_gap=np64((P_sae - P_opt).clamp_min(0.0)), lasso_certificate=np64(cert),
         sq_err_sae=np64(sq_sae), sq_err_l1=np64(sq_l1), l1_certificate=np64(l1_cert),
-        l0_sae=np64((S_sae > 0).sum(1)), l0_opt=np64((S_opt > 0).sum(1)), tol_lasso=tol, tol_l1=tol_l1,
+        l0_sae=np64(l0_sae), l0_opt=np64(torch.where(use_opt, opt.l0, l0_sae)), tol_lasso=tol, tol_l1=tol_l1,
         seconds=time.perf_counter() - start,
     )
-
