@@ -10,7 +10,8 @@ target ``k`` in ``--l0`` and every method, train (checkpoints in
 ``OUT/checkpoints``), evaluate NMSE, L0, dead latents and the amortisation gap
 on the held-out shards, and score ``--n-latents`` live latents by
 explain-then-detect; each (method, k) is written to ``OUT/parts/`` as it
-finishes, and each trained SAE to ``OUT/saes/SAE-k{k}`` in SAELens's layout
+finishes (``--merge-from DIR...`` adopts the parts of parallel runs of the same
+configuration), and each trained SAE to ``OUT/saes/SAE-k{k}`` in SAELens's layout
 (normalisation folded in: it reads raw activations); (3) write ``OUT/gpt2.json`` (per-method frontier, the comparison at
 matched L0 and at matched NMSE) and the figures (``OUT/figures`` unless
 ``--figures-dir``). A rerun needs ``--resume`` (finished parts are reused,
@@ -37,6 +38,7 @@ from gapbound.lm.models import load_tokenizer
 from gapbound.lm.training import METHODS, LMConfig, run_method
 from gapbound.utils.cli import add_common_args, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
+from gapbound.utils.io import read_json
 from simulations import render_figures
 
 # 50,000 steps x 8192 vectors: the paper's 406M-token budget (64 contexts of 128 per step).
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lca-steps", type=positive_int, default=None, help="LCA training steps")
     p.add_argument("--n-latents", type=positive_int, default=None, help="latents scored per method")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--merge-from", nargs="+", default=[], metavar="DIR",
+                   help="first adopt the finished parts of other --out directories of the same configuration "
+                        "(parallel processes, one per method or k)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 on a machine shared with other jobs)")
     add_common_args(p, "results/gpt2")
@@ -187,6 +192,30 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def merge_parts(exp: Any, sources: Sequence[str | Path]) -> list[str]:
+    """Copy into ``exp`` the parts of ``sources`` (other ``--out`` directories) it lacks; returns their keys.
+
+    Raises
+    ------
+    ValueError
+        A source without parts, or with a part of another configuration (fingerprint).
+    """
+    adopted = []
+    for src in map(Path, sources):
+        files = sorted((src / "parts").glob("*.json"))
+        if not files:
+            raise ValueError(f"--merge-from {src} holds no finished parts (no {src / 'parts'}/*.json)")
+        for path in files:
+            part = read_json(path)
+            if not isinstance(part, dict) or part.get("fingerprint") != exp.fingerprint:
+                raise ValueError(f"--merge-from: {path} was written by another configuration; "
+                                 "merge only runs of the same preset and options")
+            if not exp.has_part(path.stem):
+                exp.write_part(path.stem, {k: v for k, v in part.items() if k != "fingerprint"})
+                adopted.append(path.stem)
+    return adopted
+
+
 def _decoder(store_meta: dict):
     """Token-id -> string for readable explanations (the store's tokenizer)."""
     return load_tokenizer(store_meta["tokenizer"]).convert_ids_to_tokens
@@ -204,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "train": asdict(lm_cfg), "test_fraction": args.test_fraction}
     with open_experiment(out, "gpt2", config, resume=args.resume, overwrite=args.overwrite,
                          outputs=("gpt2.json", "saes")) as exp:
+        for key in merge_parts(exp, args.merge_from):
+            print(f"{key}: adopted from --merge-from", file=sys.stderr)
         t0 = time.perf_counter()
         store = harvest(hv_cfg, store_dir, progress=not args.quiet)
         harvest_s = time.perf_counter() - t0

@@ -206,3 +206,15 @@ def test_matched_nmse_reads_each_sweep_at_every_reference():
     at_mlp = s["matched_nmse_by_reference"]["MLP"]["methods"]
     assert at_mlp["SAE"]["f1_mean"] == pytest.approx(0.45) and at_mlp["MLP"]["f1_mean"] == pytest.approx(0.60)
     assert "matched NMSE (LCA at k=32: 0.500)" in sim.format_table(s)
+
+
+def test_merge_from_adopts_parts_of_the_same_configuration_only(run, tmp_path, monkeypatch):
+    argv, out, report = run
+    monkeypatch.setattr(sim, "run_method", lambda *a, **k: pytest.fail("a part available to merge was retrained"))
+    merged = tmp_path / "merged"
+    base = [a if a != str(out) else str(merged) for a in argv]
+    assert sim.main([*base, "--store", str(out / "store"), "--merge-from", str(out)]) == 0
+    assert json.loads((merged / "gpt2.json").read_text())["methods"] == report["methods"]
+    with pytest.raises(ValueError, match="another configuration"):
+        sim.main([*base, "--out", str(tmp_path / "other"), "--store", str(out / "store"), "--merge-from", str(out),
+                  "--n-latents", "3"])
