@@ -26,11 +26,15 @@ largest ``d_j . x`` over the batch. A solver whose estimated time on a cell
 says so.
 
 Part ``ito``: warm-started FISTA against the authors'-style Adam-on-exp baseline
-on known D (see :func:`ito_rows`).
+on known D (see :func:`ito_rows`), and the same exact solve from zero codes.
 
-Run::
+Part ``warm``: ``SparseCoder`` from starts between the optimum and noise against a
+cold start on the same cell, CPU time interleaved (see :func:`warm_rows`).
 
-    python benchmarks/solvers.py --json results/bench_solvers_grid.json --figure results/bench_solvers_grid.png
+Run (from the repository root; ``PYTHONPATH=.`` where gapbound is not installed from this checkout)::
+
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --json results/bench_solvers_grid.json --figure results/bench_solvers_grid.png
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --parts warm ito --json results/bench_solvers_ito.json
 """
 
 from __future__ import annotations
@@ -361,10 +365,10 @@ def ito_rows(lam: float, budgets: list[int], sae_steps: int, repeats: int, seed:
     name = "N16_M8_K3_knownD_test1024"
     rows: list[dict] = []
 
-    def run(label: str, reps: int, **kw: Any) -> dict:
+    def run(label: str, reps: int, cold: bool = False, **kw: Any) -> dict:
         def go():
             with torch.no_grad():
-                init = enc(X)
+                init = None if cold else enc(X)
             return solve(D, X, lam, init=init, **kw)
 
         wall, res = cpu_time(go, reps)
@@ -383,6 +387,7 @@ def ito_rows(lam: float, budgets: list[int], sae_steps: int, repeats: int, seed:
         run(f"fista warm, {b} it", repeats, method="fista", max_iter=b, tol=0.0, check_every=b, polish=False)
     # With the polish, FISTA starts with the active set from the SAE's codes (on CPU, compiled).
     run("fista warm + active set", repeats, method="fista", max_iter=10_000, tol=1e-6)
+    run("fista cold + active set", repeats, method="fista", max_iter=10_000, tol=1e-6, cold=True)
     hit = min((r for r in rows[1:] if r["mcc"] >= base["mcc"] - mcc_slack), key=lambda r: r["wall_s"], default=None)
     for r in rows:
         r["sae_mcc"] = sae_mcc
@@ -393,6 +398,56 @@ def ito_rows(lam: float, budgets: list[int], sae_steps: int, repeats: int, seed:
         r["matches_baseline_mcc"] = r["mcc"] >= base["mcc"] - mcc_slack
         r["fastest_matching_baseline"] = r is hit
     return rows
+
+
+# --------------------------------------------------------------------------- warm starts
+
+
+def warm_starts(S: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Starts from good to useless, built from the optimum ``S`` of a cell."""
+    big = float(S.max())
+    return {
+        "optimum": S,
+        "optimum, values x (1 + 0.1 noise)": S * (1 + 0.1 * rng.normal(size=S.shape)).clip(0),
+        "optimum + 5% junk atoms": S + (rng.random(S.shape) < 0.05) * 0.1 * big,
+        "random, 10% of atoms": np.abs(rng.normal(size=S.shape)) * (rng.random(S.shape) < 0.1) * big,
+        "random, every atom": np.abs(rng.normal(size=S.shape)) * big,
+    }
+
+
+def warm_rows(seed: int, repeats: int, cells: list[str] | None) -> list[dict]:
+    """SparseCoder from each start against a cold start, CPU time side by side (interleaved, minimum of ``repeats``)."""
+    specs = [Cell("gaussian", 256, 64, 1e-2, 32), Cell("coherent", 256, 64, 1e-2, 32), Cell("noisy", 256, 64, 1e-3, 32),
+             Cell("gaussian", 1024, 256, 1e-2, 32), Cell("gaussian", 1024, 256, 1e-3, 32)]
+    rows = []
+    for cell in (c for c in specs if not cells or any(s in c.name for s in cells)):
+        D, X, lam, _ = make_cell(cell, seed)
+        coder = SparseCoder(D, lam, tol=1e-8 * float(0.5 * (X * X).sum(1).mean()))
+        coder.atoms.G64  # noqa: B018
+        cold = coder.solve(X)
+        for name, S0 in warm_starts(cold.codes.numpy(), np.random.default_rng(seed)).items():
+            t_cold, t_warm = float("inf"), float("inf")
+            for _ in range(repeats):  # interleaved: both see the same machine load
+                t_cold = min(t_cold, cpu_time(lambda: coder.solve(X), 1)[0])
+                tw, res = cpu_time(lambda: coder.solve(X, init=S0), 1)
+                t_warm = min(t_warm, tw)
+            excess = float(res.objective.sum() - cold.objective.sum()) / float(cold.objective.sum())
+            rows.append({"part": "warm", "cell": cell.name, "start": name, "cold_cpu_s": t_cold, "warm_cpu_s": t_warm,
+                         "warm_over_cold": t_warm / t_cold, "converged": bool(res.converged), "rel_excess_over_cold": excess,
+                         "load_1min": os.getloadavg()[0]})
+            print(f"  {cell.name:<32} {name:<34} warm/cold {t_warm / t_cold:5.2f}", file=sys.stderr, flush=True)
+    return rows
+
+
+def warm_table(rows: list[dict]) -> str:
+    """Markdown table: warm / cold CPU-time ratio per cell and start."""
+    starts = list(dict.fromkeys(r["start"] for r in rows))
+    out = ["| cell | cold s | " + " | ".join(starts) + " |", "|---" * (len(starts) + 2) + "|"]
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        sub = {r["start"]: r for r in rows if r["cell"] == cell}
+        cold = min(r["cold_cpu_s"] for r in sub.values())
+        out.append(f"| {cell} | {cold:.4f} | " + " | ".join(f"{sub[s]['warm_over_cold']:.2f}x" for s in starts) + " |")
+    return "\n".join(out)
 
 
 def ito_table(rows: list[dict]) -> str:
@@ -410,7 +465,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", metavar="FILE", help="write {rows, summary, command} as JSON to FILE")
     ap.add_argument("--figure", metavar="FILE", help="write the speed-up figure to FILE (png/pdf)")
-    ap.add_argument("--parts", nargs="+", choices=("grid", "ito"), default=["grid"])
+    ap.add_argument("--parts", nargs="+", choices=("grid", "ito", "warm"), default=["grid"])
     ap.add_argument("--cells", nargs="+", metavar="SUBSTRING", help="only cells whose name contains one of these")
     ap.add_argument("--rtol", type=float, default=1e-6, help="relative objective excess over the best that counts as reached")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="skip a solver whose estimated CPU time on a cell exceeds this")
@@ -444,6 +499,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 rows += [{"part": "grid", **r} for r in run_cell(c, args.seed, args.rtol, args.repeats, args.max_seconds)]
                 if args.json:  # finished cells are never lost
                     write_json(args.json, args, argv, rows, t0, summary(rows))
+        if "warm" in args.parts:
+            print("[warm] starts vs cold", file=sys.stderr, flush=True)
+            rows += warm_rows(args.seed, max(args.repeats, 10), args.cells)
         if "ito" in args.parts:
             print("[ito] known D", file=sys.stderr, flush=True)
             rows += ito_rows(args.ito_lam, sorted(args.budgets), args.sae_steps, args.repeats, args.seed, args.mcc_slack)
@@ -453,6 +511,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(grid_table(grid))
         for name, s in summ.items():
             print(f"{name}: {s}")
+    if any(r["part"] == "warm" for r in rows):
+        print(warm_table([r for r in rows if r["part"] == "warm"]))
     if any(r["part"] == "ito" for r in rows):
         print(ito_table([r for r in rows if r["part"] == "ito"]))
     if args.figure and grid:
