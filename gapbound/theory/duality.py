@@ -9,6 +9,7 @@ with every float64 operation's rounding error bounded.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -258,6 +259,19 @@ class Certificate:
         return 1.0 - self.keep if self.drop is None else self.drop
 
 
+@functools.lru_cache(maxsize=4)
+def _integer_rows_cached(data: bytes, shape: tuple[int, int], splits: tuple[int, int]) -> tuple[list, list, list]:
+    rows = [[int(v) for v in r] for r in to_integers(np.frombuffer(data, dtype=np.float64).reshape(shape))[0]]
+    return rows[: splits[0]], rows[splits[0]: splits[1]], rows[splits[1]:]
+
+
+def _integer_rows(Aa: np.ndarray, L: np.ndarray, Bi: np.ndarray) -> tuple[list, list, list]:
+    """``Aa``, ``L``, ``Bi`` as integer rows with one common power-of-two scale (cached: a row problem's
+    branch-and-bound nodes share them)."""
+    stacked = np.ascontiguousarray(np.vstack([Aa, L, Bi]), dtype=np.float64)
+    return _integer_rows_cached(stacked.tobytes(), stacked.shape, (len(Aa), len(Aa) + len(L)))
+
+
 def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
                  Bi: np.ndarray, tau: float, gamma: float, lam: np.ndarray, mu: np.ndarray, nu: np.ndarray,
                  dropped: np.ndarray, attempts: int = 4,
@@ -295,10 +309,10 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
         rank = int((diag > 1e-14 * diag[0]).sum()) if len(diag) and diag[0] > 0 else 0
         sel = piv[:rank]
         # exact g = mult . R in integers: R = R_int / 2^eR, mult = mult_int / 2^eM
-        R_int, _ = to_integers(R)
+        A_int, L_int, B_int = _integer_rows(Aa, L, Bi)
+        rows_int = [A_int[t] for t in kept_idx] + [L_int[j] for j in hinge_idx] + [B_int[t] for t in env_idx]
         mult_int, eM = to_integers(np.concatenate([lam[kept_idx], m_f[hinge_idx], nu[env_idx]]))
         mult_int = [int(a) for a in mult_int]
-        rows_int = [[int(v) for v in r] for r in R_int]
         g_int = [sum(a * r[k] for a, r in zip(mult_int, rows_int) if a) for k in range(p)]
         # solve sum_r x_r R_int[sel_r] = -g_int exactly, x = num / det; the multipliers become
         # (det mult_int + num) / (det 2^eM), a common denominator
