@@ -155,3 +155,57 @@ def test_bad_inputs(tmp_path, known_d, capsys):
     assert "d=7 but the SAE reads d_in=8" in capsys.readouterr().err
     assert main([str(tmp_path / "sae"), str(tmp_path / "nothing.npy")]) == 2
     assert "do not exist" in capsys.readouterr().err
+
+
+def test_damaged_files_and_bad_activations_end_in_one_line(tmp_path, capsys):
+    """Issue 15: damaged SAE weights, .npz / garbage / complex / empty activations, an --out folder: one line, exit 2."""
+    sae = SAE(6, 4)
+    sae.save(tmp_path / "sae")
+    np.save(tmp_path / "acts.npy", np.ones((4, 6), np.float32))
+    weights = tmp_path / "sae" / "sae_weights.safetensors"
+    good = weights.read_bytes()
+
+    def refused(*argv: str, match: str) -> None:
+        assert main([*map(str, argv)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and match in err, err
+
+    weights.write_bytes(good[: len(good) // 2])
+    refused(tmp_path / "sae", tmp_path / "acts.npy", match="sae_weights.safetensors is not a readable safetensors file")
+    weights.write_bytes(b"garbage" * 10)
+    refused(tmp_path / "sae", tmp_path / "acts.npy", match="truncated or corrupted")
+    weights.write_bytes(good)
+    np.savez(tmp_path / "x.npz", a=np.ones((3, 6)))
+    refused(tmp_path / "sae", tmp_path / "x.npz", match="x.npz are an .npz archive")
+    (tmp_path / "g.npy").write_bytes(b"garbage")
+    refused(tmp_path / "sae", tmp_path / "g.npy", match="g.npy are not a readable .npy array")
+    np.save(tmp_path / "c.npy", np.ones((4, 6), complex))
+    refused(tmp_path / "sae", tmp_path / "c.npy", match="must be real floating point")
+    np.save(tmp_path / "e.npy", np.zeros((0, 6), np.float32))
+    refused(tmp_path / "sae", tmp_path / "e.npy", match="hold no samples")
+    refused(tmp_path / "sae", tmp_path / "acts.npy", "--out", tmp_path, match="is a folder; give a file")
+    refused(tmp_path / "sae", tmp_path / "acts.npy", "--out", tmp_path / "no" / "gap.npz", match="does not exist")
+    # a good run writes --out atomically (no temporary file left) and reads back
+    assert main([str(tmp_path / "sae"), str(tmp_path / "acts.npy"), "--out", str(tmp_path / "gap.npz"), "--json"]) == 0
+    capsys.readouterr()
+    assert json.loads(str(np.load(tmp_path / "gap.npz")["summary"]))["n_samples"] == 4
+    assert not list(tmp_path.glob(".gap.npz.*"))
+
+
+def test_damaged_dictionary_learning_weights(tmp_path, capsys):
+    from gapbound.models.dictionary_learning import DL_WEIGHTS_FILE
+
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "config.json").write_text(json.dumps({"trainer": {"dict_class": "AutoEncoder", "activation_dim": 6,
+                                                                          "dict_size": 4}}))
+    (tmp_path / "dl" / DL_WEIGHTS_FILE).write_bytes(b"\x80\x02garbage")
+    with pytest.raises(ValueError, match="not a readable torch file"):
+        load_sae(tmp_path / "dl")
+
+
+def test_complex_and_empty_activations_refused_in_the_api(known_d):
+    p, enc = known_d
+    with pytest.raises(TypeError, match="complex"):
+        measure_gap(enc, p.D, p.X_test.to(torch.complex64))
+    with pytest.raises(ValueError, match="no samples"):
+        measure_gap(enc, p.D, p.X_test[:0])

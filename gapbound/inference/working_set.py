@@ -295,9 +295,9 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
     """The outer loop shared by both problems (see the module docstring)."""
     screen = Screen(D)
     n = X.shape[0]
-    # A non-negative LASSO or L1-ball optimum needs at most M atoms (generically); wider sets only make
-    # the restricted Grams singular.
-    cap = min(screen.N, screen.M) if width_cap is None else width_cap
+    # An optimum needs at most M atoms (generically); the room of one round's additions beyond that lets
+    # a support at the rank exchange atoms (the restricted solver handles singular Grams).
+    cap = min(screen.N, screen.M + max_add) if width_cap is None else width_cap
     idx, vals = _compact(idx, vals)
     if idx.shape[1] > cap:  # a start wider than any optimum: keep its largest codes
         idx, vals = _compact(idx[:, :cap], vals[:, :cap])
@@ -408,7 +408,7 @@ def lasso_working_set(
     max_add : int
         Most atoms added to a working set per round.
     width_cap : int, optional
-        Largest working set (default ``min(N, M)``, room for any optimum).
+        Largest working set (default ``M + max_add``, room for any optimum).
 
     Returns
     -------

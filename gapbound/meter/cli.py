@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..models import load_sae
 from ..utils.cli import add_debug_arg, positive_float, positive_int, run_cli
+from ..utils.io import atomic_write
 from .core import measure_gap
 
 __all__ = ["main", "read_activations"]
@@ -49,11 +51,23 @@ def read_activations(path: str | Path, max_samples: int | None = None) -> np.nda
         return np.concatenate(parts)
     if not path.is_file():
         raise FileNotFoundError(f"activations {path} do not exist (a .npy file or a shard store directory)")
-    X = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"activations {path} are not a readable .npy array ({str(err).splitlines()[0]}); "
+                         "save them with numpy.save") from None
+    if not isinstance(X, np.ndarray):  # an .npz archive
+        X.close()
+        raise ValueError(f"activations {path} are an .npz archive; save the one array with numpy.save (.npy)")
     if X.ndim == 3:
         X = X.reshape(-1, X.shape[-1])
     if X.ndim != 2:
         raise ValueError(f"activations {path} must have shape (n, d_in) or (n, ctx, d_in), got {X.shape}")
+    if not np.issubdtype(X.dtype, np.floating):
+        raise TypeError(f"activations {path} must be real floating point, got dtype {X.dtype}"
+                        + ("; pass the real part explicitly" if np.issubdtype(X.dtype, np.complexfloating) else ""))
+    if X.shape[0] == 0:
+        raise ValueError(f"activations {path} hold no samples (shape {X.shape})")
     return np.array(X if max_samples is None else X[:max_samples], dtype=np.float32)  # a writable copy
 
 
@@ -67,13 +81,27 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-samples", type=positive_int, default=None, help="use only the first n activation vectors")
     ap.add_argument("--no-matched-l1", action="store_true", help="skip the matched-L1 reconstruction problem (faster on large SAEs)")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    ap.add_argument("--out", metavar="FILE", help="also write per-sample arrays and the summary to FILE (.npz)")
+    ap.add_argument("--out", metavar="FILE", help="also write per-sample arrays and the summary to FILE (.npz, written atomically; the folder must exist)")
     add_debug_arg(ap)
     return ap
 
 
+def check_out(out: str | None) -> None:
+    """Refuse an ``--out`` that cannot be written, before any work."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file to write, e.g. --out {path / 'gap.npz'}")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {path}: its folder {path.parent} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"--out {path}: its folder {path.parent} is not writable")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load, measure and return the summary (printing nothing)."""
+    check_out(args.out)
     sae = load_sae(args.sae)
     X = read_activations(args.activations, args.max_samples)
     if X.shape[1] != sae.M:
@@ -83,7 +111,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary = {"sae": str(args.sae), "architecture": sae.activation, "activations": str(args.activations), **report.summary()}
     if args.out:
         arrays = {k: v for k, v in vars(report).items() if isinstance(v, np.ndarray)}  # skipped ones are None
-        np.savez(args.out, **arrays, summary=json.dumps(summary))
+        out = Path(args.out)
+        if out.suffix != ".npz":  # numpy.savez would append it, so the file would not be where asked
+            out = out.with_name(out.name + ".npz")
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays, summary=json.dumps(summary))
+
+        atomic_write(out, write)
     return summary
 
 

@@ -238,6 +238,8 @@ def measure_gap(
     if Xt.ndim == 3:  # a shard store's (n, ctx, d) contexts
         Xt = Xt.reshape(-1, Xt.shape[-1])
     Xt = check_data(Xt, Dt, dtype=Dt.dtype, device=Dt.device).detach()
+    if Xt.shape[0] == 0:
+        raise ValueError("X holds no samples; the meter needs at least one activation vector")
     M = Dt.shape[0]
     b = torch.zeros(M, dtype=Dt.dtype, device=Dt.device) if b_dec is None else as_tensor("b_dec", real_array("b_dec", b_dec), dtype=Dt.dtype, device=Dt.device).detach().reshape(-1)
     if b.shape[0] != M or not torch.isfinite(b).all():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -64,7 +65,11 @@ def read_dictionary_learning(path: str | os.PathLike, dtype: torch.dtype | None 
         raise ValueError(f"{root / DL_CONFIG_FILE} must be JSON with trainer.dict_class ({err})") from err
     if dict_class not in DL_CLASSES:
         raise ValueError(f"unsupported dictionary_learning class {dict_class!r} (supported: {', '.join(DL_CLASSES)})")
-    state = torch.load(root / DL_WEIGHTS_FILE, map_location=device, weights_only=True)
+    try:
+        state = torch.load(root / DL_WEIGHTS_FILE, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # truncated or not a torch file
+        raise ValueError(f"{root / DL_WEIGHTS_FILE} is not a readable torch file ({str(err).splitlines()[0]}); "
+                         "it is truncated or corrupted: save or download the SAE again") from None
     missing = [key for key in _KEYS[dict_class] if key not in state]
     if missing:
         raise ValueError(f"{root / DL_WEIGHTS_FILE} lacks {missing} for a {dict_class} (has {sorted(state)})")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..utils.io import atomic_write, atomic_write_json
@@ -132,7 +133,12 @@ def read_saelens(path: str | os.PathLike, dtype: str | torch.dtype | None = None
     if norm not in INPUT_NORMS:
         raise ValueError(f"unsupported normalize_activations {norm!r} in {root / CONFIG_FILE} (supported: {', '.join(INPUT_NORMS)})")
     target = parse_dtype(cfg["dtype"] if dtype is None else dtype)
-    tensors = {k: v.to(target) for k, v in load_file(str(root / WEIGHTS_FILE), device=str(device)).items()}
+    try:
+        raw_tensors = load_file(str(root / WEIGHTS_FILE), device=str(device))
+    except SafetensorError as err:  # truncated or not a safetensors file at all
+        raise ValueError(f"{root / WEIGHTS_FILE} is not a readable safetensors file ({err}); "
+                         "it is truncated or corrupted: save or download the SAE again") from None
+    tensors = {k: v.to(target) for k, v in raw_tensors.items()}
     scaling = tensors.pop("scaling_factor", None)
     if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
         raise ValueError(f"unsupported: {root / WEIGHTS_FILE} has a fine-tuning scaling_factor that is not all ones "
