@@ -19,12 +19,13 @@ for every encoder ``f(x) = g(W x + b)`` of the class:
     never above the ReLU one (``theta = 0``).
 ``"relu"``
     ``f = relu(W x + b)``. An inactive entry costs ``relu(z)^2`` and an active
-    entry is dropped (cost ``s^2``) exactly when ``z <= 0``. With the drop
-    enumeration complete the per-row bound is the exact ReLU optimum.
+    entry is dropped (cost ``s^2``, hard constraint ``z <= 0``) exactly when ``z <= 0``.
+    A best-first branch and bound over the entries' gates (:mod:`gapbound.theory.relu`);
+    when it completes the per-row bound is the exact ReLU optimum.
 
 Per row, ``min`` over the set ``Z`` of dropped active entries is enumerated
-(:mod:`gapbound.theory.drops`); each subproblem is certified by weak duality
-(:mod:`gapbound.theory.duality`). Derivations: ``proofs/02_witness_bound.md``.
+(:mod:`gapbound.theory.drops`; ReLU: branched, :mod:`gapbound.theory.relu`); each subproblem is
+certified by weak duality (:mod:`gapbound.theory.duality`). Derivations: ``proofs/02_witness_bound.md``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .witness import as_dictionary64, check_codes, witness_inputs
 
 # A row is reported optimal when its certified bound is within this relative distance of the witness
 # error of an actual encoder of the class (the row's own minimiser): then the bound is the class optimum
-# up to that tolerance (the ReLU gate constraints enter as penalties, so exact equality is not expected).
+# up to that tolerance (the ReLU branch and bound settles nodes within 1e-7 of its incumbent).
 OPTIMAL_RTOL = 1e-6
 
 EncoderClass = Literal["linear-gated", "jumprelu", "relu"]
@@ -227,8 +228,9 @@ def lower_bound(
     encoder_class : {"linear-gated", "jumprelu", "relu"}
         Which encoders the bound covers (module docstring).
     max_subproblems : int
-        Per-row budget of convex subproblems; beyond it the drop enumeration
-        stops and the (valid, looser) tail bound takes over.
+        Per-row budget of convex subproblems (``"relu"``: branch-and-bound nodes); beyond it the
+        drop enumeration stops and the (valid, looser) tail bound takes over (``"relu"``: the
+        open nodes' certified values).
     jumprelu_budget : int
         ``"jumprelu"`` only: branch-and-bound refinements per row (threshold
         splits and leak branchings); more is tighter and slower, any is valid.
