@@ -94,9 +94,13 @@ def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int,
     closed = math.inf  # smallest certified value of the frontier nodes that are settled
     solved = 1
 
+    def branchable(node: tuple) -> bool:
+        """Some free entry's relaxation undercuts its ReLU cost at the node's minimiser (else it is a leaf)."""
+        return bool((node[4] > 1e-12 * (1.0 + abs(node[0]))).any())
+
     def prunable(node: tuple) -> bool:
         """Its estimate reaches the incumbent, or it is a leaf (the relaxation is exact at its minimiser)."""
-        return node[0] >= ub * (1.0 - _CLOSE_RTOL) or not (node[4] > 1e-12 * (1.0 + abs(node[0]))).any()
+        return node[0] >= ub * (1.0 - _CLOSE_RTOL) or not branchable(node)
 
     def settle(nodes: list, reopen: bool = True) -> None:
         """Certify frontier nodes; with ``reopen``, one falling short of the incumbent goes back to be branched."""
@@ -105,7 +109,7 @@ def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int,
         vals = certify(np.array([b[2] for b in nodes]), np.array([b[3] for b in nodes]),
                        ub * (1.0 - _CERT_RTOL) if reopen else None)
         for b, v in zip(nodes, vals):
-            if reopen and v < ub * (1.0 - _CERT_RTOL) and (b[4] > 0).any():
+            if reopen and v < ub * (1.0 - _CERT_RTOL) and branchable(b):
                 heapq.heappush(heap, (float(v), next(counter), b[2], b[3], b[4]))
             else:
                 closed = min(closed, float(v))
