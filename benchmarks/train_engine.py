@@ -4,14 +4,15 @@
     OMP_NUM_THREADS=1 python -m benchmarks.train_engine --skip-scaled --out results/train_engine.json
 
 Paper sizes (N = 16, M = 8, minibatch 256, the ``unknown`` setting's learned
-dictionary): for each encoder, ``B`` seeds are trained
+dictionary): for each encoder and for sparse coding (``SC``: per-sample codes
+inferred every step), ``B`` seeds are trained
 
 - ``loop``: one model at a time with :func:`gapbound.training.train` (fused Adam,
   dead-latent bookkeeping, everything the simulations use);
 - ``batched``: all ``B`` at once with :func:`gapbound.training.engine.train_batched`;
 - ``plain``: the shortest PyTorch loop an author would write (``nn.Sequential``,
   ``torch.optim.Adam`` defaults, ``loss.backward()``, column renormalisation; no
-  resampling, no bookkeeping), one model at a time.
+  resampling, no bookkeeping), one model at a time (encoders only).
 
 Each figure is steady-state steps per second per (method, seed): two runs of
 different lengths, the difference of wall times over the difference of steps
@@ -36,11 +37,13 @@ from torch import nn
 
 from benchmarks.throughput import matmul_flops_per_s
 from gapbound.models import Dictionary, make_encoder
+from gapbound.models.coding import SparseCoding
 from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_problem, random_dictionary
 from gapbound.training import Autoencoder, Supervised, TrainConfig, tensor_batches, train
 from gapbound.training.engine import stacked_tensor_batches, train_batched
 from gapbound.utils.cli import positive_int, run_cli
 from gapbound.utils.io import atomic_write_json
+from gapbound.utils.rng import seeded
 
 
 def steady_seconds(runs: dict[str, Callable[[int], None]], steps: int, repeats: int) -> dict[str, float]:
@@ -95,15 +98,21 @@ def _models(kind: str, hidden: int | None, M: int, N: int, seeds: Sequence[int],
     return out
 
 
+def _coders(M: int, N: int, n: int, seeds: Sequence[int]) -> list[nn.Module]:
+    """Sparse coding as the synthetic suite's ``unknown`` setting builds it: learned dictionary, stored codes."""
+    return [SparseCoding(seeded(s, lambda: Dictionary(M, N)), n) for s in seeds]
+
+
 def paper_sizes(methods: Sequence[str], seeds: int, steps: int, repeats: int) -> list[dict]:
     seed_list = list(range(seeds))
     problems = [make_problem(SyntheticConfig(seed=s)) for s in seed_list]
     X = torch.stack([p.X_train for p in problems])
     rows = []
     for name in methods:
-        hidden = None if name == "SAE" else int(name.split("-")[1])
+        hidden = None if name in ("SAE", "SC") else int(name.split("-")[1])
         kind = "sae" if hidden is None else "mlp"
-        base = _models(kind, hidden, 8, 16, seed_list, supervised=False)
+        base = (_coders(8, 16, X.shape[1], seed_list) if name == "SC"
+                else _models(kind, hidden, 8, 16, seed_list, supervised=False))
         cfg = lambda n, s=0: TrainConfig(steps=n, progress=False, resample_every=0, seed=s)  # noqa: E731
         flops = {}
 
@@ -113,12 +122,14 @@ def paper_sizes(methods: Sequence[str], seeds: int, steps: int, repeats: int) ->
         def batched(n: int) -> None:
             train_batched(copy.deepcopy(base), stacked_tensor_batches(X, None, 256, seed_list), [cfg(n, s) for s in seed_list])
 
-        t = steady_seconds({"loop": loop, "batched": batched,
-                            "plain": lambda n: plain_loop(problems[0].X_train, hidden, 16, n, 256, 0)}, steps, repeats)
-        per = {"loop": 1 / t["loop"], "batched": seeds / t["batched"], "plain": 1 / t["plain"]}
+        runs = {"loop": loop, "batched": batched}
+        if name != "SC":  # the plain loop is an encoder's; sparse coding has no authors'-style counterpart here
+            runs["plain"] = lambda n: plain_loop(problems[0].X_train, hidden, 16, n, 256, 0)
+        t = steady_seconds(runs, steps, repeats)
+        per = {"loop": 1 / t["loop"], "batched": seeds / t["batched"], **({"plain": 1 / t["plain"]} if "plain" in t else {})}
         rows.append({"method": name, "models": seeds, "step_flops": flops["step"],
                      "steps_per_s_per_model": per, "speedup_vs_loop": per["batched"] / per["loop"],
-                     "speedup_vs_plain": per["batched"] / per["plain"],
+                     "speedup_vs_plain": per["batched"] / per["plain"] if "plain" in per else None,
                      "achieved_flops_per_s": {k: v * flops["step"] for k, v in per.items()}})
     return rows
 
@@ -151,7 +162,8 @@ def scaled_sizes(hidden: Sequence[int], steps: int, repeats: int, N: int = 1000,
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_engine", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=["SAE", "MLP-32", "MLP-256", "MLP-1024"], help="SAE and MLP-<h>")
+    p.add_argument("--methods", nargs="+", default=["SAE", "MLP-32", "MLP-256", "MLP-1024", "SC"],
+                   help="SAE, MLP-<h> and SC (sparse coding with a learned dictionary)")
     p.add_argument("--seeds", type=positive_int, default=5, help="models trained at once (default 5)")
     p.add_argument("--steps", type=positive_int, default=800, help="steps of the longer timed run at N=16 (default 800)")
     p.add_argument("--scaled-steps", type=positive_int, default=8, help="steps of the longer timed run at scaled sizes")
@@ -165,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for m in args.methods:
-        if m != "SAE" and not (m.startswith("MLP-") and m[4:].isdigit() and int(m[4:]) > 0):
-            raise ValueError(f"--methods: {m!r} is not SAE or MLP-<hidden width>")
+        if m not in ("SAE", "SC") and not (m.startswith("MLP-") and m[4:].isdigit() and int(m[4:]) > 0):
+            raise ValueError(f"--methods: {m!r} is not SAE, SC or MLP-<hidden width>")
     if args.steps < 16 or args.scaled_steps < 4:
         raise ValueError("--steps must be >= 16 and --scaled-steps >= 4 so the two timed runs differ")
     peak = matmul_flops_per_s(torch.device("cpu"))
@@ -177,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'method':<9} {'loop':>8} {'plain':>8} {'batched':>8} {'x loop':>7} {'x plain':>8} {'batched GFLOP/s':>16}")
     for r in report["paper_sizes"]:
         s = r["steps_per_s_per_model"]
-        print(f"{r['method']:<9} {s['loop']:>8.0f} {s['plain']:>8.0f} {s['batched']:>8.0f} {r['speedup_vs_loop']:>7.1f} "
-              f"{r['speedup_vs_plain']:>8.1f} {r['achieved_flops_per_s']['batched'] / 1e9:>16.2f}")
+        plain = f"{s['plain']:>8.0f}" if "plain" in s else f"{'-':>8}"
+        vs_plain = f"{r['speedup_vs_plain']:>8.1f}" if r["speedup_vs_plain"] is not None else f"{'-':>8}"
+        print(f"{r['method']:<9} {s['loop']:>8.0f} {plain} {s['batched']:>8.0f} {r['speedup_vs_loop']:>7.1f} "
+              f"{vs_plain} {r['achieved_flops_per_s']['batched'] / 1e9:>16.2f}")
     if not args.skip_scaled:
         report["scaled_sizes"] = scaled_sizes(args.scaled_hidden, args.scaled_steps, args.repeats)
         print("N=1000, M=200, batch 1024, known Z: GFLOP/s achieved (fraction of matmul)")

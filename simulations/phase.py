@@ -4,13 +4,19 @@
     python -m simulations.phase --quick         # a smaller grid with fewer steps, in minutes
     python -m simulations.phase --setting unknown --out results/phase_unknown
 
-Every (N, M, K, seed) cell is an independent job dispatched with joblib on
-``--jobs`` worker processes (default: every available core). Each finished
+Every (N, M, K) shape is an independent job dispatched with joblib on
+``--jobs`` worker processes (default: every available core); the seeds of a
+shape are trained together by the batched engine (``--seeds 0 1 2 3 4``). Each finished
 cell is written atomically to ``OUT/parts/`` and ``OUT/phase.json`` is rebuilt
 from every part on disk, so an interrupted run loses at most the cells in
 flight, and a grid can be filled over several invocations with ``--resume``
 (cells already done are skipped; a run of other settings is refused, see
 :mod:`gapbound.utils.experiment`).
+
+A line starting ``warning:`` names every (method, cell) whose per-sample
+inference did not reach its tolerance (the rows carry ``converged_fraction``
+and ``max_duality_gap``). Ctrl-C (also with ``--jobs > 1``) ends with the
+one-line resume hint; finished cells stay on disk.
 
 Cells with ``M >= N`` (no compression: the problem is not sparse coding) or
 ``K >= M`` (more active sources than measurements) are skipped and listed in
@@ -46,8 +52,9 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from gapbound.synthetic.data import SyntheticConfig
-from gapbound.training.distribute import parallel_backend
-from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, convergence_summary, run_seed
+from gapbound.training.distribute import closing_on_interrupt, parallel_backend
+from gapbound.synthetic.batched import run_seeds
+from gapbound.synthetic.methods import SETTINGS, ExperimentConfig, convergence_summary, unconverged_warning
 from gapbound.training import TrainConfig
 from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import ExperimentDir, open_experiment
@@ -148,16 +155,41 @@ def grid_cells(Ns: Iterable[int], Ms: Iterable[int], Ks: Iterable[int], seeds: I
     return cells, skipped
 
 
-def run_cell(cfg: PhaseConfig, cell: Cell, threads: int = 1, device: str = "cpu") -> list[dict]:
-    """Train and evaluate SAE, MLP and SC on one cell; one row per method."""
+def run_cells(cfg: PhaseConfig, cells: Sequence[Cell], threads: int = 1, device: str = "cpu") -> list[list[dict]]:
+    """Train and evaluate SAE, MLP and SC on cells of one (N, M, K) shape; one list of rows (one per method) per cell.
+
+    The cells' seeds are trained together by the batched engine
+    (:func:`gapbound.synthetic.batched.run_seeds`); each seed's result equals its
+    one-cell run up to floating-point summation order.
+    """
     import torch
 
+    if len({(c.N, c.M, c.K) for c in cells}) != 1:
+        raise ValueError(f"run_cells needs cells of one (N, M, K) shape, got {sorted({(c.N, c.M, c.K) for c in cells})}")
     torch.set_num_threads(threads)
-    result = run_seed(cfg.experiment(cell, device), cell.seed)
-    return [{"method": name, **asdict(cell), "mcc": r["mcc"], "support_f1": r["support_f1"],
-             "train_flops": r["train_flops"], "inference_flops": r["inference_flops"], "wall_s": r["wall_s"],
-             **convergence_summary([r["inference"]])}
-            for name, r in result.items()]
+    results = run_seeds(cfg.experiment(cells[0], device), [c.seed for c in cells])
+    return [[{"method": name, **asdict(cell), "mcc": r["mcc"], "support_f1": r["support_f1"],
+              "train_flops": r["train_flops"], "inference_flops": r["inference_flops"], "wall_s": r["wall_s"],
+              **convergence_summary([r["inference"]])}
+             for name, r in result.items()] for cell, result in zip(cells, results)]
+
+
+def run_cell(cfg: PhaseConfig, cell: Cell, threads: int = 1, device: str = "cpu") -> list[dict]:
+    """:func:`run_cells` of one cell: its rows, one per method."""
+    return run_cells(cfg, [cell], threads, device)[0]
+
+
+def _by_shape(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """The cells grouped by (N, M, K), in first-seen order: one job each (its seeds batched)."""
+    groups: dict[tuple[int, int, int], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.N, c.M, c.K), []).append(c)
+    return list(groups.values())
+
+
+def unconverged_cells(rows: Sequence[dict]) -> str | None:
+    """One warning line naming the (method, cell)s whose per-sample inference missed its tolerance, or ``None``."""
+    return unconverged_warning({f"{r['method']} at N={r['N']}, M={r['M']}, K={r['K']}, seed {r['seed']}": r for r in rows})
 
 
 def _key(cell: Cell) -> str:
@@ -204,14 +236,22 @@ def run_grid(cfg: PhaseConfig, cells: list[Cell], skipped: list[dict], out: str 
         t0 = time.perf_counter()
         doc = _write_doc(exp, skipped)
         if todo:
-            # Cells are small: one torch thread each, parallelism comes from running cells side by side.
-            results = Parallel(n_jobs=jobs if jobs == -1 else min(jobs, len(todo)), return_as="generator_unordered")(
-                delayed(run_cell)(cfg, c, 1, device) for c in todo)
-            for rows in tqdm(results, total=len(todo), desc="phase cells", unit="cell", disable=not progress):
-                exp.write_part(_key(Cell(*(rows[0][k] for k in ("N", "M", "K", "seed")))), {"rows": rows})
-                doc = _write_doc(exp, skipped)
+            # Cells are small: one torch thread per job (a shape, its seeds batched); parallelism comes from
+            # running jobs side by side.
+            groups = _by_shape(todo)
+            results = Parallel(n_jobs=jobs if jobs == -1 else min(jobs, len(groups)), return_as="generator_unordered")(
+                delayed(run_cells)(cfg, g, 1, device) for g in groups)
+            with tqdm(total=len(todo), desc="phase cells", unit="cell", disable=not progress) as bar, \
+                    closing_on_interrupt(results):
+                for per_cell in results:
+                    for rows in per_cell:
+                        exp.write_part(_key(Cell(*(rows[0][k] for k in ("N", "M", "K", "seed")))), {"rows": rows})
+                    doc = _write_doc(exp, skipped)
+                    bar.update(len(per_cell))
             print(f"phase: {len(todo)} cell(s) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         exp.finish()
+    if warning := unconverged_cells(doc["rows"]):
+        print(warning, file=sys.stderr)
     return doc
 
 

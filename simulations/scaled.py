@@ -45,6 +45,7 @@ from joblib import Parallel, delayed
 from gapbound.synthetic.data import CodeStream, SyntheticConfig, make_problem
 from gapbound.synthetic.methods import ExperimentConfig, run_seed, summarise, unconverged_warning
 from gapbound.training import BatchFn, TrainConfig, stream_batches
+from gapbound.training.distribute import closing_on_interrupt
 from gapbound.utils.cli import ArgumentParser, add_common_args, check_unique, default_jobs, nonnegative_int, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
 from gapbound.utils.io import jsonable
@@ -202,9 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{workers} worker(s) x {threads} thread(s) on {resolve_device(args.device)}", file=sys.stderr)
         t0 = time.perf_counter()
         if todo:
-            for seed, part in Parallel(n_jobs=workers, return_as="generator_unordered")(
-                    delayed(run_part)(cfg, s, exp.checkpoint_dir, threads) for s in todo):
-                exp.write_part(f"seed{seed}", part)
+            results = Parallel(n_jobs=workers, return_as="generator_unordered")(
+                delayed(run_part)(cfg, s, exp.checkpoint_dir, threads) for s in todo)
+            with closing_on_interrupt(results):
+                for seed, part in results:
+                    exp.write_part(f"seed{seed}", part)
         wall = time.perf_counter() - t0
         parts = sorted(exp.parts().values(), key=lambda p: p["seed"])
         seeds = [p["seed"] for p in parts]

@@ -28,7 +28,7 @@ from gapbound.synthetic.data import SyntheticConfig
 from gapbound.synthetic.batched import run_seeds
 from gapbound.synthetic.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, run_seed, summarise, unconverged_warning
 from gapbound.training import TrainConfig
-from gapbound.training.distribute import parallel_backend
+from gapbound.training.distribute import closing_on_interrupt, parallel_backend
 from gapbound.utils.cli import (ArgumentParser, add_common_args, check_unique, default_jobs, limit_threads, nonnegative_float,
                                 nonnegative_int, positive_float, positive_int, run_cli)
 from gapbound.utils.experiment import ExperimentDir, open_experiment
@@ -136,9 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"jobs run on {where}", file=sys.stderr)
                 results = Parallel(n_jobs=min(args.jobs, len(jobs)), return_as="generator_unordered")(
                     delayed(run_part)(c, ss, exp.checkpoint_dir, threads, not args.one_at_a_time) for c, ss in jobs)
-                for parts in results:
-                    for setting, seed, part in parts:
-                        exp.write_part(f"{setting}-seed{seed}", part)
+                with closing_on_interrupt(results):
+                    for parts in results:
+                        for setting, seed, part in parts:
+                            exp.write_part(f"{setting}-seed{seed}", part)
         wall = time.perf_counter() - t0
         write_reports(exp)
         exp.finish()

@@ -36,8 +36,8 @@ def test_finished_cells_are_skipped_and_new_ones_appended(tmp_path, monkeypatch)
     assert read_json(tmp_path / "phase.json") == doc
 
     calls = []
-    real = phase.run_cell
-    monkeypatch.setattr(phase, "run_cell", lambda cfg, cell, *a: calls.append(cell) or real(cfg, cell, *a))
+    real = phase.run_cells
+    monkeypatch.setattr(phase, "run_cells", lambda cfg, cells, *a: calls.extend(cells) or real(cfg, cells, *a))
     with pytest.raises(ValueError, match="add --resume"):
         phase.run_grid(TINY, cells, skipped, tmp_path, jobs=1, progress=False)
     again = phase.run_grid(TINY, cells, skipped, tmp_path, jobs=1, resume=True, progress=False)
@@ -84,3 +84,62 @@ def test_help_and_bad_arguments(tmp_path, capsys):
     assert run_cli(phase.main, ["--N", "16", "--M", "8", "--K", "9", "--out", str(tmp_path)]) == 2
     assert "no valid (N, M, K) cell" in capsys.readouterr().err
     assert not (tmp_path / "phase.json").exists()
+
+
+def test_unconverged_inference_is_flagged(tmp_path, monkeypatch, capsys):
+    """A cell whose per-sample inference missed its tolerance gets one warning line naming it."""
+    real = phase.run_cells
+
+    def fake(cfg, cells, *a):
+        out = real(cfg, cells, *a)
+        for rows in out:
+            for r in rows:
+                if r["method"] == "SC":
+                    r.update(converged_fraction=0.25, max_duality_gap=3e-3, inference_tol=1e-7, unconverged=True)
+        return out
+
+    monkeypatch.setattr(phase, "run_cells", fake)
+    cells, skipped = phase.grid_cells([16], [8], [3], seeds=[0])
+    doc = phase.run_grid(TINY, cells, skipped, tmp_path, jobs=1, progress=False)
+    err = capsys.readouterr().err
+    assert [r["unconverged"] for r in doc["rows"] if r["method"] == "SC"] == [True]
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "SC at N=16, M=8, K=3, seed 0 (25.0% of samples, largest gap 0.003" in warning[0]
+    monkeypatch.setattr(phase, "run_cells", real)
+    capsys.readouterr()
+    phase.run_grid(TINY, *phase.grid_cells([32], [8], [3], seeds=[0]), tmp_path / "clean", jobs=1, progress=False)
+    assert "warning:" not in capsys.readouterr().err
+
+
+def test_seeds_of_a_shape_batched_equal_one_cell_each(tmp_path):
+    """Cells of one shape run as one batched job; each cell's rows equal its own one-cell run (up to rounding)."""
+    cells, _ = phase.grid_cells([16], [8], [3], seeds=[0, 1])
+    both = phase.run_cells(TINY, cells)
+    for cell, rows in zip(cells, both):
+        alone = phase.run_cell(TINY, cell)
+        assert [r["method"] for r in rows] == [r["method"] for r in alone]
+        assert [r["mcc"] for r in rows] == pytest.approx([r["mcc"] for r in alone], abs=1e-4)
+        assert all(r["seed"] == cell.seed for r in rows)
+    with pytest.raises(ValueError, match="one \\(N, M, K\\) shape"):
+        phase.run_cells(TINY, phase.grid_cells([16, 32], [8], [3], seeds=[0])[0])
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_workers_keeps_finished_cells_and_resumes(tmp_path):
+    """Ctrl-C (SIGINT to the process group) with --jobs 2: one-line resume hint, exit 130, finished cells kept."""
+    from _interrupt import interrupt
+
+    from gapbound.utils.cli import RESUME_HINT
+
+    out = tmp_path / "o"
+    args = ["simulations.phase", "--N", "16", "32", "64", "128", "--M", "8", "--K", "3", "--steps", "3000",
+            "--n-train", "256", "--n-test", "128", "--hidden", "16", "--jobs", "2", "--out", str(out), "--no-figures", "--quiet"]
+    code, err = interrupt(args, lambda: len(list((out / "parts").glob("*.json"))) >= 1)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted: {RESUME_HINT}" and "Traceback" not in err, err
+    kept = {p.name: p.read_text() for p in (out / "parts").glob("*.json")}
+    assert kept and len(kept) < 4
+    assert run_cli(phase.main, [*args[1:], "--resume"]) == 0
+    doc = read_json(out / "phase.json")
+    assert {(r["N"], r["method"]) for r in doc["rows"]} == {(N, m) for N in (16, 32, 64, 128) for m in ("SAE", "MLP-16", "SC")}
+    assert {p.name: p.read_text() for p in (out / "parts").glob("*.json") if p.name in kept} == kept  # untouched

@@ -13,11 +13,33 @@ its result (``tests/test_engine_distributed.py`` checks this).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import sys
+import warnings
+from typing import Generator, Iterator, TypeVar
 
 import joblib
 
-__all__ = ["parallel_backend"]
+__all__ = ["parallel_backend", "closing_on_interrupt"]
+
+T = TypeVar("T")
+_QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
+@contextlib.contextmanager
+def closing_on_interrupt(results: Generator[T, None, None]) -> Iterator[Generator[T, None, None]]:
+    """Yield a ``joblib.Parallel`` result generator; on Ctrl-C cancel its workers' jobs now, quietly, and re-raise.
+
+    Without it the generator is closed later, while the interpreter exits, and
+    joblib's cancellation warning follows the CLI's one-line resume hint. Finished jobs' results were consumed (and
+    written) before the interrupt, so nothing finished is lost.
+    """
+    try:
+        yield results
+    except KeyboardInterrupt:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results.close()
+        raise
 
 
 @contextlib.contextmanager
@@ -45,6 +67,11 @@ def parallel_backend(scheduler: str | None = None, n_workers: int = 2, processes
         A description of where jobs run (for logs).
     """
     if scheduler is None:
+        # Ctrl-C reaches the pool's workers too; the semaphores they held are then unlinked by the resource
+        # tracker at exit with a "leaked semaphore" warning after the CLI's resume hint. The tracker takes its
+        # warning filters from sys.warnoptions when it starts (with the pool), so the benign report is muted there.
+        if _QUIET_TRACKER not in sys.warnoptions:
+            sys.warnoptions.append(_QUIET_TRACKER)
         yield "joblib (local processes)"
         return
     try:
