@@ -45,6 +45,7 @@ __all__ = ["SparseResult", "lasso_working_set", "l1_ball_working_set", "Screen"]
 
 _U32 = 2.0**-24  # float32 unit roundoff
 _ELEMS = 2**23  # float64 elements per chunk of gathered atoms or small Grams (64 MiB)
+_SLACK = 32  # working sets may exceed the rank M by this much, so that a support at the rank can exchange atoms
 
 
 @dataclass
@@ -295,9 +296,8 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
     """The outer loop shared by both problems (see the module docstring)."""
     screen = Screen(D)
     n = X.shape[0]
-    # An optimum needs at most M atoms (generically); the room of one round's additions beyond that lets
-    # a support at the rank exchange atoms (the restricted solver handles singular Grams).
-    cap = min(screen.N, screen.M + max_add) if width_cap is None else width_cap
+    # An optimum needs at most M atoms (generically); see _SLACK.
+    cap = min(screen.N, screen.M + _SLACK) if width_cap is None else width_cap
     idx, vals = _compact(idx, vals)
     if idx.shape[1] > cap:  # a start wider than any optimum: keep its largest codes
         idx, vals = _compact(idx[:, :cap], vals[:, :cap])
@@ -305,10 +305,11 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
     gap = torch.full_like(P, math.inf)
     live = torch.arange(n, device=X.device)
     k = n_screen
+    adds = min(16, max_add)  # atoms added per round: doubled while samples fill their quota
     rounds = 0
     for rounds in range(max_rounds + 1):
         R = screen.residual(X[live], idx[live], vals[live])
-        cand, c, bound = screen.correlations(R, k)
+        cand, c, bound = screen.correlations(R, max(k, adds))
         cmax = torch.maximum(c.amax(1), bound)
         Pl, gl = kind.certify(live, (R * R).sum(1), (X[live] * R).sum(1), vals[live].sum(1), cmax)
         # A sample whose restricted solve no longer lowers its objective and that has no atom to
@@ -323,10 +324,12 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
         # Violators among the screened atoms, not already coded, the worst first.
         coded = ((cand[:, :, None] == idx[live][:, None, :]) & (vals[live] > 0)[:, None, :]).any(2)
         score = torch.where((c > thr[:, None] * (1 + 1e-12)) & ~coded, c, -math.inf)
-        top, pos = score.topk(min(max_add, score.shape[1]), dim=1)
+        top, pos = score.topk(min(adds, score.shape[1]), dim=1)
         room = (cap - (vals[live] > 0).sum(1, keepdim=True)).clamp_min(0)
         take = torch.isfinite(top) & (torch.arange(top.shape[1], device=X.device) < room)
         stuck = ~take.any(1)
+        if bool((take.sum(1) == adds).any()):  # wide optima: reach them in fewer rounds
+            adds = min(max_add, 2 * adds)
         blind = stuck & (bound > thr)  # the screen saw too few atoms: look further next round
         if bool(blind.any()) and k < screen.N:
             k = min(screen.N, 2 * k)
@@ -385,7 +388,7 @@ def _per_sample(name: str, value: Any, n: int, device: torch.device) -> torch.Te
 
 def lasso_working_set(
     D: Any, X: Any, lam: Any, init: Any = None, tol: float = 1e-6, idx: Any = None, vals: Any = None,
-    max_rounds: int = 50, n_screen: int = 64, max_add: int = 32, width_cap: int | None = None,
+    max_rounds: int = 50, n_screen: int = 64, max_add: int = 256, width_cap: int | None = None,
 ) -> SparseResult:
     """Non-negative LASSO ``0.5||x - D s||^2 + lam_i sum(s)`` per sample, exact, for any number of atoms.
 
@@ -406,9 +409,9 @@ def lasso_working_set(
     n_screen : int
         Atoms per sample re-evaluated in float64 after the float32 screening (doubled when too few).
     max_add : int
-        Most atoms added to a working set per round.
+        Most atoms added to a working set per round (from 16, doubled while samples take that many).
     width_cap : int, optional
-        Largest working set (default ``M + max_add``, room for any optimum).
+        Largest working set (default ``M + 32``, room for any optimum).
 
     Returns
     -------
@@ -425,7 +428,7 @@ def lasso_working_set(
 
 def l1_ball_working_set(
     D: Any, X: Any, tau: Any, init: Any = None, tol: float = 1e-6, idx: Any = None, vals: Any = None,
-    lam_guess: Any = None, max_rounds: int = 50, n_screen: int = 64, max_add: int = 32,
+    lam_guess: Any = None, max_rounds: int = 50, n_screen: int = 64, max_add: int = 256,
     width_cap: int | None = None,
 ) -> SparseResult:
     """Best reconstruction under an L1 budget, ``min 0.5||x - D s||^2, s >= 0, sum(s) <= tau_i``, exact.
