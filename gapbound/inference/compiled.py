@@ -21,10 +21,10 @@ correlations of the residual ``r = D^T (x - D s) = c - G s``:
    of length zero instead of one Lawson-Hanson step each (a good start costs
    the same: the first solve on its support is already exact). A start races a
    cold start: the first round runs from zero codes, and the start takes over
-   only if its objective is lower than that round's (so a poor start costs one
-   objective evaluation, and a good one a small round); a start no better than
-   the best code on one atom (the atom most correlated with ``x``) does not
-   enter the race;
+   only if its objective is lower than that round's (a poor start costs one
+   ``O(k^2)`` objective evaluation from the Gram matrix, a good one a small
+   round); a start no better than the best code on one atom (the atom most
+   correlated with ``x``) does not enter the race;
 3. ``r`` is recomputed from ``c`` and the duality gap certifies the codes
    (the formula of :func:`gapbound.inference.problem.gap_terms`); a sample stops when its
    gap is at most ``tol``, when no atom violates the KKT conditions, or after
@@ -131,6 +131,21 @@ def _primal(xx: float, c: np.ndarray, r: np.ndarray, W: np.ndarray, s: np.ndarra
     return 0.5 * rr + lam * l1, rr, xx - sc
 
 
+@njit(cache=True, inline="always")
+def _objective(G: np.ndarray, c: np.ndarray, W: np.ndarray, s: np.ndarray, k: int, xx: float, lam: float) -> float:
+    """``P(s)`` from the Gram matrix, ``0.5 (||x||^2 - 2 s.c + s'Gs) + lam sum(s)``: ``O(k^2)``, no correlations."""
+    sGs, sc, l1 = 0.0, 0.0, 0.0
+    for a in range(k):
+        g = G[W[a]]
+        v = 0.0
+        for b in range(k):
+            v += s[b] * g[W[b]]
+        sGs += s[a] * v
+        sc += s[a] * c[W[a]]
+        l1 += s[a]
+    return 0.5 * max(xx - 2.0 * sc + sGs, 0.0) + lam * l1
+
+
 @njit(cache=True)
 def _one_atom(c: np.ndarray, DT: np.ndarray, xx: float, lam: float) -> float:
     """Objective of the best code on the single atom most correlated with ``x`` (a cold start's first step)."""
@@ -225,7 +240,6 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
     L, y, z = np.empty((size, size)), np.empty(size), np.empty(size)
     cand_i, cand_v = np.empty(size, np.int64), np.empty(size)
     W_start, s_start = np.empty(1, np.int64), np.empty(1)  # a warm start, kept for the race (grown as needed)
-    r_start = np.empty(N)
     for i in range(lo, hi):
         c, xi = DtX[rows[i]], xx[rows[i]]
         need = min(cap, idx.shape[1])
@@ -238,23 +252,24 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
                 inW[W[k]] = True
                 k += 1
         fl = _ensure_rows(G, have, DT, W, 0, k)
-        fl += _correlations(G, c, W, s, k, r)
         # A start races a cold start's first round (a few atoms): the loop starts cold and, after
         # that round, goes back to the start if the start's objective is lower. A start no
-        # better than the best one-atom code never enters the race.
+        # better than the best one-atom code never enters the race. Its objective comes from
+        # the Gram matrix (k^2); its correlations (k N) only if it wins.
         P_start, k_start = math.inf, k
         if k > 0 and max_outer > 0:
-            P_start = _primal(xi, c, r, W, s, k, lam)[0]
+            P_start = _objective(G, c, W, s, k, xi, lam)
+            fl += 2 * k * k
             if P_start < _one_atom(c, DT, xi, lam):
                 if k > W_start.shape[0]:
                     W_start, s_start = np.empty(W.shape[0], np.int64), np.empty(W.shape[0])
-                W_start[:k], s_start[:k], r_start[:] = W[:k], s[:k], r
+                W_start[:k], s_start[:k] = W[:k], s[:k]
             else:
                 P_start = math.inf
             for a in range(k):
                 inW[W[a]] = False
             k = 0
-            r[:] = c
+        fl += _correlations(G, c, W, s, k, r)
         adds = max(n_add, n_first)
         valid = 0  # leading rows of L still those of working-set positions 0..valid-1
         Pi, gi = math.inf, math.inf
@@ -266,9 +281,10 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
                 for a in range(k):
                     inW[W[a]] = False
                 k, outer, adds, valid, exact, P_start = k_start, 0, n_add, 0, False, math.inf
-                W[:k], s[:k], r[:] = W_start[:k], s_start[:k], r_start
+                W[:k], s[:k] = W_start[:k], s_start[:k]
                 for a in range(k):
                     inW[W[a]] = True
+                fl += _correlations(G, c, W, s, k, r)
                 P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
             stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
             if outer == 1:
