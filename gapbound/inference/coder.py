@@ -101,11 +101,12 @@ class SparseCoder:
     def _lean_applies(self, X: Any, init: Any) -> bool:
         """Whether ``X`` (and ``init``) can skip the general set-up (anything else, bad input included, goes the general way)."""
         def ok(A: Any, width: int) -> bool:
-            return (isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == width and A.dtype in (np.float32, np.float64)
-                    and bool(np.isfinite(A).all()))
+            return isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == width and A.dtype in (np.float32, np.float64)
 
+        # X's finiteness is checked on ||x||^2 in _solve_lean (n numbers instead of n M).
         return (self.backend == "numba" and self.atoms.dtype == torch.float64 and not counting() and ok(X, self.atoms.M)
-                and X.shape[0] > 0 and (init is None or (ok(init, self.atoms.N) and init.shape[0] == X.shape[0])))
+                and X.shape[0] > 0 and (init is None or (ok(init, self.atoms.N) and init.shape[0] == X.shape[0]
+                                                         and bool(np.isfinite(init).all()))))
 
     def _solve_lean(self, X: np.ndarray, init: np.ndarray | None) -> InferenceResult:
         """The compiled active set on numpy arrays; a batch it does not certify goes the general way."""
@@ -117,8 +118,11 @@ class SparseCoder:
         if n * 256 >= self.atoms.N:  # as Problem.gram_pays: one BLAS product beats forming the rows piecemeal
             self.atoms.G64  # noqa: B018
         X64 = np.ascontiguousarray(X, dtype=np.float64)
+        xx = np.einsum("ij,ij->i", X64, X64)
+        if not np.isfinite(xx).all():  # NaN or inf in X (or overflow): the general path says which
+            return self._solve_general(X, init)
         idx, vals = (np.zeros((n, 1), np.int64), np.zeros((n, 1))) if init is None else compact_start(init, min(cap, self.atoms.M))
-        S, P, gap, _ = run_numpy(G, have, DT, X64 @ D64, np.einsum("ij,ij->i", X64, X64), np.arange(n), idx, vals,
+        S, P, gap, _ = run_numpy(G, have, DT, X64 @ D64, xx, np.arange(n), idx, vals,
                                  self.lam, self.tol, cap, max_add, _LEAN_ROUNDS, 4, n_first)
         if not (gap <= self.tol).all():  # rare: the general path (FISTA finishes what the active set leaves)
             return self._solve_general(X, S if init is None else init)
