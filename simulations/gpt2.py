@@ -35,7 +35,7 @@ import torch
 
 from gapbound.lm.harvest import HarvestConfig, config_from_sae, harvest
 from gapbound.lm.models import load_tokenizer
-from gapbound.lm.training import METHODS, LMConfig, run_method
+from gapbound.lm.training import METHODS, LMConfig, mean_diff_ci, run_method
 from gapbound.utils.cli import add_common_args, positive_float, positive_int, run_cli
 from gapbound.utils.experiment import open_experiment
 from gapbound.utils.io import read_json
@@ -169,6 +169,10 @@ def summarise(parts: dict[str, dict], l0_match: int = 32) -> dict[str, Any]:
                                                                              "gap_certified": r["gap"]["certified"],
                                                                              "n_scored": len(r["f1"])}
              for m, r in matched_l0.items()}
+    if "SAE" in matched_l0:  # F1 difference to the SAE's, with a two-sample bootstrap interval
+        for m, row in table.items():
+            row["f1_minus_sae"] = row["f1_mean"] - table["SAE"]["f1_mean"]
+            row["f1_minus_sae_ci"] = mean_diff_ci(matched_l0[m]["f1"], matched_l0["SAE"]["f1"])
     # Each method's NMSE at l0_match is a target; every method's F1 and L0 are read off its sweep there.
     by_reference = {ref: {"target_nmse": r["nmse"], "methods": {
         m: {"f1_mean": _interp(r["nmse"], [p["nmse"] for p in pts], [p["f1_mean"] for p in pts]),
@@ -184,7 +188,9 @@ def format_table(summary: dict) -> str:
     for name, m in summary["matched_l0"]["methods"].items():
         lo, hi = m["f1_ci"]
         lines.append(f"{name:<6} {m['l0']:>6.1f} {m['nmse']:>7.3f} {100 * m['dead_fraction']:>7.1f} {m['gap_rel']:>8.3f} "
-                     f"{m['f1_mean']:>7.3f} [{lo:.3f}, {hi:.3f}] {m['accuracy_mean']:>6.3f} {m['n_scored']:>4d}")
+                     f"{m['f1_mean']:>7.3f} [{lo:.3f}, {hi:.3f}] {m['accuracy_mean']:>6.3f} {m['n_scored']:>4d}"
+                     + (f"  F1 - SAE {m['f1_minus_sae']:+.3f} [{m['f1_minus_sae_ci'][0]:+.3f}, {m['f1_minus_sae_ci'][1]:+.3f}]"
+                        if name != "SAE" and "f1_minus_sae" in m else ""))
     for ref, mn in (summary.get("matched_nmse_by_reference") or {}).items():
         lines.append(f"matched NMSE ({ref} at k={summary['matched_l0']['k']}: {mn['target_nmse']:.3f}): " + ", ".join(
             f"{m} F1 {v['f1_mean']:.3f} at L0 {v['l0']:.1f}" if v["f1_mean"] is not None else f"{m} out of range"

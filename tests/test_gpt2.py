@@ -206,6 +206,16 @@ def test_matched_nmse_reads_each_sweep_at_every_reference():
     at_mlp = s["matched_nmse_by_reference"]["MLP"]["methods"]
     assert at_mlp["SAE"]["f1_mean"] == pytest.approx(0.45) and at_mlp["MLP"]["f1_mean"] == pytest.approx(0.60)
     assert "matched NMSE (LCA at k=32: 0.500)" in sim.format_table(s)
+    assert s["matched_l0"]["methods"]["MLP"]["f1_minus_sae"] == pytest.approx(0.2)
+
+
+def test_f1_difference_interval_covers_the_difference_of_means():
+    gen = np.random.default_rng(0)
+    a, b = gen.uniform(0.3, 0.9, 200), gen.uniform(0.2, 0.8, 200)
+    lo, hi = lt.mean_diff_ci(a, b)
+    assert lo < a.mean() - b.mean() < hi and 0 < lo  # a difference of 0.1 with n = 200 is resolved
+    lo, hi = lt.mean_diff_ci(a, a[::-1].copy())
+    assert lo < 0 < hi
 
 
 def test_merge_from_adopts_parts_of_the_same_configuration_only(run, tmp_path, monkeypatch):

@@ -55,7 +55,7 @@ from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
 
 __all__ = ["METHODS", "LMConfig", "Normaliser", "build_model", "encode", "evaluate", "sparse_codes", "mean_ci",
-           "raw_sae", "run_method", "tie_mlp"]
+           "mean_diff_ci", "raw_sae", "run_method", "tie_mlp"]
 
 METHODS = ("SAE", "MLP", "LCA")
 
@@ -259,6 +259,16 @@ def mean_ci(values: Sequence[float], seed: int = 0, level: float = 0.95) -> tupl
         return (float(v.mean()), float(v.mean())) if v.size else (float("nan"), float("nan"))
     res = bootstrap((v,), np.mean, confidence_level=level, n_resamples=2000, method="BCa",
                     random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def mean_diff_ci(a: Sequence[float], b: Sequence[float], seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Bootstrap (BCa) confidence interval of ``mean(a) - mean(b)`` for independent samples; nan for < 2 values."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size < 2 or y.size < 2:
+        return float("nan"), float("nan")
+    res = bootstrap((x, y), lambda u, v, axis=-1: u.mean(axis) - v.mean(axis), confidence_level=level,
+                    n_resamples=2000, method="BCa", random_state=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
