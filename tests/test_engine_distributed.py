@@ -44,3 +44,21 @@ def test_unreachable_scheduler_is_one_line_error():
     with pytest.raises(ValueError, match="cannot reach a Dask scheduler"):
         with parallel_backend("tcp://127.0.0.1:9", timeout=1.0):
             pass
+
+
+@pytest.mark.slow
+def test_phase_cells_on_a_local_cluster_equal_single_machine(tmp_path):
+    """The phase grid's jobs (one per shape, seeds batched) on a 2-process Dask cluster: the single-machine rows."""
+    from simulations import phase
+
+    cfg = phase.PhaseConfig(hidden=8, n_train=64, n_test=64, batch_size=32,
+                            train=TrainConfig(steps=20, lr=1e-3, progress=False))
+    cells, skipped = phase.grid_cells([16, 32], [8], [3], seeds=[0, 1])
+    single = phase.run_grid(cfg, cells, skipped, tmp_path / "a", jobs=1, progress=False)
+    with parallel_backend("local", n_workers=2, processes=True):
+        dask = phase.run_grid(cfg, cells, skipped, tmp_path / "b", jobs=2, progress=False)
+
+    def strip(rows):
+        return sorted(({k: v for k, v in r.items() if k != "wall_s"} for r in rows), key=lambda r: (r["N"], r["seed"], r["method"]))
+
+    assert len(single["rows"]) == 2 * 2 * 3 and strip(dask["rows"]) == strip(single["rows"])
