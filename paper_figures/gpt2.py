@@ -1,13 +1,15 @@
 """The language-model comparison (the paper's interpretability claim), from ``OUT/gpt2.json``.
 
-    python -m paper_figures.gpt2 results/lm_offline/gpt2.json [--out DIR]
+    python -m paper_figures.gpt2 results/lm_offline2/gpt2.json [--out DIR]
 
 Left: the NMSE-L0 frontier of each method over the L0 sweep (lower left is
 better). Middle: mean explain-then-detect F1 per L0 target with bootstrap 95 %
 confidence intervals. Right: the distribution of per-latent F1 at matched L0
 (the paper: SAE 0.64, MLP 0.69 over 200 GPT-2 latents each, with an LLM
 explainer; here the token-pattern scorer), labelled with NMSE, dead latents
-and the relative amortisation gap.
+and the amortisation gap as the squared-error cut of optimal codes at the
+encoder's own L1 norm (comparable across methods; the relative LASSO gap
+depends on the LASSO weight each method's codes imply).
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from gapbound.utils.io import read_json
 from paper_figures.common import figure_main, save_figure, subplots
 
 COLORS = {"SAE": "tab:blue", "MLP": "tab:purple", "LCA": "tab:green"}
+
+
+def _l1_cut(runs: dict, name: str, k: int) -> str:
+    """The amortisation gap comparable across methods: how much optimal codes with the encoder's L1 norm cut its squared error."""
+    cut = runs[f"{name}-k{k}"]["gap"].get("sq_err_matched_l1_reduction")
+    return "n/a" if cut is None else f"{100 * cut:.0f}%"
 
 
 def render(results: str | Path, out_dir: str | Path) -> list[Path]:
@@ -58,7 +66,7 @@ def render(results: str | Path, out_dir: str | Path) -> list[Path]:
             ax_b.plot(i, d.mean(), "D", color="black", ms=5, zorder=3)
         ax_b.set_xticks(range(1, len(names) + 1), [
             f"{n} (n={len(d)})\nNMSE {matched['methods'][n]['nmse']:.2f}, dead {100 * matched['methods'][n]['dead_fraction']:.0f}%"
-            f"\ngap {matched['methods'][n]['gap_rel']:.3f}" for n, d in zip(names, data)], fontsize=7)
+            f"\nsq. err. cut at matched L1 {_l1_cut(runs, n, matched['k'])}" for n, d in zip(names, data)], fontsize=7)
     ax_b.set_ylim(-0.02, 1.02)
     ax_b.set_ylabel(f"detection F1 per latent at k={matched['k']}")
     ax_b.grid(axis="y", alpha=0.3)
@@ -69,7 +77,7 @@ def render(results: str | Path, out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return figure_main(render, "results/lm_offline/gpt2.json", __doc__, argv)
+    return figure_main(render, "results/lm_offline2/gpt2.json", __doc__, argv)
 
 
 if __name__ == "__main__":
