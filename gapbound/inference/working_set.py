@@ -174,9 +174,11 @@ def restricted_nnqp(G: torch.Tensor, q: torch.Tensor, s: torch.Tensor, valid: to
     none does: the KKT conditions of the restricted problem.
     """
     s = s.clone()
-    free = valid.clone()
-    rows = torch.arange(s.shape[0], device=s.device)
     scale = q.abs().amax(1).clamp_min(1e-300)
+    # Free from the start: the coded positions and those whose gradient points inside. A warm start
+    # (the previous lam's codes) then needs few steps; the loop below frees the rest if needed.
+    free = valid & ((s > 0) | (q - _bmv(G, s) > 1e-13 * scale[:, None]))
+    rows = torch.arange(s.shape[0], device=s.device)
     for _ in range(max_rounds):
         if rows.numel() == 0:
             break
