@@ -10,7 +10,7 @@ import torch
 from ..utils.flops import counting
 from ..utils.validation import check_float
 from .active_set import widths
-from .compiled import compact_start, run_numpy
+from .compiled import compact_start, run_lean
 from .problem import Atoms, InferenceResult, Problem, check_backend
 from .proximal import check_common, proximal_gradient
 
@@ -109,22 +109,22 @@ class SparseCoder:
                                                          and bool(np.isfinite(init).all()))))
 
     def _solve_lean(self, X: np.ndarray, init: np.ndarray | None) -> InferenceResult:
-        """The compiled active set on numpy arrays; a batch it does not certify goes the general way."""
+        """The compiled active set on numpy arrays; a batch it does not certify (or a non-finite ``X``) goes the general way."""
         if self._lean is None:
             G, have, DT = self.atoms.gram_rows()
-            self._lean = (G.numpy(), have.numpy(), DT.numpy(), self.atoms.D64.numpy(), *widths(self.atoms))
-        G, have, DT, D64, cap, max_add, n_first = self._lean
+            # (n x 0 start: a cold start, no positions to read)
+            self._lean = (G.numpy(), have.numpy(), DT.numpy(), self.atoms.D64.numpy(), np.zeros((1, 0), np.int64),
+                          np.zeros((1, 0)), *widths(self.atoms))
+        G, have, DT, D64, idx, vals, cap, max_add, n_first = self._lean
         n = X.shape[0]
-        if n * 256 >= self.atoms.N:  # as Problem.gram_pays: one BLAS product beats forming the rows piecemeal
+        if n * 256 >= self.atoms.N and not self.atoms.gram_complete:  # as Problem.gram_pays: one BLAS product beats rows piecemeal
             self.atoms.G64  # noqa: B018
         X64 = np.ascontiguousarray(X, dtype=np.float64)
-        xx = np.einsum("ij,ij->i", X64, X64)
-        if not np.isfinite(xx).all():  # NaN or inf in X (or overflow): the general path says which
-            return self._solve_general(X, init)
-        idx, vals = (np.zeros((n, 1), np.int64), np.zeros((n, 1))) if init is None else compact_start(init, min(cap, self.atoms.M))
-        S, P, gap, _ = run_numpy(G, have, DT, X64 @ D64, xx, np.arange(n), idx, vals,
-                                 self.lam, self.tol, cap, max_add, _LEAN_ROUNDS, 4, n_first)
-        if not (gap <= self.tol).all():  # rare: the general path (FISTA finishes what the active set leaves)
+        if init is not None:
+            idx, vals = compact_start(init, min(cap, self.atoms.M))
+        S, P, gap, ok = run_lean(G, have, DT, X64, X64 @ D64, idx, vals, self.lam, self.tol, cap, max_add, _LEAN_ROUNDS, 4,
+                                 n_first)
+        if not ok:  # rare: the general path (FISTA finishes what the active set leaves; bad input gets its error)
             return self._solve_general(X, S if init is None else init)
         return InferenceResult(torch.from_numpy(S), torch.from_numpy(gap), torch.from_numpy(P), 0, True)
 
