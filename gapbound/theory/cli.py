@@ -67,10 +67,12 @@ def report(res: CertifyResult, seconds: float) -> str:
         f"(non-negative basis pursuit: {res.basis_pursuit_error:.3g})",
     ]
     if res.rows:
-        lines.append("per row: bound (active/inactive codes, drops enumerated, subproblems)")
+        relu = res.encoder_class_key == "relu"  # branch and bound: nodes, not drop sets
+        lines.append("per row: bound (active/inactive codes, " + ("branch-and-bound nodes)" if relu else
+                                                                 "drops enumerated, subproblems)"))
         for r in res.rows:
-            lines.append(f"  row {r.row:3d}: {r.bound:9.4f}  ({r.n_active}/{r.n_inactive}, "
-                         f"<= {r.max_drops_enumerated} drops, {r.n_subproblems} subproblems)"
+            work = f"{r.n_subproblems} nodes" if relu else f"<= {r.max_drops_enumerated} drops, {r.n_subproblems} subproblems"
+            lines.append(f"  row {r.row:3d}: {r.bound:9.4f}  ({r.n_active}/{r.n_inactive}, {work})"
                          + ("" if r.truncated is None else "  [below the class optimum]"))
     lines.append(f"time: {seconds:.2f} s")
     return "\n".join(lines)
