@@ -214,10 +214,13 @@ class CodingStack:
             raise ValueError("sparse coding with per-sample codes needs the dataset row indices of every batch")
         D = self.params[0]
         lam = l1_to_lam(l1, D.shape[1])
-        rows = torch.gather(self.codes, 1, idx.unsqueeze(-1).expand(-1, -1, self.n_latents))
-        codes, fallback = batched_nn_lasso(D, x, lam, rows, self.inner_iter)
+        # one index_select / index_copy_ on the flattened buffer (a gather with an expanded index cost 10x more)
+        B, n, N = self.codes.shape
+        flat = self.codes.view(B * n, N)
+        rows = (idx + n * torch.arange(B, device=idx.device)[:, None]).flatten()
+        codes, fallback = batched_nn_lasso(D, x, lam, flat.index_select(0, rows).view(B, -1, N), self.inner_iter)
         self.fallback += fallback
-        self.codes.scatter_(1, idx.unsqueeze(-1).expand(-1, -1, self.n_latents), codes)
+        flat.index_copy_(0, rows, codes.reshape(-1, N))
         r = torch.baddbmm(x, codes, D.transpose(1, 2), beta=-1)
         losses = r.square().mean((1, 2)) + l1 * l1_penalty(codes) if with_loss else None
         torch.bmm(r.transpose(1, 2), codes, out=self.grads[0]).mul_(2.0 / (x.shape[1] * x.shape[2]))
