@@ -113,7 +113,8 @@ def test_simulation_command_lines(name, monkeypatch):
     import importlib
 
     module = importlib.import_module(f"simulations.{name}")
-    monkeypatch.setattr(module, "run_seed", _fake_run_seed)
+    if hasattr(module, "run_seed"):  # phase calls only run_seeds (one job per shape, seeds batched)
+        monkeypatch.setattr(module, "run_seed", _fake_run_seed)
     if hasattr(module, "run_seeds"):  # the batched engine: all seeds of a setting at once
         monkeypatch.setattr(module, "run_seeds", lambda cfg, seeds, checkpoint_dir=None, **kw:
                             [_fake_run_seed(cfg, s) for s in seeds])
