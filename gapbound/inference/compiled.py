@@ -79,19 +79,20 @@ def _correlations(G: np.ndarray, c: np.ndarray, W: np.ndarray, s: np.ndarray, k:
         b3 = b2 + 1
         while b3 < k and s[b3] == 0.0:
             b3 += 1
+        # Rows by 2-D index, not as views (a view costs an atomic reference-count update).
         if b3 < k:
-            g0, g1, g2, g3 = G[W[b0]], G[W[b1]], G[W[b2]], G[W[b3]]
+            j0, j1, j2, j3 = W[b0], W[b1], W[b2], W[b3]
             v0, v1, v2, v3 = s[b0], s[b1], s[b2], s[b3]
             for t in range(N):
-                r[t] -= v0 * g0[t] + v1 * g1[t] + v2 * g2[t] + v3 * g3[t]
+                r[t] -= v0 * G[j0, t] + v1 * G[j1, t] + v2 * G[j2, t] + v3 * G[j3, t]
             flops += 8 * N
             a = b3 + 1
         else:
             for b in (b0, b1, b2):
                 if b < k:
-                    g, v = G[W[b]], s[b]
+                    j, v = W[b], s[b]
                     for t in range(N):
-                        r[t] -= v * g[t]
+                        r[t] -= v * G[j, t]
                     flops += 2 * N
             a = k
     return flops
@@ -187,19 +188,6 @@ def _keep(W: np.ndarray, s: np.ndarray, k: int, r: np.ndarray, lam: float, viola
 
 
 @njit(cache=True)
-def _grown(W, s, q, F, L, y, z, cand_i, cand_v, size):
-    """The working-set arrays enlarged to ``size`` entries, contents kept (the factor's leading block too)."""
-    old = W.shape[0]
-    W2, F2, ci2 = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
-    s2, q2, y2, z2, cv2 = np.zeros(size), np.empty(size), np.empty(size), np.empty(size), np.empty(size)
-    L2 = np.empty((size, size))
-    W2[:old], F2[:old], ci2[:old] = W, F, cand_i
-    s2[:old], q2[:old], y2[:old], z2[:old], cv2[:old] = s, q, y, z, cand_v
-    L2[:old, :old] = L
-    return W2, s2, q2, F2, L2, y2, z2, ci2, cv2
-
-
-@njit(cache=True)
 def _ensure_rows(G: np.ndarray, have: np.ndarray, DT: np.ndarray, W: np.ndarray, a0: int, k: int) -> int:
     """Fill the Gram rows ``G[W[a0:k]]`` not yet formed (one BLAS product ``D_J^T D``); returns the FLOPs.
 
@@ -231,27 +219,34 @@ def _ensure_rows(G: np.ndarray, have: np.ndarray, DT: np.ndarray, W: np.ndarray,
 @njit(cache=True)
 def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, lo, hi, S, P,
                  gap, flops):  # pragma: no cover
-    """Samples ``lo..hi-1``: one workspace, grown only as far as the widest working set needs."""
+    """Samples ``lo..hi-1``: one workspace for the widest working set (``cap``), allocated once.
+
+    The workspace is never reallocated: a compiled loop over arrays that may be reassigned
+    updates their reference counts (atomics) on every pass, which at N = 32 was a third of
+    the kernel's time. Untouched pages of the ``cap x cap`` factor are never mapped.
+    """
     N = G.shape[0]
     r = np.empty(N)
     inW = np.zeros(N, np.bool_)
-    size = min(cap, 64)
+    size = cap
     W, s, q, F = np.empty(size, np.int64), np.zeros(size), np.empty(size), np.empty(size, np.int64)
     L, y, z = np.empty((size, size)), np.empty(size), np.empty(size)
     cand_i, cand_v = np.empty(size, np.int64), np.empty(size)
-    W_start, s_start = np.empty(1, np.int64), np.empty(1)  # a warm start, kept for the race (grown as needed)
+    W_start, s_start = np.empty(size, np.int64), np.empty(size)  # a warm start, kept for the race
+    # With every Gram row formed, _ensure_rows is not called at all: each call of a compiled
+    # function updates its array arguments' reference counts (atomics), a cost tiny problems feel.
+    complete = True
+    for t in range(N):
+        complete = complete and have[t]
     for i in range(lo, hi):
         c, xi = DtX[rows[i]], xx[rows[i]]
-        need = min(cap, idx.shape[1])
-        if need > W.shape[0]:
-            W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v, need)
         k = 0
         for a in range(idx.shape[1]):
             if vals[i, a] > 0.0 and k < cap:
                 W[k], s[k] = idx[i, a], vals[i, a]
                 inW[W[k]] = True
                 k += 1
-        fl = _ensure_rows(G, have, DT, W, 0, k)
+        fl = 0 if complete else _ensure_rows(G, have, DT, W, 0, k)
         # A start races a cold start's first round (a few atoms): the loop starts cold and, after
         # that round, goes back to the start if the start's objective is lower. A start no
         # better than the best one-atom code never enters the race. Its objective comes from
@@ -261,8 +256,6 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
             P_start = _objective(G, c, W, s, k, xi, lam)
             fl += 2 * k * k
             if P_start < _one_atom(c, DT, xi, lam):
-                if k > W_start.shape[0]:
-                    W_start, s_start = np.empty(W.shape[0], np.int64), np.empty(W.shape[0])
                 W_start[:k], s_start[:k] = W[:k], s[:k]
             else:
                 P_start = math.inf
@@ -298,9 +291,6 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
             k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
             valid = min(valid, n_coded)
             m = min(adds, cap - k, max(1, DT.shape[1] - k))  # past the rank, atoms turn dependent: a null step each
-            if k + m > W.shape[0]:
-                W, s, q, F, L, y, z, cand_i, cand_v = _grown(W, s, q, F, L, y, z, cand_i, cand_v,
-                                                             min(cap, max(k + m, 2 * W.shape[0])))
             nc, rmax = _scan(r, lam, inW, m, cand_i, cand_v)
             gi = _gap(Pi, rr, xr, rmax, lam)
             # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
@@ -310,7 +300,8 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
                 W[k], s[k] = cand_i[a], 0.0
                 inW[W[k]] = True
                 k += 1
-            fl += _ensure_rows(G, have, DT, W, k - nc, k)
+            if not complete:
+                fl += _ensure_rows(G, have, DT, W, k - nc, k)
             for a in range(k):
                 q[a] = c[W[a]] - lam
                 if outer == 0:  # a start seeds the working set; its values are dropped (see the module docstring)

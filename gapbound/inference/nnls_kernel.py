@@ -37,19 +37,19 @@ def _factor_rows(G: np.ndarray, W: np.ndarray, F: np.ndarray, m: int, start: int
     """
     flops = 0
     for i in range(start, m):
-        gi = G[W[F[i]]]
+        wi = W[F[i]]  # G's row by 2-D index, not a view (a view costs an atomic reference-count update)
         for j in range(i):
-            v = gi[W[F[j]]]
+            v = G[wi, W[F[j]]]
             for p in range(j):
                 v -= L[i, p] * L[j, p]
             L[i, j] = v / L[j, j]
-        d = gi[W[F[i]]]
+        d = G[wi, wi]
         v = q[F[i]]
         for p in range(i):
             d -= L[i, p] * L[i, p]
             v -= L[i, p] * y[p]
         flops += i * (i + 3)
-        if not d > _PIVOT * gi[W[F[i]]]:
+        if not d > _PIVOT * G[wi, wi]:
             return i, flops
         L[i, i] = math.sqrt(d)
         y[i] = v / L[i, i]
