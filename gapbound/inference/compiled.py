@@ -52,7 +52,7 @@ from numba import njit, prange
 from ..utils.flops import counting
 from .nnls_kernel import lawson_hanson
 
-__all__ = ["active_set", "run_numpy", "run_lean", "compact_start"]
+__all__ = ["active_set", "run_numpy", "compact_start"]
 
 _TINY = 2.2250738585072014e-308  # smallest normal float64, as in problem.gap_terms
 
@@ -372,31 +372,6 @@ def _kernel_serial(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add
                  rows.shape[0], S, P, gap, flops)
 
 
-@njit(cache=True)
-def _kernel_lean(G, have, DT, X, DtX, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, S, P, gap,
-                 flops):  # pragma: no cover
-    """:func:`_kernel_serial` on a whole numpy batch in one call, ``||x||^2`` formed here.
-
-    Returns whether every sample is finite and certified within ``tol`` (False as soon as an
-    ``||x||^2`` is not finite: NaN or inf in ``X``, or overflow; nothing is solved then).
-    """
-    n, M = X.shape
-    xx = np.empty(n)
-    for i in range(n):
-        v = 0.0
-        for j in range(M):
-            v += X[i, j] * X[i, j]
-        if not math.isfinite(v):
-            return False
-        xx[i] = v
-    _solve_chunk(G, have, DT, DtX, xx, np.arange(n), idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, 0, n,
-                 S, P, gap, flops)
-    for i in range(n):
-        if not gap[i] <= tol:
-            return False
-    return True
-
-
 # The parallel launch costs a millisecond or more (much more when the machine is busy and a
 # worker thread is descheduled), so one thread or a small batch runs serially. (Two separate
 # functions: numba's cache keys a function by its source, so one body compiled twice would share it.)
@@ -423,32 +398,6 @@ def _threads(n: int) -> int:
     """numba threads for ``n`` samples: torch's setting (the benchmarks give every solver the same), 1 where serial pays."""
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     return threads if threads > 1 and n >= _PARALLEL_MIN_SAMPLES else 1
-
-
-def run_lean(
-    G: np.ndarray, have: np.ndarray, DT: np.ndarray, X: np.ndarray, DtX: np.ndarray, idx: np.ndarray, vals: np.ndarray,
-    lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int, n_first: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """The kernel on a float64 batch ``X`` (``n x M``, contiguous) with ``DtX = X D``, every sample, as few Python steps as can be.
-
-    What :class:`gapbound.inference.SparseCoder`'s lean path costs beyond ``X D``: at
-    N = 32 the Python around the kernel was a third of a 32-sample call. Returns (codes,
-    objective, gap, whether every ``x`` is finite and every gap within ``tol``); with
-    ``False`` the caller takes the general path (which names bad input).
-    """
-    n, N = X.shape[0], G.shape[0]
-    S = np.zeros((n, N))
-    P, gap = np.empty(n), np.empty(n)
-    if _threads(n) == 1:
-        ok = _kernel_lean(G, have, DT, X, DtX, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, S, P, gap,
-                          np.empty(n, np.int64))
-        return S, P, gap, bool(ok)
-    xx = np.einsum("ij,ij->i", X, X)
-    if not np.isfinite(xx).all():
-        return S, P, gap, False
-    S, P, gap, _ = run_numpy(G, have, DT, DtX, xx, np.arange(n), idx, vals, lam, tol, cap, max_add, max_outer, n_add,
-                             n_first)
-    return S, P, gap, bool((gap <= tol).all())
 
 
 def run_numpy(
