@@ -28,6 +28,11 @@ says so.
 Part ``ito``: warm-started FISTA against the authors'-style Adam-on-exp baseline
 on known D (see :func:`ito_rows`), and the same exact solve from zero codes.
 
+Part ``pair``: ``SparseCoder`` (kept) and spams' LARS on the ``--cells`` with their calls
+alternating in one loop (both see the same load; ``--repeats`` calls each, minimum CPU
+time), for the sub-0.1 ms cells where the grid's back-to-back repeats are at the mercy of
+the load.
+
 Part ``warm``: ``SparseCoder`` from starts between the optimum and noise against a
 cold start on the same cell, CPU time interleaved (see :func:`warm_rows`).
 
@@ -35,6 +40,7 @@ Run (from the repository root; ``PYTHONPATH=.`` where gapbound is not installed 
 
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --json results/bench_solvers_grid.json --figure results/bench_solvers_grid.png
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --parts warm ito --json results/bench_solvers_ito.json
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --parts pair --cells "N32 M8" --repeats 400 --json results/bench_solvers_pair.json
 """
 
 from __future__ import annotations
@@ -439,6 +445,36 @@ def warm_rows(seed: int, repeats: int, cells: list[str] | None) -> list[dict]:
     return rows
 
 
+def pair_rows(seed: int, repeats: int, cells: list[Cell]) -> list[dict]:
+    """``SparseCoder`` (kept) against spams' LARS with their calls alternating in one loop, so both see the same load.
+
+    The grid times each solver's repeats back to back; on sub-0.1 ms cells a change in the
+    machine's load between them moves the ratio by tens of percent. Minimum CPU time of each.
+    """
+    peers = peer_solvers(1, 0.0)
+    if "spams LARS" not in peers:
+        return []
+    rows = []
+    for cell in cells:
+        D, X, lam, _ = make_cell(cell, seed)
+        kept = gapbound_solvers(D, X, lam)["gapbound SparseCoder (kept)"]
+        spams_fn = peers["spams LARS"][0]
+        runs = {"gapbound SparseCoder (kept)": lambda: kept[0](D, X, lam, kept[1][0]), "spams LARS": lambda: spams_fn(D, X, lam, None)}
+        best = {name: float("inf") for name in runs}
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                best[name] = min(best[name], cpu_time(fn, 1)[0])
+        objs = {name: objective(D, X, fn(), lam) for name, fn in runs.items()}
+        rows.append({"part": "pair", "cell": cell.name, "kept_cpu_s": best["gapbound SparseCoder (kept)"],
+                     "spams_cpu_s": best["spams LARS"], "kept_vs_spams": best["spams LARS"] / best["gapbound SparseCoder (kept)"],
+                     "kept_rel_excess_over_spams": (objs["gapbound SparseCoder (kept)"] - objs["spams LARS"]) / abs(objs["spams LARS"]),
+                     "repeats": repeats, "load_1min": os.getloadavg()[0]})
+        r = rows[-1]
+        print(f"  {cell.name:<32} kept {r['kept_cpu_s'] * 1e3:.4f} ms  spams {r['spams_cpu_s'] * 1e3:.4f} ms  "
+              f"kept/spams {r['kept_vs_spams']:.2f}x", file=sys.stderr, flush=True)
+    return rows
+
+
 def warm_table(rows: list[dict]) -> str:
     """Markdown table: warm / cold CPU-time ratio per cell and start."""
     starts = list(dict.fromkeys(r["start"] for r in rows))
@@ -465,7 +501,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", metavar="FILE", help="write {rows, summary, command} as JSON to FILE")
     ap.add_argument("--figure", metavar="FILE", help="write the speed-up figure to FILE (png/pdf)")
-    ap.add_argument("--parts", nargs="+", choices=("grid", "ito", "warm"), default=["grid"])
+    ap.add_argument("--parts", nargs="+", choices=("grid", "ito", "warm", "pair"), default=["grid"])
     ap.add_argument("--cells", nargs="+", metavar="SUBSTRING", help="only cells whose name contains one of these")
     ap.add_argument("--rtol", type=float, default=1e-6, help="relative objective excess over the best that counts as reached")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="skip a solver whose estimated CPU time on a cell exceeds this")
@@ -499,6 +535,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 rows += [{"part": "grid", **r} for r in run_cell(c, args.seed, args.rtol, args.repeats, args.max_seconds)]
                 if args.json:  # finished cells are never lost
                     write_json(args.json, args, argv, rows, t0, summary(rows))
+        if "pair" in args.parts:
+            print("[pair] SparseCoder (kept) vs spams LARS, calls alternating", file=sys.stderr, flush=True)
+            warm_up(args.seed)
+            rows += pair_rows(args.seed, args.repeats, [c for c in default_cells() if not args.cells or any(s in c.name for s in args.cells)])
         if "warm" in args.parts:
             print("[warm] starts vs cold", file=sys.stderr, flush=True)
             rows += warm_rows(args.seed, max(args.repeats, 10), args.cells)
