@@ -66,7 +66,7 @@ def render(results: str | Path, out_dir: str | Path) -> list[Path]:
             ax_b.plot(i, d.mean(), "D", color="black", ms=5, zorder=3)
         ax_b.set_xticks(range(1, len(names) + 1), [
             f"{n} (n={len(d)})\nNMSE {matched['methods'][n]['nmse']:.2f}, dead {100 * matched['methods'][n]['dead_fraction']:.0f}%"
-            f"\nsq. err. cut at matched L1 {_l1_cut(runs, n, matched['k'])}" for n, d in zip(names, data)], fontsize=7)
+            f"\nL1-matched cut {_l1_cut(runs, n, matched['k'])}" for n, d in zip(names, data)], fontsize=7)
     ax_b.set_ylim(-0.02, 1.02)
     ax_b.set_ylabel(f"detection F1 per latent at k={matched['k']}")
     ax_b.grid(axis="y", alpha=0.3)
