@@ -169,19 +169,12 @@ def test_run_cli_ends_every_error_in_one_line(exc, code, text, capsys):
 
 
 def test_ctrl_c_in_a_simulation_ends_cleanly_with_the_resume_hint(tmp_path):
-    """SIGINT during training: one line saying how to resume, exit 130, and the resumed run finishes."""
-    import signal
-    import time
+    """SIGINT during training: one line saying how to resume, exit 130, the run left resumable."""
+    from _interrupt import interrupt
 
-    args = ["--setting", "known_d", "--seeds", "0", "--steps", "20000", "--methods", "SAE", "--n-train", "64",
-            "--n-test", "64", "--out", str(tmp_path), "--no-figures", "--quiet", "--jobs", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "simulations.synthetic", *args], cwd=REPO,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 400
-    while not list((tmp_path / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=300)[1]
-    assert proc.returncode == 130, err
+    args = ["simulations.synthetic", "--setting", "known_d", "--seeds", "0", "--steps", "20000", "--methods", "SAE",
+            "--n-train", "64", "--n-test", "64", "--out", str(tmp_path), "--no-figures", "--quiet", "--jobs", "1"]
+    code, err = interrupt(args, lambda: any((tmp_path / "checkpoints").glob("*.pt")))
+    assert code == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted: {RESUME_HINT}" and "Traceback" not in err
     assert read_json(tmp_path / "experiment.json")["status"] == "running"

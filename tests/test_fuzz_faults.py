@@ -336,18 +336,14 @@ def memory(module: str, *args: str) -> Callable[[Path], None]:
 
 
 def ctrl_c(tmp: Path) -> None:
+    from _interrupt import interrupt
+
     out = tmp / "o"
-    args = [*TINY_SYN[:5], "100000", *TINY_SYN[6:]]
-    proc = subprocess.Popen([sys.executable, "-m", "simulations.synthetic", *args, "--out", str(out)], cwd=REPO, env=ENV,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not list((out / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=120)[1]
+    args = ["simulations.synthetic", *TINY_SYN[:5], "100000", *TINY_SYN[6:], "--out", str(out)]
+    code, err = interrupt(args, lambda: any((out / "checkpoints").glob("*.pt")), start_timeout=300, end_timeout=120)
     if "Traceback" in err:
         raise Traceback("KeyboardInterrupt traceback")
-    assert proc.returncode == 130 and "--resume" in err.strip().splitlines()[-1], err
+    assert code == 130 and "--resume" in err.strip().splitlines()[-1], err
 
 
 @dataclass(frozen=True)
