@@ -56,7 +56,7 @@ def test_batched_equals_one_at_a_time(setting, kind, tmp_path):
 
 
 @pytest.mark.parametrize("setting", ["known_z", "known_d", "unknown"])
-@pytest.mark.parametrize("kind,hidden", [("sae", None), ("mlp", 24), ("mlp", 160)])  # 160: the wide-layer gradient path
+@pytest.mark.parametrize("kind,hidden", [("sae", None), ("mlp", 24), ("mlp", 160)])
 def test_stacked_gradients_equal_autograd(setting, kind, hidden):
     """The hand-written batched gradients are each model's autograd gradient of its own loss, for every layer."""
     from gapbound.training.engine import _Stack
