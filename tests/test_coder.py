@@ -194,3 +194,51 @@ def test_lean_path_tiny_problems_match_the_batched_solver(M, N, lam):
     ref = SparseCoder(torch.as_tensor(D), lam, tol=1e-11, backend="torch").solve(torch.as_tensor(X))
     assert lean.converged and (lean.duality_gap <= 1e-11).all()
     assert torch.allclose(lean.objective, ref.objective, rtol=1e-9, atol=1e-12)
+
+
+def test_tidy_start_lowers_the_objective_and_reports_it_exactly():
+    """A warm start's coordinate-descent tidy (before the race) never raises the objective, reports the
+    objective of the codes it keeps (checked against a direct evaluation), and drops the atoms it zeroes."""
+    from gapbound.inference.starts import tidy_start
+
+    D, X = _problem(M=16, N=64, n=6, seed=8)
+    G, C, lam = D.T @ D, X @ D, 0.05
+    rng = np.random.default_rng(9)
+    for i in range(len(X)):
+        W = np.sort(rng.choice(64, size=20, replace=False)).astype(np.int64)
+        s = np.abs(rng.normal(size=20))
+        P0 = 0.5 * np.sum((X[i] - D[:, W] @ s) ** 2) + lam * s.sum()
+        Wt, st = W.copy(), s.copy()
+        k, P = tidy_start(G, C[i], Wt, st, 20, float(X[i] @ X[i]), lam, np.empty(20), np.empty((20, 20)), 4)
+        direct = 0.5 * np.sum((X[i] - D[:, Wt[:k]] @ st[:k]) ** 2) + lam * st[:k].sum()
+        assert P <= P0 + 1e-12 and abs(P - direct) <= 1e-10 * max(1.0, abs(direct))
+        assert (st[:k] > 0).all() and set(Wt[:k].tolist()) <= set(W.tolist())
+
+
+@pytest.mark.parametrize("M,N,lam", [(16, 64, 0.02), (64, 256, 0.2)])  # optima narrower than the rank with the junk
+def test_junk_laden_starts_return_the_certified_cold_optimum(M, N, lam):
+    """The optimum plus wrong atoms (the start that wins the race and is tidied), and wrong atoms only
+    (the start that loses it), both end at the cold optimum with valid certificates; the start's FLOPs
+    (kernel count) stay below the cold start's when it is the optimum plus junk."""
+    from gapbound.inference.compiled import run_numpy
+    from gapbound.inference.starts import compact_start
+
+    D, X = _problem(M=M, N=N, n=24, seed=10)
+    coder = SparseCoder(D, lam, tol=1e-10)
+    cold = coder.solve(X)
+    rng = np.random.default_rng(11)
+    S = cold.codes.numpy()
+    starts = {"optimum + junk": S + (rng.random(S.shape) < 0.05) * 0.1 * S.max(),
+              "junk": np.abs(rng.normal(size=S.shape)) * (rng.random(S.shape) < 0.1) * S.max()}
+    G, have, DT, D64, idx0, vals0, cap, max_add, n_first = coder._lean
+    DtX, xx, rows = X @ D64, (X * X).sum(1), np.arange(len(X))
+    flops = {}
+    for name, S0 in starts.items():
+        res = coder.solve(X, init=S0)
+        assert res.converged and (res.duality_gap <= 1e-10).all()
+        assert torch.allclose(res.objective, cold.objective, rtol=1e-9, atol=1e-12)
+        idx, vals = compact_start(S0, min(cap, M))
+        out = run_numpy(G, have, DT, DtX, xx, rows, idx, vals, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)
+        flops[name] = out[3].sum()
+    base = run_numpy(G, have, DT, DtX, xx, rows, idx0, vals0, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)[3].sum()
+    assert flops["optimum + junk"] < base

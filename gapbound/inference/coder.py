@@ -12,7 +12,8 @@ from numba import njit
 from ..utils.flops import counting
 from ..utils.validation import check_float
 from .active_set import widths
-from .compiled import _solve_chunk, _threads, compact_start, run_numpy
+from .compiled import _solve_chunk, _threads, run_numpy
+from .starts import compact_start
 from .problem import Atoms, InferenceResult, Problem, check_backend
 from .proximal import check_common, proximal_gradient
 

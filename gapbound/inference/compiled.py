@@ -20,11 +20,12 @@ correlations of the residual ``r = D^T (x - D s) = c - G s``:
    support but not its values, so its wrong atoms leave together in one step
    of length zero instead of one Lawson-Hanson step each (a good start costs
    the same: the first solve on its support is already exact). A start races a
-   cold start: the first round runs from zero codes, and the start takes over
-   only if its objective is lower than that round's (a poor start costs one
-   ``O(k^2)`` objective evaluation from the Gram matrix, a good one a small
-   round); a start no better than the best code on one atom (the atom most
-   correlated with ``x``) does not enter the race;
+   cold start: the first round runs from zero codes; a start holding that
+   round's worst KKT violator, cut to its atoms that round's correlations
+   make candidates and tidied by coordinate descent on those, takes over if
+   its objective is lower than that round's (a poor start costs
+   ``O(k)``, a good one saves the rounds the cold start would spend finding
+   its support);
 3. ``r`` is recomputed from ``c`` and the duality gap certifies the codes
    (the formula of :func:`gapbound.inference.problem.gap_terms`); a sample stops when its
    gap is at most ``tol``, when no atom violates the KKT conditions, or after
@@ -51,10 +52,13 @@ from numba import njit, prange
 
 from ..utils.flops import counting
 from .nnls_kernel import lawson_hanson
+from .starts import compact_start, tidy_start
 
 __all__ = ["active_set", "run_numpy", "compact_start"]
 
 _TINY = 2.2250738585072014e-308  # smallest normal float64, as in problem.gap_terms
+_START_PASSES = 4  # coordinate-descent passes over a warm start's own atoms before it races (see tidy_start)
+_START_KEEP = 0.1  # a start's atoms race where in the cold working set or r_j > lam + _START_KEEP (max r - lam)
 
 
 @njit(cache=True, inline="always")
@@ -133,29 +137,6 @@ def _primal(xx: float, c: np.ndarray, r: np.ndarray, W: np.ndarray, s: np.ndarra
 
 
 @njit(cache=True, inline="always")
-def _objective(G: np.ndarray, c: np.ndarray, W: np.ndarray, s: np.ndarray, k: int, xx: float, lam: float) -> float:
-    """``P(s)`` from the Gram matrix, ``0.5 (||x||^2 - 2 s.c + s'Gs) + lam sum(s)``: ``O(k^2)``, no correlations."""
-    sGs, sc, l1 = 0.0, 0.0, 0.0
-    for a in range(k):
-        g = G[W[a]]
-        v = 0.0
-        for b in range(k):
-            v += s[b] * g[W[b]]
-        sGs += s[a] * v
-        sc += s[a] * c[W[a]]
-        l1 += s[a]
-    return 0.5 * max(xx - 2.0 * sc + sGs, 0.0) + lam * l1
-
-
-@njit(cache=True)
-def _one_atom(c: np.ndarray, DT: np.ndarray, xx: float, lam: float) -> float:
-    """Objective of the best code on the single atom most correlated with ``x`` (a cold start's first step)."""
-    j = np.argmax(c)
-    t = c[j] - lam
-    return 0.5 * xx - (0.5 * t * t / np.dot(DT[j], DT[j]) if t > 0.0 else 0.0)
-
-
-@njit(cache=True, inline="always")
 def _gap(primal: float, rr: float, xr: float, rmax: float, lam: float) -> float:
     """Duality gap with the residual scaled into ``D^T theta <= lam`` (as problem.gap_terms)."""
     scale = lam / max(rmax, _TINY) if rmax > lam else 1.0
@@ -231,6 +212,7 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
     size = cap
     W, s, q, F = np.empty(size, np.int64), np.zeros(size), np.empty(size), np.empty(size, np.int64)
     L, y, z = np.empty((size, size)), np.empty(size), np.empty(size)
+    B = np.empty((size, size))  # a warm start's Gram block (pages mapped only where a start is that wide)
     cand_i, cand_v = np.empty(size, np.int64), np.empty(size)
     W_start, s_start = np.empty(size, np.int64), np.empty(size)  # a warm start, kept for the race
     # With every Gram row formed, _ensure_rows is not called at all: each call of a compiled
@@ -246,22 +228,24 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
                 W[k], s[k] = idx[i, a], vals[i, a]
                 inW[W[k]] = True
                 k += 1
-        fl = 0 if complete else _ensure_rows(G, have, DT, W, 0, k)
-        # A start races a cold start's first round (a few atoms): the loop starts cold and, after
-        # that round, goes back to the start if the start's objective is lower. A start no
-        # better than the best one-atom code never enters the race. Its objective comes from
-        # the Gram matrix (k^2); its correlations (k N) only if it wins.
-        P_start, k_start = math.inf, k
+        fl = 0
+        # A start races a cold start's first round (a few atoms): the loop starts cold, and after
+        # that round the start is considered only if it holds the round's worst KKT violator (an
+        # atom the cold path would add next; a poor start rarely holds it: O(k), no Gram row
+        # read). It keeps its atoms in the cold working set or violating KKT by _START_KEEP of the
+        # largest violation (O(k)), coordinate descent on their k x k Gram block drops those it sets
+        # to zero (tidy_start), and it takes over if its objective is below the cold round's.
+        # Every wrong atom a start brings would cost Lawson-Hanson steps and a pass over its Gram
+        # row every round, and reading a wide start's Gram block costs as much as a round (which
+        # made junk-laden starts 1.2-1.4x a cold start): hence the O(k) filters before it. The
+        # price: true atoms the filter drops come back as violators over the next rounds (an
+        # optimum with ~120 atoms: 0.7x a cold solve instead of 0.2x). Correlations only if it wins.
+        k_start = 0
         if k > 0 and max_outer > 0:
-            P_start = _objective(G, c, W, s, k, xi, lam)
-            fl += 2 * k * k
-            if P_start < _one_atom(c, DT, xi, lam):
-                W_start[:k], s_start[:k] = W[:k], s[:k]
-            else:
-                P_start = math.inf
+            W_start[:k], s_start[:k] = W[:k], s[:k]
             for a in range(k):
                 inW[W[a]] = False
-            k = 0
+            k_start, k = k, 0
         fl += _correlations(G, c, W, s, k, r)
         adds = max(n_add, n_first)
         valid = 0  # leading rows of L still those of working-set positions 0..valid-1
@@ -270,15 +254,6 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
         outer = 0
         while outer <= max_outer:
             P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
-            if outer == 1 and P_start < P_new:  # the start won the race: on from it, its first round
-                for a in range(k):
-                    inW[W[a]] = False
-                k, outer, adds, valid, exact, P_start = k_start, 0, n_add, 0, False, math.inf
-                W[:k], s[:k] = W_start[:k], s_start[:k]
-                for a in range(k):
-                    inW[W[a]] = True
-                fl += _correlations(G, c, W, s, k, r)
-                P_new, rr, xr = _primal(xi, c, r, W, s, k, lam)
             stalled = outer > 1 and P_new >= Pi - 1e-15 * abs(P_new)
             if outer == 1:
                 adds = n_add
@@ -296,6 +271,33 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
             # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
             if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
                 break
+            # Only a start holding the cold round's worst KKT violator races (a poor start rarely does).
+            held = False
+            if outer == 1 and nc > 0:
+                for a in range(k_start):
+                    held = held or W_start[a] == cand_i[0]
+            if held:  # the race (see above)
+                kk = 0
+                thr = lam + _START_KEEP * (rmax - lam)
+                for a in range(k_start):
+                    if r[W_start[a]] > thr or inW[W_start[a]]:
+                        W_start[kk], s_start[kk] = W_start[a], s_start[a]
+                        kk += 1
+                if not complete:
+                    fl += _ensure_rows(G, have, DT, W_start, 0, kk)
+                fl += 2 * kk * kk * (1 + _START_PASSES)
+                k_start, P_start = tidy_start(G, c, W_start, s_start, kk, xi, lam, q, B, _START_PASSES)
+                if k_start > 0 and P_start < Pi:  # the start won: on from it (values dropped in its first solve)
+                    for a in range(k):
+                        inW[W[a]] = False
+                    k, outer, adds, valid, exact = k_start, 0, n_add, 0, False
+                    W[:k], s[:k] = W_start[:k], s_start[:k]
+                    for a in range(k):
+                        inW[W[a]] = True
+                    fl += _correlations(G, c, W, s, k, r)
+                    k_start = 0
+                    continue
+                k_start = 0
             for a in range(nc):
                 W[k], s[k] = cand_i[a], 0.0
                 inW[W[k]] = True
@@ -314,44 +316,6 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, lam, tol, cap, max_add, 
             if s[a] > 0.0:
                 S[i, W[a]] = s[a]
         P[i], gap[i], flops[i] = Pi, gi, fl
-
-
-@njit(cache=True)
-def compact_start(init: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-    """A dense warm start (``n x N``) as the kernel's (positions, float64 values), as :func:`.active_set.compact`.
-
-    Rows with more than ``limit`` (the rank) positive codes restart from zero when they are
-    most of the batch, else keep their ``limit`` largest codes; one pass over ``init``.
-    """
-    n, N = init.shape
-    nnz = np.zeros(n, np.int64)
-    for i in range(n):
-        for j in range(N):
-            if init[i, j] > 0:
-                nnz[i] += 1
-    n_wide = 0
-    for i in range(n):
-        n_wide += nnz[i] > limit
-    restart = 2 * n_wide >= n
-    w = 1
-    for i in range(n):
-        if not (restart and nnz[i] > limit):
-            w = max(w, min(nnz[i], limit))
-    idx, vals = np.zeros((n, w), np.int64), np.zeros((n, w))
-    for i in range(n):
-        if nnz[i] > limit:
-            if restart:
-                continue
-            order = np.argsort(-init[i])[:limit]
-            for a in range(limit):
-                idx[i, a], vals[i, a] = order[a], init[i, order[a]]
-            continue
-        a = 0
-        for j in range(N):
-            if init[i, j] > 0:
-                idx[i, a], vals[i, a] = j, init[i, j]
-                a += 1
-    return idx, vals
 
 
 @njit(cache=True, parallel=True)
