@@ -35,9 +35,9 @@ import torch
 
 from gapbound.lm.harvest import HarvestConfig, config_from_sae, harvest
 from gapbound.lm.models import load_tokenizer
-from gapbound.lm.training import METHODS, LMConfig, mean_diff_ci, run_method
+from gapbound.lm.training import METHODS, LMConfig, mean_diff_ci, method_fields, run_method
 from gapbound.utils.cli import add_common_args, positive_float, positive_int, run_cli
-from gapbound.utils.experiment import open_experiment
+from gapbound.utils.experiment import fingerprint, open_experiment
 from gapbound.utils.io import read_json
 from simulations import render_figures
 
@@ -70,7 +70,7 @@ PRESETS: dict[str, Preset] = {
         HarvestConfig(model="minilm", layer=3, text="offline", context_length=128, max_tokens=1_048_576,
                       contexts_per_shard=512, dtype="float16", device="cpu"),
         LMConfig(expansion=4, mlp_hidden_mult=2, steps=1000, batch_size=512, lr=1e-3, aux_k=256, dead_steps=100,
-                 lca_iters=50, lca_steps=300, lca_batch_size=256, lca_lr=1e-3, lca_resample_every=75,
+                 mlp_dead_steps=20, lca_iters=50, lca_steps=300, lca_batch_size=256, lca_lr=1e-3, lca_resample_every=75,
                  lca_gain=0.05, gap_samples=256, gap_iters=200, n_latents=200, eval_batch=2048),
         (32, 16, 64, 8), "MiniLM-L6 layer 3 on 1M tokens of English from Python and Debian packages",
     ),
@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge-from", nargs="+", default=[], metavar="DIR",
                    help="first adopt the finished parts of other --out directories of the same configuration "
                         "(parallel processes, one per method or k)")
+    p.add_argument("--carry-from", nargs="+", default=[], metavar="DIR",
+                   help="adopt the finished parts of other --out directories whose configuration differs only in "
+                        "training settings their method does not read (e.g. SAE and LCA parts when only mlp_* "
+                        "settings changed); each records carried_from")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 on a machine shared with other jobs)")
     add_common_args(p, "results/gpt2")
@@ -222,6 +226,47 @@ def merge_parts(exp: Any, sources: Sequence[str | Path]) -> list[str]:
     return adopted
 
 
+def carry_parts(exp: Any, sources: Sequence[str | Path]) -> list[str]:
+    """Copy into ``exp`` the parts of ``sources`` that another configuration computed identically.
+
+    A part is carried when the source's configuration differs from ``exp``'s only in
+    training settings its method does not read (:func:`~gapbound.lm.training.method_fields`);
+    it records ``carried_from`` (source, its fingerprint, the differing settings, and any
+    earlier ``carried_from``). Parts this configuration already has are kept.
+
+    Raises
+    ------
+    ValueError
+        A source without a manifest, or differing in a setting outside ``train``.
+    """
+    adopted = []
+    for src in map(Path, sources):
+        try:
+            old = read_json(src / "experiment.json")["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"--carry-from {src}: no readable experiment.json (not a finished simulations.gpt2 --out)") from None
+        outside = sorted(k for k in set(old) | set(exp.config) if k != "train" and old.get(k) != exp.config.get(k))
+        if outside:
+            raise ValueError(f"--carry-from {src}: its run differs in {', '.join(outside)} (not only training settings); "
+                             "its parts cannot be carried")
+        a, b = old.get("train", {}), exp.config["train"]
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        for path in sorted((src / "parts").glob("*.json")):
+            part = read_json(path)
+            if not isinstance(part, dict) or part.get("fingerprint") != fingerprint(old):
+                raise ValueError(f"--carry-from: {path} does not belong to the run in {src} (fingerprint); remove it")
+            if exp.has_part(path.stem) or set(changed) & method_fields(part["method"]):
+                continue
+            carried = {"out": str(src), "fingerprint": part["fingerprint"], "differs_in": changed,
+                       "why": f"{part['method']} does not read {', '.join(changed)}"}
+            if part.get("carried_from"):
+                carried["previously"] = part["carried_from"]
+            exp.write_part(path.stem, {k: v for k, v in part.items() if k not in ("fingerprint", "carried_from")}
+                           | {"carried_from": carried})
+            adopted.append(path.stem)
+    return adopted
+
+
 def _decoder(store_meta: dict):
     """Token-id -> string for readable explanations (the store's tokenizer)."""
     return load_tokenizer(store_meta["tokenizer"]).convert_ids_to_tokens
@@ -241,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          outputs=("gpt2.json", "saes")) as exp:
         for key in merge_parts(exp, args.merge_from):
             print(f"{key}: adopted from --merge-from", file=sys.stderr)
+        for key in carry_parts(exp, args.carry_from):
+            print(f"{key}: carried from --carry-from (its method reads none of the differing settings)", file=sys.stderr)
         t0 = time.perf_counter()
         store = harvest(hv_cfg, store_dir, progress=not args.quiet)
         harvest_s = time.perf_counter() - t0

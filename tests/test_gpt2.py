@@ -228,3 +228,42 @@ def test_merge_from_adopts_parts_of_the_same_configuration_only(run, tmp_path, m
     with pytest.raises(ValueError, match="another configuration"):
         sim.main([*base, "--out", str(tmp_path / "other"), "--store", str(out / "store"), "--merge-from", str(out),
                   "--n-latents", "3"])
+
+
+def test_carry_from_adopts_only_parts_whose_method_reads_none_of_the_changed_settings(run, tmp_path, monkeypatch):
+    argv, out, report = run
+    calls = []
+    real = sim.run_method
+
+    def spy(method, k, *a, **kw):
+        calls.append((method, k))
+        return real(method, k, *a, **kw)
+
+    monkeypatch.setattr(sim, "run_method", spy)
+    carried = tmp_path / "carried"
+    base = [a if a != str(out) else str(carried) for a in argv]
+    assert sim.main([*base, "--store", str(out / "store"), "--carry-from", str(out), "--lca-steps", "10"]) == 0
+    assert sorted(calls) == [("LCA", 4), ("LCA", 8)]  # lca_steps changed: only LCA is retrained
+    new = json.loads((carried / "gpt2.json").read_text())["methods"]
+    for key in ("SAE-k4", "SAE-k8", "MLP-k4", "MLP-k8"):
+        assert new[key] == report["methods"][key]
+        part = json.loads((carried / "parts" / f"{key}.json").read_text())
+        assert part["carried_from"]["differs_in"] == ["lca_steps"] and part["carried_from"]["out"] == str(out)
+    assert new["LCA-k4"]["steps"] == 10
+    with pytest.raises(ValueError, match="not only training settings"):
+        sim.main([*base, "--out", str(tmp_path / "other"), "--store", str(out / "store"), "--carry-from", str(out),
+                  "--context-length", "12"])
+    with pytest.raises(ValueError, match="no readable experiment.json"):
+        sim.main([*base, "--out", str(tmp_path / "third"), "--carry-from", str(tmp_path)])
+
+
+def test_mlp_dead_steps_sets_the_mlps_auxk_window_only():
+    cfg = lt.LMConfig(expansion=2, mlp_hidden_mult=2, dead_steps=100, mlp_dead_steps=20)
+    assert lt.build_model("MLP", 8, 2, cfg).dead_steps == 20
+    assert lt.build_model("SAE", 8, 2, cfg).dead_steps == 100
+    assert lt.build_model("MLP", 8, 2, lt.LMConfig(expansion=2, mlp_hidden_mult=2, dead_steps=100)).dead_steps == 100
+    assert "mlp_dead_steps" in lt.method_fields("MLP")
+    assert "mlp_dead_steps" not in lt.method_fields("SAE") | lt.method_fields("LCA")
+    assert "dead_steps" in lt.method_fields("SAE") and "dead_steps" not in lt.method_fields("LCA")
+    with pytest.raises(ValueError, match="mlp_dead_steps"):
+        lt.LMConfig(mlp_dead_steps=0)

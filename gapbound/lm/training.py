@@ -32,7 +32,7 @@ with a bootstrap 95 % confidence interval of the mean F1.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -54,8 +54,8 @@ from ..training import TrainConfig, train
 from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
 
-__all__ = ["METHODS", "LMConfig", "Normaliser", "build_model", "encode", "evaluate", "sparse_codes", "mean_ci",
-           "mean_diff_ci", "raw_sae", "run_method", "tie_mlp"]
+__all__ = ["METHODS", "LMConfig", "Normaliser", "build_model", "encode", "evaluate", "method_fields", "sparse_codes",
+           "mean_ci", "mean_diff_ci", "raw_sae", "run_method", "tie_mlp"]
 
 METHODS = ("SAE", "MLP", "LCA")
 
@@ -78,6 +78,11 @@ class LMConfig:
         Adam optimisation of the SAE and the MLP.
     aux_k, aux_coef, dead_steps : int, float, int
         AuxK loss (see :class:`~gapbound.lm.objectives.TopKAutoencoder`).
+    mlp_dead_steps : int, optional
+        The MLP's own AuxK dead threshold (``None``: ``dead_steps``). At k = 8 on the
+        offline store the MLP kept 21 % of its latents (near-)dead with 100 steps and
+        3 % with 20 (``results/lm_offline3/diagnostics``): its rare latents fire too
+        seldom to count as dead under the longer window, so AuxK never trains them.
     lca_method : str
         Registered solver used as LCA's per-sample inference.
     lca_iters : int
@@ -109,6 +114,7 @@ class LMConfig:
     aux_k: int = 512
     aux_coef: float = 1 / 32
     dead_steps: int = 1000
+    mlp_dead_steps: int | None = None
     lca_method: str = "lca"
     lca_iters: int = 50
     lca_steps: int = 50_000
@@ -129,6 +135,8 @@ class LMConfig:
                      "lca_steps", "lca_batch_size", "gap_samples", "gap_iters", "n_latents", "window", "eval_batch"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("lca_resample_every", self.lca_resample_every, minimum=0)
+        if self.mlp_dead_steps is not None:
+            check_int("mlp_dead_steps", self.mlp_dead_steps, minimum=1)
         check_int("seed", self.seed, minimum=0)
         for name in ("lr", "lca_lr"):
             check_float(name, getattr(self, name), minimum=0.0, strict_minimum=True)
@@ -141,6 +149,23 @@ class LMConfig:
                              "raise it or use mlp_init='default'")
         if self.lca_method not in SOLVERS:
             raise ValueError(f"lca_method must be a registered solver {sorted(SOLVERS)}, got {self.lca_method!r}")
+
+
+def method_fields(method: str) -> frozenset[str]:
+    """The :class:`LMConfig` fields that ``method``'s training and evaluation read.
+
+    ``mlp_*`` fields are read by the MLP only, ``lca_*`` by LCA only, and the TopK
+    recipe (``steps``, ``batch_size``, ``lr``, ``aux_*``, ``dead_steps``) by the SAE
+    and the MLP; the rest by all. A finished part of a configuration that differs only
+    in fields its method does not read is the same result (``simulations.gpt2 --carry-from``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    names = {f.name for f in fields(LMConfig)}
+    topk = {"steps", "batch_size", "lr", "aux_k", "aux_coef", "dead_steps"}
+    only = {"MLP": {n for n in names if n.startswith("mlp_")}, "LCA": {n for n in names if n.startswith("lca_")}}
+    other = set().union(*(v for m, v in only.items() if m != method)) | (topk if method == "LCA" else set())
+    return frozenset(names - other)
 
 
 @dataclass(frozen=True)
@@ -208,8 +233,8 @@ def build_model(method: str, d_model: int, k: int, config: LMConfig) -> nn.Modul
             encoder = MLPEncoder(d_model, N, hidden=config.mlp_hidden_mult * d_model)
             if config.mlp_init == "tied":
                 tie_mlp(encoder, dictionary.weight.detach())
-        return TopKAutoencoder(encoder, dictionary, k, aux_k=config.aux_k, aux_coef=config.aux_coef,
-                               dead_steps=config.dead_steps)
+        dead_steps = config.mlp_dead_steps if method == "MLP" and config.mlp_dead_steps is not None else config.dead_steps
+        return TopKAutoencoder(encoder, dictionary, k, aux_k=config.aux_k, aux_coef=config.aux_coef, dead_steps=dead_steps)
 
     return seeded(config.seed, make)
 
