@@ -303,8 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     export_dir=out / "saes")
                 exp.write_part(key, {"method": method, "result": result})
                 print(f"{key}: NMSE {result['nmse']:.3f}, L0 {result['l0']:.1f}, dead {result['dead_latents']}, "
-                      f"F1 {result['f1_mean']:.3f} ({result['train_seconds']:.0f} s training, "
-                      f"{result['eval_seconds']:.0f} s evaluation)", file=sys.stderr)
+                      f"F1 {result['f1_mean']:.3f} ({result['train_seconds']:.0f} s training, {result['eval_seconds']:.0f} s "
+                      f"evaluation; CPU {result['train_cpu_seconds']:.0f} s + {result['eval_cpu_seconds']:.0f} s)", file=sys.stderr)
         summary = summarise(exp.parts(), 32 if 32 in ks else ks[0])
         wall = time.perf_counter() - t_start
         report = {"store": {"dir": str(store_dir), "layer": store.fingerprint["layer"], "site": store.fingerprint["site"],

@@ -64,6 +64,7 @@ def test_results_schema_and_sanity(run):
         if not key.startswith("LCA"):
             assert m["l0"] == pytest.approx(m["k"])  # TopK: the L0 target exactly
         assert len(m["f1"]) == m["autointerp"]["scored"] <= 8
+        assert 0 < m["train_cpu_seconds"] and 0 < m["eval_cpu_seconds"]
         assert all(0 <= f <= 1 for f in m["f1"])
         if len(m["f1"]) > 1:
             assert m["f1_ci"][0] <= m["f1_mean"] <= m["f1_ci"][1]

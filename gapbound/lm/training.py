@@ -354,7 +354,8 @@ def run_method(
         ``nmse``, ``l0``, ``dead_latents``, ``dead_fraction``, ``n_latents``, ``gap``,
         ``f1`` (list over scored latents), ``f1_mean``, ``f1_ci``, ``accuracy``,
         ``accuracy_mean``, ``explanations``, ``autointerp`` counts, ``k``, ``steps``,
-        ``train_seconds``, ``train_flops_per_step``, ``train_tokens``, ``resampled``, ``lam`` (LCA),
+        ``train_seconds``, ``eval_seconds`` (wall), ``train_cpu_seconds``, ``eval_cpu_seconds`` (this
+        process's CPU time, all threads), ``train_flops_per_step``, ``train_tokens``, ``resampled``, ``lam`` (LCA),
         ``saelens_dir`` (the exported SAE, or None).
     """
     dev = resolve_device(device)
@@ -371,9 +372,9 @@ def run_method(
                        resample_every=config.lca_resample_every if lca else 0, seed=config.seed, progress=progress,
                        checkpoint_every=max(1, steps // 10) if checkpoint_dir else 0,
                        checkpoint_path=str(Path(checkpoint_dir) / f"{method}-k{k}.pt") if checkpoint_dir else None)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = train(model, lambda i: (norm(stream.batch(i).float()), None, None), tcfg, desc=f"train {method} k={k}")
-    train_seconds = time.perf_counter() - t0
+    train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     model = model.cpu().eval()
     norm_cpu = Normaliser(norm.mean.cpu(), norm.scale)
     saelens_dir = None
@@ -382,7 +383,7 @@ def run_method(
                               context_size=store.context_length,
                               prepend_bos=bool(store.meta.get("prepend_bos"))).save(Path(export_dir) / f"{method}-k{k}")
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     win_test, X_test = _content(store, splits["test"], config.window)
     X_test = norm_cpu(X_test)
     codes_test = sparse_codes(model, X_test, config.eval_batch)
@@ -410,6 +411,8 @@ def run_method(
         train_tokens=steps * batch_size,
         train_seconds=train_seconds,
         eval_seconds=time.perf_counter() - t0,
+        train_cpu_seconds=train_cpu,
+        eval_cpu_seconds=time.process_time() - c0,
         train_flops_per_step=result.step_flops,
         resampled=result.resampled,
         lam=float(model.lam) if lca else None,
