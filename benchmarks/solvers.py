@@ -36,11 +36,15 @@ the load.
 Part ``warm``: ``SparseCoder`` from starts between the optimum and noise against a
 cold start on the same cell, CPU time interleaved (see :func:`warm_rows`).
 
+Part ``screen``: what gap-safe screening could save the compiled active set on the
+large-N cells (see :func:`screen_rows`): an upper bound, no overhead counted.
+
 Run (from the repository root; ``PYTHONPATH=.`` where gapbound is not installed from this checkout)::
 
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --json results/bench_solvers_grid.json --figure results/bench_solvers_grid.png
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --parts warm ito --json results/bench_solvers_ito.json
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --parts pair --cells "N32 M8" --repeats 400 --json results/bench_solvers_pair.json
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --parts screen --json results/bench_solvers_screen.json
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from gapbound.inference import SparseCoder, duality_gap, fista, solve
+from gapbound.inference.compiled import run_numpy
+from gapbound.inference.screening import gap_safe_screen
 from gapbound.utils.flops import count_flops
 from gapbound.utils.io import atomic_write_json
 
@@ -475,6 +481,47 @@ def pair_rows(seed: int, repeats: int, cells: list[Cell]) -> list[dict]:
     return rows
 
 
+def screen_rows(seed: int, cells: list[str] | None, samples: int = 8) -> list[dict]:
+    """Upper bound on the correlation work gap-safe screening could save the compiled active set.
+
+    For each of ``samples`` samples per cell the kernel is stopped after 1, 2, ... rounds (it is
+    deterministic, so round ``t`` of a longer run is the run with ``max_outer = t``); the atoms
+    :func:`gapbound.inference.screening.gap_safe_screen` discards at round ``t``'s codes could
+    be left out of round ``t + 1``'s correlation update (``k_{t+1} N`` multiply-adds, the part
+    of a round that grows with ``N``). The bound counts no overhead (the test itself, masked
+    updates) and lets the last round skip them too, although a certificate over every atom
+    needs their correlations.
+    """
+    specs = [Cell("gaussian", 4096, 1024, 1e-2, 1), Cell("gaussian", 1024, 256, 1e-2, 1)]
+    specs += [Cell("gaussian", 4096, 1024, f, 32) for f in (1e-3, 1e-2, 5e-2)]
+    rows = []
+    for cell in (c for c in specs if not cells or any(s in c.name for s in cells)):
+        D, X, lam, _ = make_cell(cell, seed)
+        coder = SparseCoder(D, lam, tol=1e-8 * float(0.5 * (X * X).sum(1).mean()))
+        coder.solve(X[:1])  # the lean path's kept set-up
+        G, have, DT, D64, idx0, vals0, cap, max_add, n_first = coder._lean
+        work = skip = 0.0
+        rounds = []
+        for i in range(min(samples, cell.n)):
+            Xi = X[i : i + 1]
+            args = (G, have, DT, Xi @ D64, (Xi * Xi).sum(1), np.arange(1), idx0, vals0, coder.lam, coder.tol, cap, max_add)
+            prev, t = 0.0, 1
+            while True:
+                S, _, gap, _ = run_numpy(*args, t, 4, n_first)
+                k = int((S > 0).sum())
+                work, skip = work + k * cell.N, skip + k * cell.N * prev
+                prev = float(gap_safe_screen(D, Xi, S, lam).double().mean())
+                if gap[0] <= coder.tol or t >= 256:
+                    break
+                t += 1
+            rounds.append(t)
+        rows.append({"part": "screen", "cell": cell.name, "samples": min(samples, cell.n), "rounds_mean": float(np.mean(rounds)),
+                     "screenable_correlation_work": skip / work})
+        print(f"  {cell.name:<32} rounds {np.mean(rounds):.1f}  correlation work screening could skip <= {skip / work:.1%}",
+              file=sys.stderr, flush=True)
+    return rows
+
+
 def warm_table(rows: list[dict]) -> str:
     """Markdown table: warm / cold CPU-time ratio per cell and start."""
     starts = list(dict.fromkeys(r["start"] for r in rows))
@@ -501,7 +548,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", metavar="FILE", help="write {rows, summary, command} as JSON to FILE")
     ap.add_argument("--figure", metavar="FILE", help="write the speed-up figure to FILE (png/pdf)")
-    ap.add_argument("--parts", nargs="+", choices=("grid", "ito", "warm", "pair"), default=["grid"])
+    ap.add_argument("--parts", nargs="+", choices=("grid", "ito", "warm", "pair", "screen"), default=["grid"])
     ap.add_argument("--cells", nargs="+", metavar="SUBSTRING", help="only cells whose name contains one of these")
     ap.add_argument("--rtol", type=float, default=1e-6, help="relative objective excess over the best that counts as reached")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="skip a solver whose estimated CPU time on a cell exceeds this")
@@ -542,6 +589,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if "warm" in args.parts:
             print("[warm] starts vs cold", file=sys.stderr, flush=True)
             rows += warm_rows(args.seed, max(args.repeats, 10), args.cells)
+        if "screen" in args.parts:
+            print("[screen] gap-safe screening: an upper bound on what it saves", file=sys.stderr, flush=True)
+            rows += screen_rows(args.seed, args.cells)
         if "ito" in args.parts:
             print("[ito] known D", file=sys.stderr, flush=True)
             rows += ito_rows(args.ito_lam, sorted(args.budgets), args.sae_steps, args.repeats, args.seed, args.mcc_slack)

@@ -242,3 +242,46 @@ def test_junk_laden_starts_return_the_certified_cold_optimum(M, N, lam):
         flops[name] = out[3].sum()
     base = run_numpy(G, have, DT, DtX, xx, rows, idx0, vals0, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)[3].sum()
     assert flops["optimum + junk"] < base
+
+
+@pytest.mark.parametrize(
+    "init, err, match",
+    [
+        (np.full((2, 3), np.nan), ValueError, "init contains NaN or infinite"),
+        (np.full((2, 3), np.inf), ValueError, "init contains NaN or infinite"),
+        (np.ones((2, 3), dtype=np.complex128), TypeError, "init must be real"),
+        (np.ones((2, 3), dtype=np.int64), TypeError, "init must be a floating-point array"),
+        (np.ones(3), ValueError, "init must have shape"),
+    ],
+)
+def test_bad_warm_starts_get_one_line_errors(init, err, match):
+    """A warm start is validated like X (the lean path hands anything it cannot take to the general path)."""
+    with pytest.raises(err, match=match):
+        SparseCoder(np.eye(3), 0.1).solve(np.ones((2, 3)), init=init)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "coherent"])
+def test_gap_safe_screening_discards_only_atoms_zero_at_the_optimum(kind):
+    """Atoms screened at any iterate (each round of the active set, FISTA iterates, zeros) are zero at the
+    certified optimum; a planted fault (the radius shrunk 100x, unsafe) is caught by the same check."""
+    from gapbound.inference.screening import gap_safe_screen
+
+    D, X = _problem(M=16, N=64, n=24, seed=12)
+    if kind == "coherent":
+        D = D + 2.0 * D[:, :1]
+        D /= np.linalg.norm(D, axis=0)
+    lam = 0.05
+    opt = SparseCoder(D, lam, tol=1e-12).solve(X)
+    assert opt.converged
+    active = opt.codes.numpy() > 1e-9
+    iterates = [np.zeros((24, 64))] + [fista(D, X, lam, max_iter=it, tol=0.0, polish=False).codes.numpy()
+                                        for it in (1, 5, 20, 100, 400)]
+    screened_any, caught = False, False
+    for S in iterates + [opt.codes.numpy()]:
+        safe = gap_safe_screen(D, X, S, lam).numpy()
+        assert not (safe & active).any()
+        screened_any = screened_any or safe.any()
+        caught = caught or (gap_safe_screen(D, X, S, lam, radius_scale=0.01).numpy() & active).any()
+    assert screened_any and caught
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        gap_safe_screen(D, X, iterates[0], -1.0)
