@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import time
 from typing import Callable, Sequence
@@ -46,24 +47,56 @@ from gapbound.utils.io import atomic_write_json
 from gapbound.utils.rng import seeded
 
 
-def steady_seconds(runs: dict[str, Callable[[int], None]], steps: int, repeats: int) -> dict[str, float]:
+def steady_seconds(runs: dict[str, Callable[[int], None]], steps: int, repeats: int) -> dict[str, dict[str, float]]:
     """Seconds per steady-state step of each ``run(n_steps)``: (long - short) / (steps - steps // 4), best of ``repeats``.
 
-    The runs are interleaved round by round, so that load from other processes on a shared machine
-    hits every contender alike.
+    Both wall (``perf_counter``) and this process's CPU seconds (``process_time``: on a shared
+    machine, the time the contender actually ran). The runs are interleaved round by round, so
+    that load from other processes hits every contender alike.
     """
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
     for run in runs.values():
         run(4)  # warm-up
-    best = dict.fromkeys(runs, float("inf"))
+    best = {name: dict.fromkeys(clocks, float("inf")) for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            t0 = time.perf_counter()
+            t0 = {k: c() for k, c in clocks.items()}
             run(steps // 4)
-            short = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t1 = {k: c() for k, c in clocks.items()}
             run(steps)
-            best[name] = min(best[name], (time.perf_counter() - t0 - short) / (steps - steps // 4))
-    return {k: max(v, 1e-12) for k, v in best.items()}
+            for k, c in clocks.items():
+                long, short = c() - t1[k], t1[k] - t0[k]
+                best[name][k] = min(best[name][k], max((long - short) / (steps - steps // 4), 1e-12))
+    return best
+
+
+def stacked_products(B: int, n: int, widths: Sequence[int], learned_dict: bool) -> list[tuple[int, int, int]]:
+    """The batched matrix products ``(rows, inner, cols)`` of one engine step of ``B`` models, each ``B`` deep.
+
+    ``widths``: the encoder's layer widths from input to codes (``[M, N]`` for the SAE,
+    ``[M, H, N]`` for an MLP); an autoencoder with decoder ``D`` (``M x N``).
+    """
+    M, N = widths[0], widths[-1]
+    out = [(n, a, b) for a, b in zip(widths, widths[1:])]  # forward
+    out += [(n, N, M), (n, M, N)] + ([(M, n, N)] if learned_dict else [])  # decoder, dL/dc, dL/dD
+    out += [(a, n, b) for a, b in zip(widths, widths[1:])]  # weight gradients
+    out += [(n, b, a) for a, b in zip(widths[1:-1], widths[2:])]  # back through hidden layers
+    return out
+
+
+def products_flops_per_s(B: int, products: Sequence[tuple[int, int, int]], repeats: int = 5) -> float:
+    """FLOP/s of these batched products alone (fp32, preallocated outputs, best of ``repeats``): the matmul speed at the step's shapes."""
+    ops = [(torch.randn(B, r, k), torch.randn(B, k, c), torch.empty(B, r, c)) for r, k, c in products]
+    flops = sum(2 * B * r * k * c for r, k, c in products)
+    reps = max(1, int(2e8 // max(flops, 1)))
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            for a, b, o in ops:
+                torch.bmm(a, b, out=o)
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return flops / best
 
 
 def plain_loop(X: torch.Tensor, hidden: int | None, N: int, steps: int, batch_size: int, seed: int) -> None:
@@ -126,11 +159,18 @@ def paper_sizes(methods: Sequence[str], seeds: int, steps: int, repeats: int) ->
         if name != "SC":  # the plain loop is an encoder's; sparse coding has no authors'-style counterpart here
             runs["plain"] = lambda n: plain_loop(problems[0].X_train, hidden, 16, n, 256, 0)
         t = steady_seconds(runs, steps, repeats)
-        per = {"loop": 1 / t["loop"], "batched": seeds / t["batched"], **({"plain": 1 / t["plain"]} if "plain" in t else {})}
-        rows.append({"method": name, "models": seeds, "step_flops": flops["step"],
-                     "steps_per_s_per_model": per, "speedup_vs_loop": per["batched"] / per["loop"],
-                     "speedup_vs_plain": per["batched"] / per["plain"] if "plain" in per else None,
-                     "achieved_flops_per_s": {k: v * flops["step"] for k, v in per.items()}})
+        per = {clock: {k: (seeds if k == "batched" else 1) / v[clock] for k, v in t.items()} for clock in ("wall", "cpu")}
+        row = {"method": name, "models": seeds, "step_flops": flops["step"],
+               "steps_per_s_per_model": per["wall"], "cpu_steps_per_s_per_model": per["cpu"],
+               "speedup_vs_loop": per["wall"]["batched"] / per["wall"]["loop"],
+               "cpu_speedup_vs_loop": per["cpu"]["batched"] / per["cpu"]["loop"],
+               "speedup_vs_plain": per["wall"]["batched"] / per["wall"]["plain"] if "plain" in t else None,
+               "achieved_flops_per_s": {k: v * flops["step"] for k, v in per["wall"].items()}}
+        if name != "SC":  # the batched step's matmuls alone at its shapes: how near the hardware the step is
+            products = stacked_products(seeds, 256, [8, 16] if hidden is None else [8, hidden, 16], learned_dict=True)
+            row["matmul_at_step_shapes_flops_per_s"] = products_flops_per_s(seeds, products)
+            row["products_flops_per_model"] = sum(2 * r * k * c for r, k, c in products)  # equals step_flops
+        rows.append(row)
     return rows
 
 
@@ -153,7 +193,7 @@ def scaled_sizes(hidden: Sequence[int], steps: int, repeats: int, N: int = 1000,
                           [TrainConfig(steps=n, lr=1e-3, resample_every=0, progress=False, seed=s) for s in range(B)])
 
         t = steady_seconds({"loop": loop, **{f"batched_B{B}": lambda n, B=B: batched(n, B) for B in (1, 2)}}, steps, repeats)
-        t = {k: v / (2 if k == "batched_B2" else 1) for k, v in t.items()}
+        t = {k: v["wall"] / (2 if k == "batched_B2" else 1) for k, v in t.items()}
         rows.append({"method": name, "step_flops": flops["step"], "seconds_per_model_step": t,
                      "achieved_flops_per_s": {k: flops["step"] / v for k, v in t.items()}})
     return rows
@@ -183,22 +223,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError("--steps must be >= 16 and --scaled-steps >= 4 so the two timed runs differ")
     peak = matmul_flops_per_s(torch.device("cpu"))
     report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "matmul_flops_per_s": peak,
+              "load_average_before": os.getloadavg(),
               "paper_sizes": paper_sizes(args.methods, args.seeds, args.steps, args.repeats)}
     print(f"{torch.get_num_threads()} thread(s); matmul (2048^2 fp32): {peak / 1e9:.1f} GFLOP/s")
-    print(f"N=16, M=8, batch 256, {args.seeds} seeds; steps/s per (method, seed)")
-    print(f"{'method':<9} {'loop':>8} {'plain':>8} {'batched':>8} {'x loop':>7} {'x plain':>8} {'batched GFLOP/s':>16}")
+    print(f"N=16, M=8, batch 256, {args.seeds} seeds; steps/s per (method, seed), wall clock (x loop also in CPU seconds)")
+    print(f"{'method':<9} {'loop':>8} {'plain':>8} {'batched':>8} {'x loop':>7} {'x loop CPU':>10} {'x plain':>8} "
+          f"{'batched GFLOP/s':>16} {'matmul at shapes':>17}")
     for r in report["paper_sizes"]:
         s = r["steps_per_s_per_model"]
         plain = f"{s['plain']:>8.0f}" if "plain" in s else f"{'-':>8}"
         vs_plain = f"{r['speedup_vs_plain']:>8.1f}" if r["speedup_vs_plain"] is not None else f"{'-':>8}"
+        probe = r.get("matmul_at_step_shapes_flops_per_s")
         print(f"{r['method']:<9} {s['loop']:>8.0f} {plain} {s['batched']:>8.0f} {r['speedup_vs_loop']:>7.1f} "
-              f"{vs_plain} {r['achieved_flops_per_s']['batched'] / 1e9:>16.2f}")
+              f"{r['cpu_speedup_vs_loop']:>10.1f} {vs_plain} {r['achieved_flops_per_s']['batched'] / 1e9:>16.2f} "
+              f"{'-' if probe is None else f'{probe / 1e9:.2f}':>17}")
     if not args.skip_scaled:
         report["scaled_sizes"] = scaled_sizes(args.scaled_hidden, args.scaled_steps, args.repeats)
         print("N=1000, M=200, batch 1024, known Z: GFLOP/s achieved (fraction of matmul)")
         for r in report["scaled_sizes"]:
             cells = "  ".join(f"{k} {v / 1e9:.1f} ({v / peak:.0%})" for k, v in r["achieved_flops_per_s"].items())
             print(f"{r['method']:<9} {r['step_flops'] / 1e9:.2f} GFLOP/step  {cells}")
+    report["load_average_after"] = os.getloadavg()
+    print(f"load average before / after: {report['load_average_before']} / {report['load_average_after']}")
     if args.out:
         atomic_write_json(args.out, report)
     return 0

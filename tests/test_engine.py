@@ -229,3 +229,18 @@ def test_protocol_flag_sets_lr_and_steps():
     assert {s: t.steps for s, t in paper.items()} == PAPER_STEPS and {t.lr for t in paper.values()} == {3e-4}
     assert {s: t.steps for s, t in authors.items()} == AUTHORS_STEPS and {t.lr for t in authors.values()} == {1e-3}
     assert {t.lr for t in cfgs("--protocol", "authors", "--lr", "5e-4").values()} == {5e-4}  # explicit flags win
+
+
+@pytest.mark.parametrize("hidden", [None, 24])
+def test_benchmark_products_are_the_counted_step_flops(hidden):
+    """benchmarks.train_engine's matmul-at-shape probe times exactly the products FlopCounterMode counts in a step."""
+    from benchmarks.train_engine import stacked_products
+    from gapbound.utils.flops import train_step_flops
+
+    p = _problems()[0]
+    m = _model("unknown", "sae" if hidden is None else "mlp", p, 0)
+    batch = stacked_tensor_batches(p.X_train[None], None, 64, (0,))(0)
+    counted = train_step_flops(lambda: m.loss(tuple(None if t is None else t[0] for t in batch), 1e-3)[0],
+                               [q for q in m.parameters() if q.requires_grad])
+    widths = [8, 16] if hidden is None else [8, hidden, 16]
+    assert counted == sum(2 * r * k * c for r, k, c in stacked_products(1, 64, widths, learned_dict=True))
