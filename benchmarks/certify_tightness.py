@@ -9,8 +9,12 @@ the first warm-started from the bound's own minimising rows), and report
 
 for the ReLU class (vs the best ReLU), the JumpReLU class (vs the best
 JumpReLU), TopK (the linear-gated bound, its only bound, vs the best TopK) and the
-linear-gated class (vs the best of all three activations). Results are checkpointed per dictionary (resume by
-re-running) and written atomically as JSON.
+linear-gated class (vs the best of all three activations). The JumpReLU bound is also compared with the
+best JumpReLU encoder found by any means (``ratio_jumprelu_best_found``): the trained one or the encoder
+its own branch and bound returns (its rows, thresholds by exact search, error by the SAE forward pass).
+Results are checkpointed per dictionary (resume by re-running) and written atomically as JSON; ``--reuse``
+takes the trained errors and ReLU/linear-gated bounds of an earlier panel (same protocol) and recomputes
+only the JumpReLU bound.
 
     python benchmarks/certify_tightness.py --out results/certify_tightness --n-dicts 20
 """
@@ -40,32 +44,48 @@ def atomic_write(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int, jumprelu_budget: int) -> dict:
+def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int, reuse: dict | None) -> dict:
+    """One dictionary: the bounds, the trained encoders' errors (or ``reuse``'s, same protocol) and the error
+    of the JumpReLU encoder the JumpReLU bound's own rows form (evaluated by the SAE forward pass)."""
     D = random_dictionary(M, N, seed, dtype=torch.float64)
     codes = witness_codes(N, K, design)
-    t0 = time.perf_counter()
-    relu_b = lower_bound(D, codes, "relu")
-    t1 = time.perf_counter()
-    gated_b = lower_bound(D, codes, "linear-gated")
-    t2 = time.perf_counter()
-    jump_b = lower_bound(D, codes, "jumprelu", jumprelu_budget=jumprelu_budget)
+    if reuse is None:
+        t0 = time.perf_counter()
+        relu_b = lower_bound(D, codes, "relu")
+        t1 = time.perf_counter()
+        gated_b = lower_bound(D, codes, "linear-gated")
+        t2 = time.perf_counter()
+        trained = {}
+        for act, k in (("relu", None), ("jumprelu", None), ("topk", K)):
+            err, _ = fit_encoder(D, codes, act, k=k, restarts=restarts, steps=steps, seed=seed, init=relu_b.weights)
+            trained[act] = err
+        base = {"bound_relu": relu_b.bound, "bound_linear_gated": gated_b.bound, "seconds_relu_bound": t1 - t0,
+                "seconds_gated_bound": t2 - t1, "trained": trained, "optimal_relu": relu_b.optimal,
+                "optimal_linear_gated": gated_b.optimal}
+    else:
+        base = {k: reuse[k] for k in ("bound_relu", "bound_linear_gated", "seconds_relu_bound", "seconds_gated_bound",
+                                      "trained", "optimal_relu", "optimal_linear_gated")}
+        base["reused_from"] = reuse["_path"]
+    trained = base["trained"]
+    c0 = time.process_time()
     t3 = time.perf_counter()
-    trained = {}
-    for act, k in (("relu", None), ("jumprelu", None), ("topk", K)):
-        err, _ = fit_encoder(D, codes, act, k=k, restarts=restarts, steps=steps, seed=seed, init=relu_b.weights)
-        trained[act] = err
-    best_all = min(trained.values())
+    jump_b = lower_bound(D, codes, "jumprelu")
+    t4 = time.perf_counter()
+    c1 = time.process_time()
+    # the bound's own rows as a JumpReLU encoder: no training steps, thresholds by exact 1-D search, SAE forward
+    rows_err, _ = fit_encoder(D, codes, "jumprelu", restarts=1, steps=0, seed=seed, init=jump_b.weights)
+    best_jump = min(trained["jumprelu"], rows_err)
+    best_all = min(min(trained.values()), rows_err)
     return {
-        "seed": seed, "design": design, "K": K, "n_codes": len(codes),
-        "bound_relu": relu_b.bound, "bound_linear_gated": gated_b.bound,
-        "bound_jumprelu": jump_b.bound,
-        "seconds_relu_bound": t1 - t0, "seconds_gated_bound": t2 - t1, "seconds_jumprelu_bound": t3 - t2,
-        "trained": trained, "best_trained": best_all,
-        "ratio_relu": relu_b.bound / trained["relu"], "ratio_linear_gated": gated_b.bound / best_all,
-        "ratio_jumprelu": jump_b.bound / trained["jumprelu"], "ratio_topk": gated_b.bound / trained["topk"],
-        "optimal_relu": relu_b.optimal, "optimal_linear_gated": gated_b.optimal, "jumprelu_budget": jumprelu_budget,
-        "valid": bool(relu_b.bound <= trained["relu"] and gated_b.bound <= best_all
-                      and jump_b.bound <= trained["jumprelu"]),
+        "seed": seed, "design": design, "K": K, "n_codes": len(codes), **base,
+        "bound_jumprelu": jump_b.bound, "optimal_jumprelu": jump_b.optimal,
+        "truncated_jumprelu": len(jump_b.truncated_rows), "seconds_jumprelu_bound": t4 - t3,
+        "cpu_seconds_jumprelu_bound": c1 - c0, "jumprelu_rows_error": rows_err, "best_trained": min(trained.values()),
+        "ratio_relu": base["bound_relu"] / trained["relu"], "ratio_linear_gated": base["bound_linear_gated"] / best_all,
+        "ratio_jumprelu": jump_b.bound / trained["jumprelu"], "ratio_jumprelu_best_found": jump_b.bound / best_jump,
+        "ratio_topk": base["bound_linear_gated"] / trained["topk"],
+        "valid": bool(base["bound_relu"] <= trained["relu"] and base["bound_linear_gated"] <= best_all
+                      and jump_b.bound <= best_jump),
     }
 
 
@@ -75,8 +95,9 @@ def summarise(rows: list[dict]) -> dict:
         sel = [r for r in rows if r["design"] == design and r["K"] == K]
         if not sel:
             continue
-        entry = {"n": len(sel), "all_valid": all(r["valid"] for r in sel)}
-        for key in ("ratio_relu", "ratio_jumprelu", "ratio_topk", "ratio_linear_gated"):
+        entry = {"n": len(sel), "all_valid": all(r["valid"] for r in sel),
+                 "jumprelu_optimal": sum(bool(r.get("optimal_jumprelu")) for r in sel)}
+        for key in ("ratio_relu", "ratio_jumprelu", "ratio_jumprelu_best_found", "ratio_topk", "ratio_linear_gated"):
             v = np.array([r[key] for r in sel if key in r])  # runs from before the JumpReLU bound lack it
             if len(v) == 0:
                 continue
@@ -94,8 +115,9 @@ def main() -> None:
     p.add_argument("--restarts", type=int, default=4, help="encoder restarts per activation")
     p.add_argument("--steps", type=int, default=2000, help="full-batch Adam steps per restart")
     p.add_argument("--seed", type=int, default=0, help="first dictionary seed")
-    p.add_argument("--jumprelu-budget", type=int, default=0,
-                   help="branch-and-bound refinements per row of the JumpReLU bound (default 0: minutes per dictionary beyond)")
+    p.add_argument("--reuse", default=None,
+                   help="earlier panel folder: take its trained errors and ReLU/linear-gated bounds (same protocol), "
+                   "recompute the JumpReLU bound")
     p.add_argument("--designs", nargs="+", default=[f"{d}:{k}" for d, k in PANEL],
                    help="design:K pairs to evaluate (default: pairs:2 exact:2 exact:3)")
     args = p.parse_args()
@@ -110,7 +132,11 @@ def main() -> None:
         if ck.exists():
             rows.append(json.loads(ck.read_text()))
             continue
-        r = evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps, args.jumprelu_budget)
+        reuse = None
+        if args.reuse is not None:
+            old = Path(args.reuse) / "runs" / ck.name
+            reuse = dict(json.loads(old.read_text()), _path=str(old)) if old.exists() else None
+        r = evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps, reuse)
         atomic_write(ck, r)
         rows.append(r)
     result = {"config": vars(args), "summary": summarise(rows), "runs": rows}

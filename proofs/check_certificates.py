@@ -33,7 +33,7 @@ def check(classes: tuple[str, ...] = ("linear-gated", "relu", "jumprelu"), dicts
     for D in dicts if dicts is not None else dictionaries():
         codes = witness_codes(D.shape[1], 2)
         for cls in classes:
-            res = lower_bound(D, codes, cls, keep_certificates=True, jumprelu_budget=0)
+            res = lower_bound(D, codes, cls, keep_certificates=True)
             rep = verify_exact(D, codes, res, check_optimum=cls != "jumprelu")
             assert rep.ok, f"{cls}: " + "; ".join(rep.failures[:3])
             assert res.bound > 0

@@ -155,12 +155,12 @@ def test_jumprelu_bound_valid_and_ordered(size):
                for r in jump.rows)
 
 
-def test_jumprelu_branch_and_bound_only_tightens():
-    """Refining the threshold/leak tree replaces the smallest leaf by children >= it: the bound never drops,
-    and it rises above the plain threshold cover (budget 0) on a generic dictionary."""
+def test_jumprelu_budget_is_deprecated_and_ignored():
+    """The former relaxation's refinement budget no longer changes the bound; passing it warns, a bad value errs."""
     D, codes = _dict(3, 6, 2), witness_codes(6, 2)
-    b0, b12 = (lower_bound(D, codes, "jumprelu", jumprelu_budget=k).bound for k in (0, 12))
-    assert b12 > b0 * 1.01
+    plain = lower_bound(D, codes, "jumprelu").bound
+    with pytest.warns(FutureWarning, match="jumprelu_budget is ignored"):
+        assert lower_bound(D, codes, "jumprelu", jumprelu_budget=12).bound == plain
     with pytest.raises(ValueError, match="jumprelu_budget"):
         lower_bound(D, codes, "jumprelu", jumprelu_budget=-1)
 

@@ -61,11 +61,16 @@ def test_exactly_K_design_verifies_exactly():
 
 
 def test_jumprelu_certificates_verify_exactly():
-    """JumpReLU leaves: every certificate's components and (where the exact Newton resolves it) its optimum."""
-    D, codes, res = _run("jumprelu", 0, jumprelu_budget=0)
+    """JumpReLU branch and bound: every node's relaxation (threshold as a variable, box |theta| <= t1), its
+    components and exact optimum, and every separation proof of a pruned node, in rational arithmetic."""
+    D, codes, res = _run("jumprelu", 0)
     rep = verify_exact(D, codes, res)
     assert rep.ok, rep.failures[:5]
-    assert rep.n_optimum_checked >= 0.8 * rep.n_subproblems
+    assert rep.n_optimum_checked + rep.n_optimum_trivial + rep.n_optimum_unresolved == rep.n_subproblems
+    assert rep.n_optimum_unresolved == rep.n_unresolved_with_exact_g
+    assert rep.n_optimum_checked >= rep.n_subproblems // 3
+    assert rep.n_separation_proofs > 0  # pruned nodes: gate patterns no JumpReLU row realises
+    assert res.optimal, res.truncated_rows
 
 
 # ------------------------------------------------------------------ planted faults

@@ -31,6 +31,7 @@ certified by weak duality (:mod:`gapbound.theory.duality`). Derivations: ``proof
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ import numpy as np
 
 from ..utils.validation import check_int
 from .drops import _drop_search
-from .jumprelu import _jumprelu_row
+from .jumprelu import _jumprelu_row_bnb, best_threshold, jumprelu_row_cost
 from .relu import _relu_row_bnb
 from .witness import as_dictionary64, check_codes, witness_inputs
 
@@ -83,7 +84,7 @@ class RowBound:
     weights : list[float]
         The minimising ``(w, beta)`` found (a near-optimal row for this class).
     threshold_interval : list[float] or None
-        ``"jumprelu"`` only: the threshold interval ``[t0, t1]`` attaining the row bound.
+        ``"jumprelu"`` only: ``[theta, theta]``, the best threshold of the row ``weights``.
     upper : float
         Witness error of this row for the encoder of the class built from ``weights``
         (free gate: the best gate per entry; JumpReLU: the best threshold): the class optimum
@@ -122,13 +123,12 @@ def class_cost(z: np.ndarray, s: np.ndarray, encoder_class: str) -> float:
         return float(np.minimum((z[act] - s[act]) ** 2, s[act] ** 2).sum())
     if encoder_class == "relu":
         return float(((np.maximum(z, 0.0) - s) ** 2).sum())
-    thetas = np.concatenate([[0.0], z[z > 0]])
-    return float((((z[None, :] * (z[None, :] > thetas[:, None])) - s[None, :]) ** 2).sum(1).min())
+    return float(jumprelu_row_cost(z, s))
 
 
 def _row_bound(
     row: int, A: np.ndarray, codes: np.ndarray, encoder_class: str, max_subproblems: int,
-    jumprelu_budget: int = 40, theta_grid: int = 8, record: list | None = None,
+    record: list | None = None,
 ) -> RowBound:
     """Certified row bound for the class (module docstring; ``proofs/02_witness_bound.md``)."""
     active = np.flatnonzero(codes[:, row] > 0)
@@ -143,14 +143,19 @@ def _row_bound(
     elif encoder_class == "relu":
         res, complete = _relu_row_bnb(Aa, y, Bi, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
-    else:
-        best_res, bound, solved, interval = _jumprelu_row(Aa, y, Bi, max_subproblems, theta_grid, jumprelu_budget,
-                                                          record=record, tag=tag)
+    else:  # every witness entry has a gate: actives first, so drop sets index into ``active``
+        order = np.concatenate([active, inactive])
+        tag.update(active=order, inactive=inactive[:0])
+        res, complete = _jumprelu_row_bnb(A[order], codes[order, row], max_subproblems, record=record, tag=tag)
+        best_res, bound, solved = res, res.value, res.solved
     u = best_res.u if best_res.u is not None else np.zeros(A.shape[1])
+    if encoder_class == "jumprelu":
+        theta = float(best_threshold(A @ u, codes[:, row])[1])
+        interval = [theta, theta]
     bound = max(0.0, bound)
     upper = class_cost(A @ u, codes[:, row], encoder_class)
     truncated = None
-    if encoder_class == "relu" and not complete:
+    if encoder_class in ("relu", "jumprelu") and not complete:
         truncated = (f"branch and bound stopped after {solved} nodes (max_subproblems={max_subproblems}); "
                      "the smallest open node decides")
     elif encoder_class == "linear-gated" and best_res.tail <= bound:
@@ -214,7 +219,7 @@ class BoundResult:
 
 def lower_bound(
     D: Any, codes: Any, encoder_class: EncoderClass = "linear-gated", max_subproblems: int = 20000,
-    jumprelu_budget: int = 40, keep_certificates: bool = False,
+    jumprelu_budget: int | None = None, keep_certificates: bool = False,
 ) -> BoundResult:
     """Certified lower bound on ``sum_t ||f(x_t) - s_t||^2`` over the witness set, for every ``f`` in the class.
 
@@ -231,9 +236,9 @@ def lower_bound(
         Per-row budget of convex subproblems (``"relu"``: branch-and-bound nodes); beyond it the
         drop enumeration stops and the (valid, looser) tail bound takes over (``"relu"``: the
         open nodes' certified values).
-    jumprelu_budget : int
-        ``"jumprelu"`` only: branch-and-bound refinements per row (threshold
-        splits and leak branchings); more is tighter and slower, any is valid.
+    jumprelu_budget : int, optional
+        Deprecated and ignored (it limited the threshold refinements of the former JumpReLU
+        relaxation; the JumpReLU branch and bound is limited by ``max_subproblems``).
     keep_certificates : bool
         Keep every certified subproblem (problem data, multipliers, certified
         components) in ``BoundResult.certificates`` for exact re-verification.
@@ -245,12 +250,15 @@ def lower_bound(
     if encoder_class not in _CLASSES:
         raise ValueError(f"encoder_class must be one of {_CLASSES}, got {encoder_class!r}")
     check_int("max_subproblems", max_subproblems, minimum=1)
-    check_int("jumprelu_budget", jumprelu_budget, minimum=0)
+    if jumprelu_budget is not None:
+        check_int("jumprelu_budget", jumprelu_budget, minimum=0)
+        warnings.warn("jumprelu_budget is ignored: the JumpReLU bound is a branch and bound limited by max_subproblems",
+                      FutureWarning, stacklevel=2)
     Dn, e = normalise_scale(as_dictionary64(D))
     S = check_codes(codes, Dn.shape[1])
     A = np.hstack([witness_inputs(Dn, S), np.ones((len(S), 1))])
     record: list | None = [] if keep_certificates else None
-    rows = [_row_bound(i, A, S, encoder_class, max_subproblems, jumprelu_budget, record=record)
+    rows = [_row_bound(i, A, S, encoder_class, max_subproblems, record=record)
             for i in range(Dn.shape[1])]
     total = np.nextafter(math.fsum(r.bound for r in rows), -np.inf)  # fsum is correctly rounded: one ulp down
     return BoundResult(bound=max(0.0, float(total)), encoder_class=encoder_class, rows=rows, scale_exponent=e,

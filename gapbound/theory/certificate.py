@@ -104,7 +104,7 @@ def certify(
     max_partners: int | None = None,
     max_subproblems: int = 20000,
     check_uniqueness: bool | None = None,
-    jumprelu_budget: int = 40,
+    jumprelu_budget: int | None = None,
 ) -> CertifyResult:
     """Certify the amortisation gap of dictionary ``D`` at sparsity ``K``.
 
@@ -124,9 +124,8 @@ def certify(
         Per-row enumeration budget (:func:`lower_bound`).
     check_uniqueness : bool, optional
         Also run the per-code L1 dual certificates (one LP per code, ~40 ms each); default off.
-    jumprelu_budget : int
-        Branch-and-bound refinements per row for ``encoder_class="jumprelu"`` (:func:`lower_bound`).
-
+    jumprelu_budget : int, optional
+        Deprecated and ignored (:func:`lower_bound`).
     Returns
     -------
     CertifyResult

@@ -40,9 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-class", choices=["linear-gated", "jumprelu", "relu"], default="linear-gated",
                    help="encoders the bound covers (default linear-gated: ReLU, JumpReLU, TopK; "
                    "jumprelu: JumpReLU with any thresholds, a tighter bound for that class; relu)")
-    p.add_argument("--jumprelu-budget", type=int, default=40,
-                   help="branch-and-bound refinements per row for --encoder-class jumprelu (default 40; minutes beyond N ~ 12, "
-                   "use 0 there for a quick, valid, looser bound)")
+    p.add_argument("--jumprelu-budget", type=int, default=None,
+                   help="ignored (kept for old scripts): the jumprelu bound is a branch and bound of its own")
     p.add_argument("--max-partners", type=int, default=None, help="partners per source in the witness set")
     p.add_argument("--l1-certificates", action="store_true", help="also certify L1 uniqueness per code (one LP each)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")

@@ -78,7 +78,8 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     with ``e`` the inactive entries' smoothed envelope (:func:`_envelope`;
     ``tau = 0, gamma = 0`` gives ``relu(z)^2``, ``tau = inf`` switches them off). ``keep`` is
     ``n_Z x n_active`` (1 kept, 0 dropped), ``Wt`` is ``n_Z x n_L`` (penalties
-    standing in for gate constraints). The step uses the generalised Hessian
+    standing in for gate constraints); ``c`` is one vector for all subproblems or ``n_Z x n_L``
+    (one per subproblem). The step uses the generalised Hessian
     (plus a small ridge, so it is a descent direction) and backtracks until
     ``f`` decreases.
     Converged problems leave the batch. The iterate only needs to be good:
@@ -99,32 +100,37 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     if u0 is None and not Wt.any() and len(Bi) == 0:
         return u_all  # plain least squares: one solve is exact
 
-    def objective(u: np.ndarray, kp: np.ndarray, wt: np.ndarray) -> np.ndarray:
-        za, zl = u @ Aa.T, u @ L.T - c
+    C = np.broadcast_to(c, (len(keep), L.shape[0]))  # one c for all subproblems, or one row each
+
+    def objective(u: np.ndarray, kp: np.ndarray, wt: np.ndarray, cz: np.ndarray) -> np.ndarray:
+        za, zl = u @ Aa.T, u @ L.T - cz
         return ((kp * (za - y) ** 2).sum(1) + (wt * np.maximum(zl, 0.0) ** 2).sum(1)
                 + _envelope(u @ Bi.T, tau, gamma)[0].sum(1))
 
     todo = np.arange(len(keep))
-    f_all = objective(u_all, keep, Wt)
+    f_all = objective(u_all, keep, Wt, C)
     for _ in range(iters):
         if len(todo) == 0:
             break
-        u, kp, wt, f = u_all[todo], keep[todo], Wt[todo], f_all[todo]
-        za, zl, zb = u @ Aa.T, u @ L.T - c, u @ Bi.T
+        u, kp, wt, f, cz = u_all[todo], keep[todo], Wt[todo], f_all[todo], C[todo]
+        za, zl, zb = u @ Aa.T, u @ L.T - cz, u @ Bi.T
         hl = wt * np.maximum(zl, 0.0)
         _, eb, cb = _envelope(zb, tau, gamma)
         grad = (kp * (za - y)) @ Aa + hl @ L + eb @ Bi
         H = (np.einsum("zt,tij->zij", kp, AA) + np.einsum("zt,tij->zij", wt * (zl > 0), LL)
              + np.einsum("zt,tij->zij", cb, BB))
-        d = -np.linalg.solve(H + 1e-9 * np.eye(p), grad[..., None])[..., 0]
+        try:
+            d = -np.linalg.solve(H + 1e-9 * np.eye(p), grad[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # stiff penalties can swamp the ridge: a least-squares step instead
+            d = -(np.linalg.pinv(H, hermitian=True) @ grad[..., None])[..., 0]
         step = np.ones(len(todo))
-        fc = objective(u + d, kp, wt)
+        fc = objective(u + d, kp, wt, cz)
         for _ in range(40):
             bad = fc > f - 1e-14 * (1.0 + np.abs(f))
             if not bad.any():
                 break
             step[bad] *= 0.5
-            fc[bad] = objective(u[bad] + step[bad, None] * d[bad], kp[bad], wt[bad])
+            fc[bad] = objective(u[bad] + step[bad, None] * d[bad], kp[bad], wt[bad], cz[bad])
         moved = fc < f - 1e-14 * (1.0 + np.abs(f))
         u_all[todo[moved]] = u[moved] + step[moved, None] * d[moved]
         f_all[todo[moved]] = fc[moved]
@@ -222,6 +228,8 @@ class Certificate:
     The components satisfy, in exact arithmetic: ``drops_lo <= drop cost``,
     ``dual_lo <= sum(dual_terms)``, ``g_hi >= |g|``, ``Aa_kept^T Aa_kept - sig_lo I`` positive
     semidefinite, ``y_hi >= |y_kept|``, ``U_hi >= (y_hi + sqrt(cap - drops_lo)) / sqrt(sig_lo)``
+    (with ``box``: ``Aa`` without its last column in the Gram matrix, whose last column is 0, and
+    ``U_hi^2 - box^2`` in place of ``U_hi^2``; the hard rows keep ``|u_last| <= box``)
     and ``value <= max(drops_lo, min(cap, drops_lo + dual_lo - 2 g_hi U_hi))``, or, for the
     subproblems in ``exact`` (``z -> (lam, sw mu, nu)`` as ``Fraction`` lists, see :func:`_exact_value`),
     ``value <= drop cost + dual`` of those multipliers, whose ``g`` is exactly 0;
@@ -252,6 +260,7 @@ class Certificate:
     tag: dict = field(default_factory=dict)
     exact: dict = field(default_factory=dict)
     drop: np.ndarray | None = None
+    box: np.ndarray | None = None
 
     @property
     def dropped(self) -> np.ndarray:
@@ -367,7 +376,7 @@ def _certify_batch(
     Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
     Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray, record: list | None = None,
     dropped: np.ndarray | None = None, hard_weight: float = 0.0, exact_correction: bool = True,
-    needed: float | None = None,
+    needed: float | None = None, box: np.ndarray | None = None,
 ) -> np.ndarray:
     """Certified lower bounds on ``drops(Z) + min_u (convex problem of Z)`` for a batch of subsets.
 
@@ -381,7 +390,10 @@ def _certify_batch(
     ``hard_weight relu(L_j.u - c_j)`` (:func:`multipliers`); ``dropped`` (default ``1 - keep``) marks
     the entries whose drop cost is counted; ``exact_correction=False`` skips the rational correction of
     rank-deficient kept sets (their value stays the drop cost), and ``needed`` restricts it to the
-    subproblems whose value is below ``needed`` and whose float dual reaches it. Rounding: every float64 sum and product is widened by
+    subproblems whose value is below ``needed`` and whose float dual reaches it. ``box`` (one per
+    subproblem): the last coordinate of ``u`` has no kept-row term (a threshold) and its hard rows
+    keep ``|u_last| <= box``; then ``U`` bounds the other coordinates through the kept rows and
+    ``sqrt(U^2 + box^2)`` bounds ``|u|``. ``c`` may be ``n_Z x n_L`` (one per subproblem). Rounding: every float64 sum and product is widened by
     Higham's ``gamma_n`` for its own number of roundings, and the final combination is
     rounded outwards one ulp per operation (``proofs/02_witness_bound.md`` 2.3). With ``record``
     a :class:`Certificate` of the batch is appended to it.
@@ -407,16 +419,20 @@ def _certify_batch(
     cap = _up(drops + np.maximum(dual, 0.0) + 1.0)
     # sigma_min^2 of the kept rows: eigvalsh of the float Gram matrix, minus the Gram matrix's rounding
     # error (Weyl) and the eigensolver's backward error (_EIGVALSH_FACTOR)
-    G = np.einsum("zt,ti,tj->zij", keep, Aa, Aa)
-    G_err = 2.0 * _gamma(n_a + 2) * np.einsum("zt,ti,tj->zij", keep, np.abs(Aa), np.abs(Aa))
+    Ak = Aa if box is None else Aa[:, :-1]  # the threshold coordinate is bounded by the box instead
+    G = np.einsum("zt,ti,tj->zij", keep, Ak, Ak)
+    G_err = 2.0 * _gamma(n_a + 2) * np.einsum("zt,ti,tj->zij", keep, np.abs(Ak), np.abs(Ak))
     eig_min = np.linalg.eigvalsh(G)[:, 0]
     eps = np.finfo(float).eps
-    slack = (np.linalg.norm(G_err, axis=(1, 2)) + _EIGVALSH_FACTOR * p * eps * np.linalg.norm(G, axis=(1, 2))) * 1.01
+    slack = (np.linalg.norm(G_err, axis=(1, 2)) + _EIGVALSH_FACTOR * Ak.shape[1] * eps
+             * np.linalg.norm(G, axis=(1, 2))) * 1.01
     sig_lo = _down(eig_min - slack)
     y_hi = _up(np.sqrt((keep * y * y).sum(1)) * (1.0 + _gamma(n_a + 4)))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         r_hi = _up(cap - drops_lo)
         U_hi = np.where(sig_lo > 0, _up((y_hi + np.sqrt(r_hi)) / np.sqrt(np.maximum(sig_lo, 1e-300)) * (1.0 + 16 * eps)), np.inf)
+        if box is not None:  # |u|^2 <= U^2 + box^2: three roundings and a square root, widened by 8 eps
+            U_hi = _up(np.sqrt(U_hi * U_hi + box * box) * (1.0 + 8 * eps))
         bound = _down(_down(drops_lo + dual_lo) - _up(2.0 * g_hi * U_hi))
     # the convex part is >= 0: the drop cost alone is always a bound (e.g. when U is infinite)
     bound = np.where(np.isfinite(bound), bound, -np.inf)
@@ -428,11 +444,12 @@ def _certify_batch(
     if needed is not None:
         want &= (value < needed) & (drops + dual >= needed)
     for z in np.flatnonzero(want):
-        res = _exact_value(Aa, y, L, c, keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z], drop_mask[z],
+        res = _exact_value(Aa, y, L, c if c.ndim == 1 else c[z], keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z],
+                           drop_mask[z],
                            keep_multipliers=record is not None)
         if res is not None and res[0] > value[z]:
             value[z], exact[int(z)] = res
     if record is not None:
         record.append(Certificate(Aa, y, L, c, Bi, tau, gamma, keep, sw, u, lam, mu, nu, drops_lo, dual_lo, g_hi,
-                                  sig_lo, y_hi, U_hi, cap, value, exact=exact, drop=drop_mask))
+                                  sig_lo, y_hi, U_hi, cap, value, exact=exact, drop=drop_mask, box=box))
     return value

@@ -43,19 +43,11 @@ import numpy as np
 
 from .bounds import BoundResult, normalise_scale
 from .duality import Certificate
-from .rational import rational_solve
+from .exact_optimum import _envelope_piece, _q, _row_c, _Subproblem  # noqa: F401 (_envelope_piece: kept importable)
+from .separation import SeparationProof, check_proof
 from .witness import as_dictionary64, check_codes
 
 _U = Fraction(1, 2**53)
-
-
-def _q(a: Any) -> np.ndarray:
-    """Exact rational copy of a float array (object dtype); ``inf`` (a hard-constraint marker) becomes 0."""
-    arr = np.asarray(a, dtype=np.float64)
-    out = np.empty(arr.shape, dtype=object)
-    for idx, v in np.ndenumerate(arr):
-        out[idx] = Fraction(0) if np.isinf(v) else Fraction(v)
-    return out
 
 
 def _gamma(n: int) -> Fraction:
@@ -82,148 +74,9 @@ def _psd(G: np.ndarray) -> bool:
     return True
 
 
-def _envelope_piece(z: Fraction, tau: Fraction, gamma: Fraction) -> tuple[Fraction, Fraction, Fraction, int]:
-    """Coefficients ``(a, b, c)`` of the quadratic ``a z^2 + b z + c`` equal to the smoothed envelope near ``z``, and the piece.
-
-    Pieces (``proofs/02_witness_bound.md`` 2.6): 0 up to ``tau``; ``(z - tau)^2 / (2 gamma)`` up to
-    ``r1 = tau + 4 tau gamma``; ``4 tau z - 4 tau^2 - 8 tau^2 gamma`` up to ``r2 = 2 tau + 4 tau gamma``;
-    ``z^2 / (1 + 2 gamma)`` beyond.
-    """
-    r1, r2 = tau + 4 * tau * gamma, 2 * tau + 4 * tau * gamma
-    if z <= tau:
-        return Fraction(0), Fraction(0), Fraction(0), 0
-    if z <= r1 and gamma > 0:
-        return 1 / (2 * gamma), -tau / gamma, tau * tau / (2 * gamma), 1
-    if z <= r2 and tau > 0:
-        return Fraction(0), 4 * tau, -4 * tau * tau - 8 * tau * tau * gamma, 2
-    return 1 / (1 + 2 * gamma), Fraction(0), Fraction(0), 3
-
-
 def _conjugate(nu: Fraction, tau: Fraction, gamma: Fraction) -> Fraction:
     """``sup_v [2 nu v - e(v)]`` for the smoothed envelope (``nu >= 0``)."""
     return max(2 * nu * tau, nu * nu) + 2 * gamma * nu * nu
-
-
-class _Subproblem:
-    """One certified subproblem in exact arithmetic: ``f(u) = sum keep (a.u - y)^2 + sum w relu(l.u - c)^2 + sum e(b.u)``,
-    subject to ``l.u <= c`` for the hard rows (``sw = inf``)."""
-
-    def __init__(self, c: Certificate, qc: dict, z: int):
-        self.A, self.y, self.L, self.c, self.B = qc["Aa"], qc["y"], qc["L"], qc["c"], qc["Bi"]
-        self.keep = [int(v) for v in c.keep[z]]
-        self.hard = [j for j in range(len(self.c)) if np.isinf(c.sw[z, j])]
-        sw = _q(c.sw[z])
-        self.sw, self.w = sw, sw * sw
-        self.tau = None if np.isinf(c.tau) else Fraction(c.tau)
-        self.gamma = Fraction(c.gamma)
-        self.p = self.A.shape[1]
-
-    def _terms(self):
-        """(row, target, weight, kind) for every term: kind 0 square, 1 hinge, 2 envelope."""
-        for t in range(len(self.y)):
-            if self.keep[t]:
-                yield self.A[t], self.y[t], Fraction(1), 0
-        for j in range(len(self.c)):
-            if self.w[j]:
-                yield self.L[j], self.c[j], self.w[j], 1
-        if self.tau is not None:
-            for t in range(len(self.B)):
-                yield self.B[t], Fraction(0), Fraction(1), 2
-
-    def value(self, u: list[Fraction]) -> Fraction:
-        total = Fraction(0)
-        for row, tgt, w, kind in self._terms():
-            z = sum(a * b for a, b in zip(row, u))
-            if kind == 0:
-                total += (z - tgt) ** 2
-            elif kind == 1:
-                total += w * max(z - tgt, Fraction(0)) ** 2
-            else:
-                a, b, c0, _ = _envelope_piece(z, self.tau, self.gamma)
-                total += a * z * z + b * z + c0
-        return total
-
-    def minimise(self, u0: list[Fraction], iters: int = 30) -> list[Fraction] | None:
-        """Exact minimiser by active-set Newton from ``u0``: accepted only with an exactly zero gradient
-        (hard rows: feasible, with an exactly zero Lagrangian gradient and non-negative multipliers)."""
-        if self.hard:
-            return self._minimise_constrained(u0, iters)
-        u = u0
-        for _ in range(iters):
-            H, h, _ = self._newton_system(u)
-            x = rational_solve(H, h)
-            if x is None:
-                return None
-            if self.gradient_is_zero(x):
-                return x
-            u = x
-        return None
-
-    def _minimise_constrained(self, u0: list[Fraction], iters: int) -> list[Fraction] | None:
-        """Primal active-set method: KKT of the piecewise-quadratic objective with the active hard rows as equalities.
-
-        Starts from the rows active at ``u0`` (float tolerance); drops the row of the most negative
-        multiplier, adds the most violated row, or re-reads the pieces, until a KKT point is exact.
-        """
-        scale = max((abs(v) for v in u0), default=Fraction(1)) + 1
-        act = [j for j in self.hard if sum(a * b for a, b in zip(self.L[j], u0)) >= self.c[j] - scale * Fraction(1, 10**9)]
-        u = u0
-        for _ in range(iters):
-            H, h, pattern = self._newton_system(u)
-            n_e = len(act)
-            K = [H[i] + [self.L[j][i] for j in act] for i in range(self.p)]
-            K += [list(self.L[j]) + [Fraction(0)] * n_e for j in act]
-            x = rational_solve(K, h + [self.c[j] for j in act])
-            if x is None:
-                return None
-            u_new, m = x[: self.p], x[self.p:]
-            viol = {j: sum(a * b for a, b in zip(self.L[j], u_new)) - self.c[j] for j in self.hard}
-            if m and min(m) < 0:
-                act.pop(min(range(n_e), key=lambda i: m[i]))
-            elif max(viol.values(), default=Fraction(0)) > 0:
-                act.append(max(viol, key=lambda j: viol[j]))
-            elif self._newton_system(u_new)[2] == pattern:
-                return u_new
-            u = u_new
-        return None
-
-    def _newton_system(self, u: list[Fraction]) -> tuple[list[list[Fraction]], list[Fraction], tuple]:
-        """``(H, h, pieces)``: the objective is ``u.H u / 2 - h.u + const`` on the pieces active at ``u``."""
-        H = [[Fraction(0)] * self.p for _ in range(self.p)]
-        h = [Fraction(0)] * self.p
-        pattern = []
-        for row, tgt, w, kind in self._terms():
-            z = sum(a * b for a, b in zip(row, u))
-            if kind == 0:
-                a2, b1, piece = w, -2 * tgt * w, 0
-            elif kind == 1:
-                piece = int(z > tgt)
-                a2, b1 = (w, -2 * tgt * w) if piece else (Fraction(0), Fraction(0))
-            else:
-                a2, b1, _, piece = _envelope_piece(z, self.tau, self.gamma)
-            pattern.append(piece)
-            if a2 or b1:
-                for i in range(self.p):
-                    if row[i]:
-                        h[i] -= b1 * row[i]
-                        for j in range(self.p):
-                            H[i][j] += 2 * a2 * row[i] * row[j]
-        return H, h, tuple(pattern)
-
-    def gradient_is_zero(self, u: list[Fraction]) -> bool:
-        g = [Fraction(0)] * self.p
-        for row, tgt, w, kind in self._terms():
-            z = sum(a * b for a, b in zip(row, u))
-            if kind == 0:
-                d = 2 * (z - tgt)
-            elif kind == 1:
-                d = 2 * w * max(z - tgt, Fraction(0))
-            else:
-                a, b, _, _ = _envelope_piece(z, self.tau, self.gamma)
-                d = 2 * a * z + b
-            for i in range(self.p):
-                g[i] += d * row[i]
-        return all(v == 0 for v in g)
 
 
 @dataclass
@@ -237,26 +90,31 @@ class ExactReport:
     n_optimum_trivial: int = 0
     n_unresolved_with_exact_g: int = 0
     n_rows_covered: int = 0
+    n_separation_proofs: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
 
-def _check_inputs(rep: ExactReport, cert: Certificate, qc: dict, Dq: np.ndarray, Sq: np.ndarray, Dabs: np.ndarray) -> None:
+def _check_rows(rep: ExactReport, row: Any, name: str, idx: Any, X: np.ndarray, Dq: np.ndarray, Sq: np.ndarray,
+                Dabs: np.ndarray) -> None:
+    """Rows ``X`` are ``[fl(D s_t), 1]`` for the witness codes ``idx`` (within one dot product's rounding)."""
     M, N = Dq.shape
-    for name, idx in (("Aa", cert.tag.get("active")), ("Bi", cert.tag.get("inactive"))):
-        X = qc[name]
-        if idx is None or len(X) == 0:
-            continue
-        if len(idx) != len(X) or any(v != 1 for v in X[:, M]):
-            rep.failures.append(f"row {cert.tag.get('row')}: {name} is not [witness inputs, 1]")
-            continue
-        exact = Sq[idx] @ Dq.T
-        tol = _gamma(N + 1) * (Sq[idx] @ Dabs.T)
-        if (abs(X[:, :M] - exact) > tol).any():
-            rep.failures.append(f"row {cert.tag.get('row')}: {name} differs from the witness inputs D s "
-                                "by more than one dot product's rounding")
+    if idx is None or len(X) == 0:
+        return
+    if len(idx) != len(X) or any(v != 1 for v in X[:, M]):
+        rep.failures.append(f"row {row}: {name} is not [witness inputs, 1]")
+        return
+    exact = Sq[idx] @ Dq.T
+    tol = _gamma(N + 1) * (Sq[idx] @ Dabs.T)
+    if (abs(X[:, :M] - exact) > tol).any():
+        rep.failures.append(f"row {row}: {name} differs from the witness inputs D s by more than one dot product's rounding")
+
+
+def _check_inputs(rep: ExactReport, cert: Certificate, qc: dict, Dq: np.ndarray, Sq: np.ndarray, Dabs: np.ndarray) -> None:
+    for name, key in (("Aa", "active"), ("Bi", "inactive")):
+        _check_rows(rep, cert.tag.get("row"), name, cert.tag.get(key), qc[name], Dq, Sq, Dabs)
 
 
 def _check_relaxation(rep: ExactReport, cert: Certificate, encoder_class: str) -> None:
@@ -275,6 +133,51 @@ def _check_relaxation(rep: ExactReport, cert: Certificate, encoder_class: str) -
         ok = ok and np.array_equal(cert.sw[:, n:], free)
     if not ok:
         rep.failures.append(f"row {row}: subproblem is not the {encoder_class} relaxation")
+
+
+def _check_jumprelu_relaxation(rep: ExactReport, cert: Certificate) -> None:
+    """JumpReLU nodes (``proofs/02_witness_bound.md`` 2.6): the rows of :class:`~gapbound.theory.jumprelu._JumpReluRow`,
+    hard gates on decided entries, ``0 <= t0``, ``|theta| <= t1 <= box``, and each free entry's term below both of
+    its gate costs on ``[t0, t1]``: a hinge of weight <= 1 with offset ``>= y + max(0, t1 - 2y)`` (active) or
+    ``>= 0`` (inactive), or, where ``t0 >= 2y``, only its drop cost ``y^2``."""
+    n, row = len(cert.y), cert.tag.get("row")
+    Ax, L = cert.Aa[:, :-1], cert.L
+    e = np.zeros(cert.Aa.shape[1])
+    e[-1] = 1.0
+    zt = np.hstack([Ax, -np.ones((n, 1))])
+    act = cert.y > 0
+    ok = (cert.box is not None and cert.c.ndim == 2 and L.shape[0] == 3 * n + 2 and not cert.Aa[:, -1].any()
+          and np.array_equal(L[:n], zt) and np.array_equal(L[n:2 * n], -zt) and np.array_equal(L[-2], -e)
+          and np.array_equal(L[-1], e) and np.array_equal(L[2 * n:3 * n], np.where(act[:, None], cert.Aa, zt))
+          and cert.tau == 0.0 and cert.gamma == 0.0 and len(cert.Bi) == 0)
+    for z in range(len(cert.keep) if ok else 0):
+        sw, c, drop_m = cert.sw[z], cert.c[z], cert.dropped[z]
+        D, K = np.isinf(sw[:n]), np.isinf(sw[n:2 * n])
+        t0, t1 = Fraction(-c[-2]), Fraction(c[-1])
+        free = ~D & ~K
+        const = free & act & (-c[-2] >= 2 * cert.y)
+        hinge = free & ~const
+        good = (not (D & K).any() and np.isinf(sw[-2:]).all() and not c[:2 * n].any() and t0 >= 0
+                and Fraction(cert.box[z]) >= t1 and np.array_equal(cert.keep[z], K.astype(float))
+                and np.array_equal(drop_m, (D | const).astype(float)) and not sw[:n][~D].any()
+                and not sw[n:2 * n][~K].any() and not sw[2 * n:3 * n][~hinge].any()
+                and (sw[2 * n:3 * n][hinge] <= 1).all())
+        for t in np.flatnonzero(hinge) if good else ():
+            y = Fraction(cert.y[t])
+            good = good and Fraction(c[2 * n + t]) >= (y + max(Fraction(0), t1 - 2 * y) if act[t] else 0)
+        ok = ok and good
+    if not ok:
+        rep.failures.append(f"row {row}: subproblem is not the jumprelu relaxation")
+
+
+def _check_separation(rep: ExactReport, proof: SeparationProof, Dq: np.ndarray, Sq: np.ndarray, Dabs: np.ndarray) -> None:
+    """An empty node's proof: its rows are witness inputs with a bias 1, and the exact Farkas identity holds."""
+    idx = np.asarray(proof.tag.get("active"))[proof.passing + proof.dropped]
+    _check_rows(rep, proof.tag.get("row"), "separation proof", idx, _q(np.vstack([proof.Ap, proof.Ad])), Dq, Sq, Dabs)
+    why = check_proof(_q(proof.Ap).tolist(), _q(proof.Ad).tolist(), proof.lam, proof.mu)
+    rep.n_separation_proofs += 1
+    if why is not None:
+        rep.failures.append(f"row {proof.tag.get('row')}: separation proof invalid: {why}")
 
 
 def _check_exact_multipliers(rep: ExactReport, where: str, mults: tuple, keep: np.ndarray, y: np.ndarray,
@@ -306,8 +209,12 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
     Bi_used = Bi if tau is not None else Bi[:0]
     row = cert.tag.get("row")
     values = []
+    Ak = Aa if cert.box is None else Aa[:, :-1]  # box: the last coordinate is bounded by hard rows instead
+    c_all = c
     for z in range(len(cert.keep)):
         rep.n_subproblems += 1
+        c = _row_c(c_all, z)
+        box2 = Fraction(0) if cert.box is None else Fraction(cert.box[z]) ** 2
         keep, dropped = _q(cert.keep[z]), _q(cert.dropped[z])
         lam, mu, sw = _q(cert.lam[z]), _q(cert.mu[z]), _q(cert.sw[z])
         hard = np.isinf(cert.sw[z])  # hard constraint rows: mu is the multiplier itself, no quadratic term
@@ -321,7 +228,7 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
                 + sum(np.where(hard, 0, -mu * mu) - 2 * m * c, Fraction(0))
                 - sum((_conjugate(v, tau, gamma) for v in nu), Fraction(0)))
         g = lam @ Aa + m @ L + (nu @ Bi_used if len(nu) else 0 * lam @ Aa)
-        G = (Aa.T * keep) @ Aa
+        G = (Ak.T * keep) @ Ak
         q = {k: Fraction(getattr(cert, k)[z]) if np.isfinite(getattr(cert, k)[z]) else None
              for k in ("drops_lo", "dual_lo", "g_hi", "sig_lo", "y_hi", "U_hi", "cap", "value")}
         if q["drops_lo"] > drops:
@@ -337,7 +244,7 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
             if not _psd(G - q["sig_lo"] * np.eye(G.shape[0], dtype=int)):
                 rep.failures.append(f"{where}: sigma_min^2 bound {float(q['sig_lo'])!r} above the exact smallest eigenvalue")
             r = q["cap"] - q["drops_lo"]
-            slack = q["U_hi"] ** 2 * q["sig_lo"] - q["y_hi"] ** 2 - r
+            slack = (q["U_hi"] ** 2 - box2) * q["sig_lo"] - q["y_hi"] ** 2 - r
             if slack < 0 or slack * slack < 4 * q["y_hi"] ** 2 * r:
                 rep.failures.append(f"{where}: U bound too small")
             assembled = min(q["cap"], q["drops_lo"] + q["dual_lo"] - 2 * q["g_hi"] * q["U_hi"])
@@ -435,9 +342,14 @@ def verify_exact(D: Any, codes: Any, result: BoundResult, check_optimum: bool = 
     Dabs = abs(Dq)
     rep = ExactReport()
     for cert in result.certificates:
+        if isinstance(cert, SeparationProof):
+            _check_separation(rep, cert, Dq, Sq, Dabs)
+            continue
         qc = {k: _q(getattr(cert, k)) for k in ("Aa", "y", "L", "c", "Bi")}
         _check_inputs(rep, cert, qc, Dq, Sq, Dabs)
-        if result.encoder_class != "jumprelu":
+        if result.encoder_class == "jumprelu":
+            _check_jumprelu_relaxation(rep, cert)
+        else:
             _check_relaxation(rep, cert, result.encoder_class)
         _check_components(rep, cert, qc, check_optimum)
     if result.encoder_class != "jumprelu":

@@ -1,98 +1,220 @@
-"""JumpReLU class: branch and bound over a row's threshold interval and its inactive entries' leak decisions.
+"""JumpReLU class: the ReLU branch and bound with the threshold as one more variable (exact when it completes).
 
-(``proofs/02_witness_bound.md`` section 2.6.)
+A JumpReLU row outputs ``z_t 1[z_t > theta]`` with ``z = A u`` and its own threshold ``theta >= 0``.
+Every witness entry ``t`` (target ``y_t = s_ti``, 0 for an inactive one) either *passes*
+(``z_t >= theta``, cost ``(z_t - y_t)^2``) or is *dropped* (``z_t <= theta``, cost ``y_t^2``). For a
+fixed pattern this is a convex QP in ``(u, theta)``: the ReLU row problem with ``theta`` free
+(ReLU: ``theta = 0``). A node fixes some entries, restricts ``theta`` to ``[t0, t1]`` and relaxes
+each free entry by a convex function below both of its costs on that interval
+(``proofs/02_witness_bound.md`` 2.6): ``relu(z - theta - y + a)^2`` with ``a = min(t0, 2y)``,
+or the constant ``y^2`` where ``t0 >= 2y`` (passing then costs ``(z - y)^2 >= (theta - y)^2 >= y^2``).
+At ``theta`` in ``[T, inf)``, ``T = 2 max y``, every entry costs at least ``y^2``: the row costs at least
+``sum y^2``, which the all-dropped row attains. The search itself is :func:`gapbound.theory.relu._best_first`;
+branches fix an entry or halve the threshold interval.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 
 import numpy as np
 
-from .drops import _DROP_PENALTY, _ENVELOPE_SMOOTHING, _drop_search, _Search
-from .duality import _envelope
+from .drops import _Search
+from .duality import _newton, _up
+from .relu import _best_first, _certify_recorded
+from .separation import SeparationProof, exact_proof, farkas_weights, separating_direction
+
+# Branch on the threshold interval (halve it) when more than this share of the largest entry gap at
+# the node's minimiser comes from the interval's width rather than from the entry's gate.
+_SPLIT_SHARE = 0.5
+# Threshold intervals at the root: below ~T / 8 wide the free entries' relaxation is close to ReLU's.
+_ROOT_INTERVALS = 8
+# Penalty weight standing in for the gate constraints while Newton solves (the certificate treats them as hard
+# constraints): stiffer than ReLU's, since a JumpReLU row's cost jumps at the threshold and the leaves'
+# gate patterns are read off the minimiser.
+_GATE_PENALTY = 1e7
+# Entries this close to the threshold (relative to 1 + T) at a leaf's minimiser take their cheaper gate.
+_TIE = 1e-4
+# Narrowest threshold interval (relative to T): below it, entries are branched instead.
+_MIN_WIDTH = 2.0**-12
 
 
-def _jumprelu_row(
-    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_subproblems: int, grid: int, budget: int,
-    record: list | None = None, tag: dict | None = None,
-) -> tuple[_Search, float, int, list[float]]:
-    """Branch and bound over the row's threshold ``theta >= 0`` and the inactive entries' leak decisions.
+def best_threshold(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """JumpReLU witness error of rows ``z`` (``... x n``) with their best threshold ``theta >= 0``, and that threshold.
 
-    A leaf is a threshold interval ``[t0, t1]`` with inactive entries forced
-    out (``z <= t1``: penalty on top of the envelope), forced to leak (cost
-    ``z^2`` with ``z >= t0``) or free (envelope ``e_t1``). Kept entries have
-    ``z >= t0``, dropped ones ``z <= t1``. ``theta >= 2 max(s)``: every kept
-    active entry costs ``(z - s)^2 >= s^2``, so the row costs at least
-    ``sum s^2`` (analytic tail). The row bound is the smallest leaf value; the
-    smallest leaf is refined ``budget`` times: branch on the free inactive
-    entry whose envelope undercuts ``z^2 1[z > t1]`` most, else halve its
-    interval. Children only tighten the relaxation, so a child stores
-    ``max(parent, child)``. Returns the best search, the bound, the subproblem
-    count and the attaining interval. ``record``/``tag``: as in :func:`_drop_search`.
+    ``sum_t (z_t 1[z_t > theta] - y_t)^2`` is piecewise constant in ``theta`` between the sorted
+    positive ``z``: the candidates are 0 and each positive ``z_t`` (which drops it and everything below).
     """
-    T = 2.0 * float(y.max())
-    tail = float(np.nextafter(math.fsum(y**2), -np.inf))  # fsum is correctly rounded
-    n_in = len(Bi)
-    heap: list[tuple[float, int, float, float, frozenset, frozenset]] = [(tail, 0, T, math.inf, frozenset(), frozenset())]
-    sols: dict[int, np.ndarray | None] = {0: None}
-    solved, best_res = 0, None
+    thetas = np.concatenate([np.zeros(z.shape[:-1] + (1,)), np.sort(np.maximum(z, 0.0), axis=-1)], axis=-1)
+    costs = np.where(z[..., None, :] > thetas[..., :, None], (z[..., None, :] - y) ** 2, y * y).sum(-1)
+    k = costs.argmin(-1)
+    return np.take_along_axis(costs, k[..., None], -1)[..., 0], np.take_along_axis(thetas, k[..., None], -1)[..., 0]
 
-    def evaluate(t0: float, t1: float, out: frozenset, leak: frozenset, cap: float) -> tuple[float, np.ndarray | None]:
-        nonlocal solved, best_res
-        o, lk = sorted(out), sorted(leak)
-        free = np.setdiff1d(np.arange(n_in), lk)
-        # forced out: rho relu(z - t1)^2; forced leak: relu(z)^2 + relu(-z)^2 = z^2 and rho relu(t0 - z)^2
-        Lx = np.vstack([Bi[o], Bi[lk], -Bi[lk], -Bi[lk]])
-        cx = np.concatenate([np.full(len(o), t1), np.zeros(2 * len(lk)), np.full(len(lk), -t0)])
-        wx = np.concatenate([np.full(len(o), _DROP_PENALTY), np.ones(2 * len(lk)), np.full(len(lk), _DROP_PENALTY)])
-        leaf_tag = None
-        if record is not None:
-            inact = (tag or {}).get("inactive", np.arange(n_in))
-            leaf_tag = dict(tag or {}, inactive=inact[free], out=inact[o], leak=inact[lk])
-        res = _drop_search(Aa, y, Bi[free], t0, t1, _DROP_PENALTY, _DROP_PENALTY, cap, max_subproblems,
-                           extra=(Lx, cx, wx), record=record, tag=leaf_tag)
-        solved += res.solved
-        if res.u is not None and (best_res is None or res.value < best_res.value):
-            best_res = res
-        return res.value, res.u
 
-    def push(v: float, t0: float, t1: float, out: frozenset, leak: frozenset, u: np.ndarray | None) -> None:
-        key = len(sols)
-        sols[key] = u
-        heapq.heappush(heap, (v, key, t0, t1, out, leak))
+def jumprelu_row_cost(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """JumpReLU witness error of rows ``z`` with the best threshold each (:func:`best_threshold`)."""
+    return best_threshold(z, y)[0]
 
-    edges = np.linspace(0.0, T, grid + 1)
-    for t0, t1 in zip(edges[:-1], edges[1:]):
-        v, u = evaluate(float(t0), float(t1), frozenset(), frozenset(), heap[0][0])
-        push(v, float(t0), float(t1), frozenset(), frozenset(), u)
-    for _ in range(budget):
-        v, key, t0, t1, out, leak = heapq.heappop(heap)
-        if math.isinf(t1):
-            heapq.heappush(heap, (v, key, t0, t1, out, leak))
-            break  # the analytic tail is the minimum: nothing left to refine
-        u = sols[key]
-        if u is None:  # stored capped at a competitor's value: solve it to see what to refine
-            v2, u = evaluate(t0, t1, out, leak, math.inf)
-            push(max(v, v2), t0, t1, out, leak, u)
-            continue
-        cap = heap[0][0]
-        free = np.setdiff1d(np.arange(n_in), sorted(out | leak))
-        z = Bi[free] @ u
-        gap = z**2 * (z > t1) - _envelope(z, t1, _ENVELOPE_SMOOTHING)[0]
-        if len(free) and gap.max() > 1e-6 * (1.0 + v):
-            j = int(free[np.argmax(gap)])
-            children = [(t0, t1, out | {j}, leak), (t0, t1, out, leak | {j})]
-        else:
-            mid = 0.5 * (t0 + t1)
-            children = [(t0, mid, out, leak), (mid, t1, out, leak)]
-        for a, b, o, lk in children:
-            # bounded at the next-smallest leaf: above it, a child cannot be the row minimum
-            v2, u2 = evaluate(a, b, o, lk, cap)
-            push(max(v, v2), a, b, o, lk, u2)
-    v, _, t0, t1, _, _ = heap[0]
-    if best_res is None:
-        best_res = _Search(v, [], None, 0.0, -1, math.inf, 0)
-    return best_res, v, solved, [t0, t1]
 
+class _JumpReluRow:
+    """One row's JumpReLU branch-and-bound problem over ``u' = (w, b, theta)``.
+
+    A state is ``n`` entry codes (1 pass, 0 drop, -1 free) followed by ``t0, t1``. ``L`` rows:
+    ``z - theta`` (hard ``<= 0`` for dropped entries), ``theta - z`` (hard ``<= 0`` for passing ones),
+    ``z - theta`` again (free hinge, ``c = y - a``), ``-theta <= -t0`` and ``theta <= t1``.
+    """
+
+    def __init__(self, A: np.ndarray, y: np.ndarray, record: list | None, tag: dict | None):
+        n, p = A.shape
+        self.n, self.y, self.record, self.tag = n, y, record, tag
+        self.Aa = np.hstack([A, np.zeros((n, 1))])  # kept residuals do not involve theta
+        zt = np.hstack([A, -np.ones((n, 1))])
+        e = np.zeros((1, p + 1))
+        e[0, -1] = 1.0
+        # free hinges: active entries relu(z - y - max(0, t1 - 2y))^2, inactive ones relu(z - theta)^2
+        self.L = np.vstack([zt, -zt, np.where((y > 0)[:, None], self.Aa, zt), -e, e])
+        self.Bi = np.zeros((0, p + 1))
+        self.T = 2.0 * float(y.max())  # exact
+        self.best = (float((y**2).sum()), np.zeros(p + 1))  # best encoder row found: the all-dropped one to start
+        self.proofs: dict[bytes, SeparationProof] = {}  # nodes whose decided gates no row realises
+
+    def root(self) -> np.ndarray:
+        """Every entry free; ``[0, T]`` cut into ``_ROOT_INTERVALS`` equal threshold intervals."""
+        edges = np.linspace(0.0, self.T, _ROOT_INTERVALS + 1)
+        edges[-1] = self.T
+        states = np.full((_ROOT_INTERVALS, self.n + 2), -1.0)
+        states[:, self.n], states[:, self.n + 1] = edges[:-1], edges[1:]
+        return states
+
+    def incumbent(self) -> tuple[float, np.ndarray]:
+        """The best encoder row found so far (its JumpReLU cost with the best threshold, and ``u``)."""
+        return self.best
+
+    def parts(self, states: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Masks (pass, drop, free hinge, dropped incl. constant free entries), per-node ``c``, ``t0``, ``t1``."""
+        n, y = self.n, self.y
+        codes, t0, t1 = states[:, :n], states[:, n], states[:, n + 1]
+        keep, drop, free = codes == 1, codes == 0, codes < 0
+        const = free & (y > 0) & (t0[:, None] >= 2.0 * y)
+        hinge = free & ~const
+        over = np.maximum(t1[:, None] - 2.0 * y, 0.0)
+        c_free = np.where(y > 0, np.where(over > 0, _up(y + over), y), 0.0)  # rounded up: only lowers the hinge
+        zeros = np.zeros((len(states), n))
+        C = np.hstack([zeros, zeros, c_free, -t0[:, None], t1[:, None]])
+        return keep, drop, hinge, drop | const, C, t0, t1
+
+    def solve(self, states: np.ndarray, u0: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Newton point, JumpReLU row cost there, relaxation estimate and branching scores (entries, interval)."""
+        y, n = self.y, self.n
+        keep, drop, hinge, dropped, C, t0, t1 = self.parts(states)
+        ones = np.ones((len(states), 1))
+        Wt = np.hstack([_GATE_PENALTY * drop, _GATE_PENALTY * keep, hinge.astype(float), _GATE_PENALTY * ones,
+                        _GATE_PENALTY * ones])
+        u = _newton(self.Aa, y, self.L, C, keep.astype(float), Wt, self.Bi, 0.0, 0.0, u0=u0)
+        z, theta = u @ self.Aa.T, np.maximum(u[:, -1], 0.0)
+        zf = np.where(y > 0, z, z - u[:, -1:])  # the free hinges' argument (L's third block)
+        relax = np.where(hinge, np.maximum(zf - C[:, 2 * n:3 * n], 0.0) ** 2, np.where(dropped, y * y, 0.0))
+        est = (keep * (z - y) ** 2).sum(1) + np.where(keep, 0.0, relax).sum(1)
+        true = np.where(z > theta[:, None], (z - y) ** 2, y * y)
+        free = hinge | (dropped & ~drop)
+        gap = np.where(free, np.maximum(true - relax, 0.0), 0.0)
+        # the free entries' relaxation were the interval the single point theta
+        point = np.where(y > 0, np.where(theta[:, None] >= 2.0 * y, y * y, np.maximum(z - y, 0.0) ** 2), relax)
+        j = np.argmax(gap, axis=1)
+        rows = np.arange(len(states))
+        width_share = np.where(free, point - relax, 0.0)[rows, j]
+        split = (width_share > _SPLIT_SHARE * gap[rows, j]) & (t1 - t0 > _MIN_WIDTH * self.T)
+        score = np.hstack([gap, np.where(split, 2.0 * gap[rows, j], 0.0)[:, None]])
+        cost = jumprelu_row_cost(z, y)
+        for k in np.flatnonzero(~(score > 1e-12 * (1.0 + np.abs(est[:, None]))).any(1)):
+            cost[k] = self._leaf(states[k], u[k], z[k], theta[k], score[k], est[k])
+            est[k] = math.inf if states[k].tobytes() in self.proofs else est[k]
+        j = int(np.argmin(cost))
+        if cost[j] < self.best[0]:
+            self.best = (float(cost[j]), u[j])
+        return u, cost, est, score
+
+    def _leaf(self, state: np.ndarray, u: np.ndarray, z: np.ndarray, theta: float, score: np.ndarray,
+              est: float) -> float:
+        """A node whose relaxation is exact at its minimiser: is the minimiser's gate pattern realisable?
+
+        Entries within ``_TIE`` of ``theta`` take their cheaper gate. Realisable: the relaxed value is
+        approached by actual rows ``u + eps v`` (``v`` separates the pattern); returns the best such row's
+        cost. Not realisable (:mod:`gapbound.theory.separation`): the free entries of the conflict get
+        branching scores (in ``score``), or, when every conflicting entry is decided, the node holds no
+        encoder row and its exact proof is stored (``self.proofs``). Returns an actual row's cost.
+        """
+        y, n = self.y, self.n
+        codes = state[:n]
+        tie = np.abs(z - theta) <= _TIE * (1.0 + self.T)
+        passing = np.where(codes >= 0, codes == 1, np.where(tie, (theta - y) ** 2 < y * y, z > theta))
+        A = self.Aa[:, :-1]
+        P, D = np.flatnonzero(passing), np.flatnonzero(~passing)
+        w = farkas_weights(A[P], A[D])
+        if w is None:
+            v = separating_direction(A[P], A[D])
+            if v is None:
+                return math.inf
+            scale = (1.0 + np.abs(u[:-1]).max()) / (1.0 + np.abs(v).max())
+            rows = u[:-1] + np.array([1e-3, 1e-5, 1e-7, 1e-9])[:, None] * scale * v
+            costs = jumprelu_row_cost(rows @ A.T, y)
+            k = int(np.argmin(costs))
+            if costs[k] < self.best[0]:
+                self.best = (float(costs[k]), np.append(rows[k], 0.0))
+            return float(costs[k])
+        weight = np.zeros(n)
+        weight[P], weight[D] = w[0], w[1]
+        conflict_free = (codes < 0) & (weight > 1e-12)
+        if conflict_free.any():
+            score[:n] = np.where(conflict_free, (1.0 + abs(est)) * (1.0 + weight), 0.0)
+            return math.inf
+        proof = exact_proof(A[P], A[D], w[0], w[1])
+        if proof is not None:
+            sp, sd, lam, mu = proof
+            pi, di = [int(P[i]) for i in sp], [int(D[i]) for i in sd]
+            self.proofs[state.tobytes()] = SeparationProof(pi, di, A[pi], A[di], lam, mu, dict(self.tag or {}))
+        return math.inf
+
+    def children(self, states: np.ndarray, branch: np.ndarray) -> np.ndarray:
+        """Entry ``branch`` passing (1) or dropped (0); ``branch = n``: the interval's lower and upper half."""
+        n = self.n
+        kids = np.repeat(states, 2, axis=0)
+        for k, j in enumerate(branch):
+            if j < n:
+                kids[2 * k, j], kids[2 * k + 1, j] = 1.0, 0.0
+            else:
+                mid = 0.5 * (states[k, n] + states[k, n + 1])
+                kids[2 * k, n + 1], kids[2 * k + 1, n] = mid, mid
+        return kids
+
+    def certify(self, states: np.ndarray, u: np.ndarray, needed: float | None) -> np.ndarray:
+        keep, drop, hinge, dropped, C, t0, t1 = self.parts(states)
+        inf = np.full((len(states), 1), np.inf)
+        sw = np.hstack([np.where(drop, np.inf, 0.0), np.where(keep, np.inf, 0.0), hinge.astype(float), inf, inf])
+        vals = _certify_recorded(self, keep.astype(float), sw, u, needed, dropped=dropped.astype(float), c=C, box=t1,
+                                 hard_weight=_GATE_PENALTY).copy()  # the recorded certificate keeps its values
+        for k, st in enumerate(states):
+            proof = self.proofs.get(st.tobytes())
+            if proof is not None:  # no encoder row has these gates: the node is empty
+                vals[k] = math.inf
+                if self.record is not None:
+                    self.record.append(proof)
+        return vals
+
+
+def _jumprelu_row_bnb(A: np.ndarray, y: np.ndarray, max_nodes: int, record: list | None = None,
+                      tag: dict | None = None) -> tuple[_Search, bool]:
+    """Certified lower bound on one row's JumpReLU optimum (module docstring) over all witness entries.
+
+    ``A``: ``[x_t, 1]`` of every witness code, ``y``: the row's targets (0 where inactive). Returns the
+    search outcome (``value`` the certified bound, ``u`` the best ``(w, b)`` found, ``solved`` the nodes)
+    and whether the search completed within ``max_nodes`` nodes.
+    """
+    problem = _JumpReluRow(A, y, record, tag)
+    bound, _, _, root, solved, complete = _best_first(problem, max_nodes)
+    best_u = problem.best[1]
+    tail = float(np.nextafter(math.fsum(y**2), -np.inf))  # theta >= T; fsum is correctly rounded
+    value = min(bound, tail)
+    act = y > 0
+    drop_set = [int(t) for t in np.flatnonzero(act & (A @ best_u[:-1] <= max(best_u[-1], 0.0)))]
+    return _Search(value, drop_set, best_u[:-1], root, len(y) if complete else -1, tail, solved), complete

@@ -46,56 +46,84 @@ def _children(states: np.ndarray, branch: np.ndarray) -> np.ndarray:
     return kids
 
 
-def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int, record: list | None = None,
-                  tag: dict | None = None) -> tuple[_Search, bool]:
-    """Certified lower bound on one row's ReLU optimum by branch and bound (module docstring).
+class _ReluRow:
+    """One row's ReLU branch-and-bound problem: states code each active entry as 1 (kept), 0 (dropped), -1 (free)."""
 
-    ``states`` code each active entry as 1 (kept), 0 (dropped) or -1 (free). Nodes are ordered
-    and pruned by their float estimate (the relaxation's value at the Newton point); only the
-    frontier (pruned nodes and leaves) is certified, with the exact multiplier correction where
-    a kept set is rank-deficient. A frontier node whose certified value falls short of the
-    incumbent is reopened and branched, so the bound is the smallest *certified* frontier value.
-    Returns the search outcome (``value`` the certified bound, ``u`` the best ReLU row found,
-    ``solved`` the nodes solved) and whether the search completed within ``max_nodes`` nodes.
-    ``record``/``tag``: as in :func:`gapbound.theory.drops._drop_search` (frontier certificates).
-    """
-    n = len(y)
-    L = np.vstack([Aa, Aa])  # rows 0..n-1: dropped (hard z <= 0); rows n..2n-1: free (relu(z - y)^2)
-    c = np.concatenate([np.zeros(n), y])
+    def __init__(self, Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, record: list | None, tag: dict | None):
+        self.Aa, self.y, self.Bi, self.record, self.tag = Aa, y, Bi, record, tag
+        n = len(y)
+        self.L = np.vstack([Aa, Aa])  # rows 0..n-1: dropped (hard z <= 0); rows n..2n-1: free (relu(z - y)^2)
+        self.c = np.concatenate([np.zeros(n), y])
 
-    def masks(states: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def root(self) -> np.ndarray:
+        return np.full((1, len(self.y)), -1, dtype=np.int8)
+
+    @staticmethod
+    def _masks(states: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (states == 1).astype(float), (states == 0).astype(float), (states < 0).astype(float)
 
-    def solve(states: np.ndarray, u0: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    def solve(self, states: np.ndarray, u0: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """Newton point, ReLU row cost there, relaxation estimate and per-entry relaxation gap."""
-        keep, drop, free = masks(states)
-        u = _newton(Aa, y, L, c, keep, np.hstack([_DROP_PENALTY * drop, free]), Bi, 0.0, 0.0, u0=u0)
+        Aa, y, Bi = self.Aa, self.y, self.Bi
+        keep, drop, free = self._masks(states)
+        u = _newton(Aa, y, self.L, self.c, keep, np.hstack([_DROP_PENALTY * drop, free]), Bi, 0.0, 0.0, u0=u0)
         za, zb = u @ Aa.T, u @ Bi.T
         est = ((keep * (za - y) ** 2).sum(1) + drop @ (y * y) + (free * np.maximum(za - y, 0.0) ** 2).sum(1)
                + (np.maximum(zb, 0.0) ** 2).sum(1))
         gap = free * ((np.maximum(za, 0.0) - y) ** 2 - np.maximum(za - y, 0.0) ** 2)
         return u, relu_row_cost(za, y, zb), est, gap
 
-    def certify(states: np.ndarray, u: np.ndarray, needed: float | None) -> np.ndarray:
-        keep, drop, free = masks(states)
-        sw = np.hstack([np.where(drop > 0, np.inf, 0.0), free])
-        n_rec = len(record) if record is not None else 0
-        vals = _certify_batch(Aa, y, L, c, keep, sw, Bi, 0.0, 0.0, u, record, dropped=drop, hard_weight=_DROP_PENALTY,
-                              needed=needed)
-        if record is not None and len(record) > n_rec:
-            record[-1].tag = dict(tag or {})
-        return vals
+    def children(self, states: np.ndarray, branch: np.ndarray) -> np.ndarray:
+        return _children(states, branch)
 
+    def certify(self, states: np.ndarray, u: np.ndarray, needed: float | None) -> np.ndarray:
+        keep, drop, free = self._masks(states)
+        sw = np.hstack([np.where(drop > 0, np.inf, 0.0), free])
+        return _certify_recorded(self, keep, sw, u, needed, dropped=drop)
+
+
+def _certify_recorded(problem, keep: np.ndarray, sw: np.ndarray, u: np.ndarray, needed: float | None,
+                      **kw) -> np.ndarray:
+    """Certify a batch of nodes of ``problem`` (its ``Aa, y, L, c, Bi``); tag the recorded certificate."""
+    record = problem.record
+    c = kw.pop("c") if "c" in kw else problem.c
+    n_rec = len(record) if record is not None else 0
+    kw.setdefault("hard_weight", _DROP_PENALTY)
+    vals = _certify_batch(problem.Aa, problem.y, problem.L, c, keep, sw, problem.Bi, 0.0, 0.0, u, record,
+                          needed=needed, **kw)
+    if record is not None and len(record) > n_rec:
+        record[-1].tag = dict(problem.tag or {})
+    return vals
+
+
+def _best_first(problem, max_nodes: int) -> tuple[float, float, np.ndarray, float, int, bool]:
+    """Best-first branch and bound with certified frontier nodes (module docstring).
+
+    ``problem`` gives ``root()`` (the root states, one row each), ``solve(states, u0)`` (Newton point, class cost
+    there, relaxation estimate, branching score per branch option; all scores ~0: a leaf),
+    ``children(states, branch)`` (two per node, in order), ``certify(states, u, needed)`` and
+    optionally ``incumbent()`` (the cost and ``u`` of a known member of the class).
+    Nodes are ordered and pruned by their float estimate; only the frontier (pruned nodes and
+    leaves) is certified, and a frontier node whose certified value falls short of the incumbent
+    is reopened and branched, so the bound is the smallest *certified* frontier value.
+    Returns ``(bound, incumbent cost, incumbent u, root estimate, nodes solved, complete)``.
+    """
     counter = itertools.count()
-    states = np.full((1, n), -1, dtype=np.int8)
-    U, cost, est, gap = solve(states, None)
-    ub, best_u, root = float(cost[0]), U[0], float(est[0])
-    heap: list = [(float(est[0]), next(counter), states[0], U[0], gap[0])]
+    states = problem.root()
+    U, cost, est, gap = problem.solve(states, None)
+    j = int(np.argmin(cost))
+    ub, best_u, root = float(cost[j]), U[j], float(est.min())
+    if hasattr(problem, "incumbent"):  # a known row of the class (e.g. all entries dropped)
+        c0, u0 = problem.incumbent()
+        if c0 < ub:
+            ub, best_u = c0, u0
+    heap: list = [(float(est[k]), next(counter), states[k], U[k], gap[k]) for k in range(len(states))]
+    heapq.heapify(heap)
     closed = math.inf  # smallest certified value of the frontier nodes that are settled
     solved = 1
 
     def branchable(node: tuple) -> bool:
-        """Some free entry's relaxation undercuts its ReLU cost at the node's minimiser (else it is a leaf)."""
+        """Some free entry's relaxation undercuts its class cost at the node's minimiser (else it is a leaf)."""
         return bool((node[4] > 1e-12 * (1.0 + abs(node[0]))).any())
 
     def prunable(node: tuple) -> bool:
@@ -106,8 +134,12 @@ def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int,
         """Certify frontier nodes; with ``reopen``, one falling short of the incumbent goes back to be branched."""
         nonlocal closed
         # the exact correction only where it is needed to settle a node
-        vals = certify(np.array([b[2] for b in nodes]), np.array([b[3] for b in nodes]),
-                       ub * (1.0 - _CERT_RTOL) if reopen else None)
+        states, us = np.array([b[2] for b in nodes]), np.array([b[3] for b in nodes])
+        vals = problem.certify(states, us, ub * (1.0 - _CERT_RTOL) if reopen else None).copy()  # (recorded: keep)
+        leaf = np.array([not branchable(b) for b in nodes])
+        short = np.flatnonzero(leaf & (vals < ub * (1.0 - _CERT_RTOL)))
+        if reopen and len(short):  # leaves cannot be branched: their best certificate, exact correction included
+            vals[short] = np.maximum(vals[short], problem.certify(states[short], us[short], None))
         for b, v in zip(nodes, vals):
             if reopen and v < ub * (1.0 - _CERT_RTOL) and branchable(b):
                 heapq.heappush(heap, (float(v), next(counter), b[2], b[3], b[4]))
@@ -124,8 +156,8 @@ def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int,
         batch = []
         while heap and len(batch) < _NODE_BATCH and not prunable(heap[0]):
             batch.append(heapq.heappop(heap))
-        kids = _children(np.array([b[2] for b in batch]), np.array([int(np.argmax(b[4])) for b in batch]))
-        U, cost, est, gap = solve(kids, np.repeat(np.array([b[3] for b in batch]), 2, axis=0))
+        kids = problem.children(np.array([b[2] for b in batch]), np.array([int(np.argmax(b[4])) for b in batch]))
+        U, cost, est, gap = problem.solve(kids, np.repeat(np.array([b[3] for b in batch]), 2, axis=0))
         solved += len(kids)
         j = int(np.argmin(cost))
         if cost[j] < ub:
@@ -136,6 +168,18 @@ def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int,
     complete = not heap
     for start in range(0, len(heap), _NODE_BATCH):  # out of budget: the open nodes' certified values count
         settle(heap[start:start + _NODE_BATCH], reopen=False)
-    bound = closed
+    return closed, ub, best_u, root, solved, complete
+
+
+def _relu_row_bnb(Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, max_nodes: int, record: list | None = None,
+                  tag: dict | None = None) -> tuple[_Search, bool]:
+    """Certified lower bound on one row's ReLU optimum by branch and bound (module docstring).
+
+    Returns the search outcome (``value`` the certified bound, ``u`` the best ReLU row found,
+    ``solved`` the nodes solved) and whether the search completed within ``max_nodes`` nodes.
+    ``record``/``tag``: as in :func:`gapbound.theory.drops._drop_search` (frontier certificates).
+    """
+    n = len(y)
+    bound, _, best_u, root, solved, complete = _best_first(_ReluRow(Aa, y, Bi, record, tag), max_nodes)
     drop_set = [int(t) for t in np.flatnonzero(Aa @ best_u <= 0.0)]
     return _Search(bound, drop_set, best_u, root, n if complete else -1, math.inf if complete else bound, solved), complete
