@@ -137,3 +137,17 @@ def test_a_method_is_one_registry_entry(monkeypatch):
     assert out["MLP-8"]["train_flops"] == out["MLP-8+ITO"]["train_flops"] > 0  # one training shared
     assert out["MLP-8+ITO"]["inference_flops"] > out["MLP-8"]["inference_flops"]
     assert out["MLP-8+ITO"]["inference"] is not None and out["MLP-8"]["inference"] is None
+
+
+def test_batched_checkpoint_name_does_not_depend_on_how_the_folder_is_spelled(tmp_path, monkeypatch):
+    """Resuming with ``--out DIR`` given relative or absolute must find the same stacked checkpoint."""
+    from gapbound.synthetic.batched import _batched_checkpoint
+
+    cfg = ExperimentConfig(setting="known_z", data=SyntheticConfig(), train=TrainConfig(steps=10), methods=("SAE",))
+    spec = parse_method("SAE")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "checkpoints").mkdir(parents=True)
+    relative = _batched_checkpoint("out/checkpoints", cfg, spec, [0, 1])
+    absolute = _batched_checkpoint(str(tmp_path / "out" / "checkpoints"), cfg, spec, [0, 1])
+    assert relative.rsplit("/", 1)[1] == absolute.rsplit("/", 1)[1]
+    assert _batched_checkpoint("out/checkpoints", cfg, spec, [0, 2]) != relative  # the seed list still matters

@@ -12,6 +12,7 @@ equals ``run_seed``'s up to floating-point summation order
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Sequence
 
@@ -30,7 +31,9 @@ def _batched_checkpoint(directory: str | None, cfg: ExperimentConfig, spec: Meth
     """One checkpoint file for the stack of ``seeds``, keyed like the per-seed ones plus the seed list."""
     if directory is None:
         return None
-    per_seed = [_checkpoint(directory, cfg, spec, s) for s in seeds]
+    # Keyed on the per-seed file names, not paths: the same folder spelled another way
+    # (relative or absolute) must resume the same checkpoint.
+    per_seed = [os.path.basename(_checkpoint(directory, cfg, spec, s)) for s in seeds]
     return f"{directory}/{cfg.setting}-{spec.base}-seeds{'_'.join(map(str, seeds))}-{fingerprint(per_seed)}.pt"
 
 
