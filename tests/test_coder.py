@@ -138,7 +138,7 @@ def test_lean_path_hands_uncertified_samples_to_the_general_path(monkeypatch):
 def test_lean_warm_starts_reach_the_cold_optimum(start):
     """Warm starts on the lean path (support seeding, the race with a cold round, wide rows cut to the
     rank or restarted) end at the cold start's optimum, certified."""
-    from gapbound.inference.compiled import compact_start
+    from gapbound.inference.starts import compact_start
 
     D, X = _problem(M=16, N=64, n=20, seed=4)
     coder = SparseCoder(D, 0.02, tol=1e-10)
@@ -153,7 +153,8 @@ def test_lean_warm_starts_reach_the_cold_optimum(start):
         S = np.abs(rng.normal(size=S.shape)) * (rng.random(S.shape) < 0.15)
     res = coder.solve(X, init=S)
     assert res.converged and torch.allclose(res.objective, cold.objective, rtol=1e-9, atol=1e-12)
-    idx, vals = compact_start(S, 16)
+    idx, vals, finite = compact_start(S, 16)
+    assert finite and not compact_start(np.where(S > 0, np.nan, S), 16)[2]
     wide = (S > 0).sum(1) > 16
     restart = 2 * wide.sum() >= len(S)
     for i in range(len(S)):  # the compaction keeps what active_set.compact keeps
@@ -237,7 +238,7 @@ def test_junk_laden_starts_return_the_certified_cold_optimum(M, N, lam):
         res = coder.solve(X, init=S0)
         assert res.converged and (res.duality_gap <= 1e-10).all()
         assert torch.allclose(res.objective, cold.objective, rtol=1e-9, atol=1e-12)
-        idx, vals = compact_start(S0, min(cap, M))
+        idx, vals, _ = compact_start(S0, min(cap, M))
         out = run_numpy(G, have, DT, DtX, xx, rows, idx, vals, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)
         flops[name] = out[3].sum()
     base = run_numpy(G, have, DT, DtX, xx, rows, idx0, vals0, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)[3].sum()

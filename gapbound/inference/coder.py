@@ -157,10 +157,9 @@ class SparseCoder:
         def ok(A: Any, width: int) -> bool:
             return isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == width and A.dtype in (np.float32, np.float64)
 
-        # X's finiteness is checked on ||x||^2 in _solve_lean (n numbers instead of n M).
+        # X's finiteness is checked on ||x||^2 in _solve_lean (n numbers instead of n M), init's in compact_start.
         return (self.backend == "numba" and self.atoms.dtype == torch.float64 and not counting() and ok(X, self.atoms.M)
-                and X.shape[0] > 0 and (init is None or (ok(init, self.atoms.N) and init.shape[0] == X.shape[0]
-                                                         and bool(np.isfinite(init).all()))))
+                and X.shape[0] > 0 and (init is None or (ok(init, self.atoms.N) and init.shape[0] == X.shape[0])))
 
     def _solve_lean(self, X: np.ndarray, init: np.ndarray | None) -> InferenceResult:
         """The compiled active set on numpy arrays; a batch it does not certify (or a non-finite ``X``) goes the general way."""
@@ -175,7 +174,9 @@ class SparseCoder:
             self.atoms.G64  # noqa: B018
         X64 = np.ascontiguousarray(X, dtype=np.float64)
         if init is not None:
-            idx, vals = compact_start(init, min(cap, self.atoms.M))
+            idx, vals, finite = compact_start(init, min(cap, self.atoms.M))
+            if not finite:  # the general path names it
+                return self._solve_general(X, init)
         S, P, gap, ok = run_lean(G, have, DT, X64, X64 @ D64, idx, vals, self.lam, self.tol, cap, max_add, _LEAN_ROUNDS, 4,
                                  n_first)
         if not ok:  # rare: the general path (FISTA finishes what the active set leaves; bad input gets its error)

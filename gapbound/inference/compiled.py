@@ -54,7 +54,7 @@ from ..utils.flops import counting
 from .nnls_kernel import lawson_hanson
 from .starts import compact_start, tidy_start
 
-__all__ = ["active_set", "run_numpy", "compact_start"]
+__all__ = ["active_set", "run_numpy", "compact_start"]  # compact_start: re-exported (it lived here)
 
 _TINY = 2.2250738585072014e-308  # smallest normal float64, as in problem.gap_terms
 _START_PASSES = 4  # coordinate-descent passes over a warm start's own atoms before it races (see tidy_start)

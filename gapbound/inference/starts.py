@@ -53,18 +53,26 @@ def tidy_start(G: np.ndarray, c: np.ndarray, W: np.ndarray, s: np.ndarray, k: in
 
 
 @njit(cache=True)
-def compact_start(init: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+def compact_start(init: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, bool]:  # pragma: no cover
     """A dense warm start (``n x N``) as the kernel's (positions, float64 values), as :func:`.active_set.compact`.
 
     Rows with more than ``limit`` (the rank) positive codes restart from zero when they are
-    most of the batch, else keep their ``limit`` largest codes; one pass over ``init``.
+    most of the batch, else keep their ``limit`` largest codes. The third output says
+    whether every entry is finite (checked in the same pass: a separate ``np.isfinite``
+    over ``init`` cost a few percent of a small batch's solve); where it is False the
+    positions are not meaningful.
     """
     n, N = init.shape
     nnz = np.zeros(n, np.int64)
+    finite = True
     for i in range(n):
         for j in range(N):
-            if init[i, j] > 0:
+            v = init[i, j]
+            finite = finite and abs(v) < np.inf
+            if v > 0:
                 nnz[i] += 1
+    if not finite:
+        return np.zeros((n, 1), np.int64), np.zeros((n, 1)), False
     n_wide = 0
     for i in range(n):
         n_wide += nnz[i] > limit
@@ -87,4 +95,4 @@ def compact_start(init: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]
             if init[i, j] > 0:
                 idx[i, a], vals[i, a] = j, init[i, j]
                 a += 1
-    return idx, vals
+    return idx, vals, True
