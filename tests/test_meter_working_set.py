@@ -11,7 +11,15 @@ import torch
 from gapbound.inference import duality_gap, fista, fista_l1_ball, objective
 from gapbound.inference.working_set import Screen, l1_ball_working_set, lasso_working_set
 from gapbound.meter import measure_gap
-from gapbound.meter.matched_l1 import frank_wolfe_gap
+
+
+def frank_wolfe_gap(D: torch.Tensor, X: torch.Tensor, S: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Exact (dense) Frank-Wolfe gap of feasible ``S`` for the matched-L1 problem: ``g.s - tau min(0, min_j g_j)``, ``g = D^T (D s - x)``.
+
+    Written independently of the working sets' certificate, to check it.
+    """
+    G = (S @ D.T - X) @ D
+    return ((G * S).sum(1) - tau * G.min(1).values.clamp_max(0.0)).clamp_min(0.0)
 
 
 def planted(M: int, N: int, n: int, K: int, noise: float = 0.02, seed: int = 0):

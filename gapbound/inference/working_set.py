@@ -14,8 +14,13 @@ set (its support plus the atoms most violating optimality); an outer round
 3. certifies the codes with it (the LASSO duality gap of :func:`.problem.gap_terms`, or the
    Frank-Wolfe gap of the matched-L1 problem), and for the samples not yet within ``tol``
 4. adds the violating atoms to the working set and solves the problem restricted to it
-   exactly, batched over samples, on the small per-sample Grams ``D_W^T D_W``
-   (:func:`.active_set.lawson_hanson` steps until the restricted KKT conditions hold).
+   exactly (:mod:`.working_set_kernel`, compiled, in parallel over samples).
+
+Samples go through the loop in blocks of :data:`_BLOCK`; within a block each sample keeps its
+working set's Gram matrix ``D_W^T D_W`` (a row per atom that joins, one BLAS product per round)
+and the Cholesky factor of its free atoms (a bordered row per atom that joins, a Givens update
+per atom that leaves) across rounds and across values of ``lam``, so a support of hundreds of
+atoms is factored about once, not at every Lawson-Hanson step.
 
 The rounding error left in the certificates is that of float64 residuals and sums
 (about ``1e-16 ||x||^2``); the float32 screening is accounted for exactly as above.
@@ -23,9 +28,9 @@ The rounding error left in the certificates is that of float64 residuals and sum
 Two problems share the loop: the non-negative LASSO with per-sample ``lam``
 (:func:`lasso_working_set`) and the matched-L1 problem
 ``min 0.5 ||x - D s||^2, s >= 0, sum(s) <= tau`` (:func:`l1_ball_working_set`), whose
-restricted problems are LASSO solves along ``lam`` (an Illinois secant search warm-started
-from the previous ``lam``'s codes: on a fixed support the codes are linear in ``lam``, so
-the search ends in a step or two once the support settles).
+restricted problems are LASSO solves along ``lam`` (Newton steps in ``lam`` inside a bracket,
+warm-started from the previous ``lam``'s codes and factor: on a fixed support the codes are
+linear in ``lam``, so a step is exact once the support settles).
 """
 
 from __future__ import annotations
@@ -35,16 +40,19 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import numba
 import torch
 
 from ..utils.validation import as_tensor, check_data, check_dictionary, check_float, check_int
-from .active_set import lawson_hanson
+from .compiled import _numba_threads
 from .problem import gap_terms, real_array
+from .working_set_kernel import compact_slots, solve_slots
 
 __all__ = ["SparseResult", "lasso_working_set", "l1_ball_working_set", "Screen"]
 
 _U32 = 2.0**-24  # float32 unit roundoff
 _ELEMS = 2**23  # float64 elements per chunk of gathered atoms or small Grams (64 MiB)
+_BLOCK = 64  # samples whose working sets (atoms, Grams, factors: up to 2 (M + 32)^2 + (M + 32) M floats each) are held at once
 _SLACK = 32  # working sets may exceed the rank M by this much, so that a support at the rank can exchange atoms
 
 
@@ -161,84 +169,6 @@ class Screen:
         return cand, self.atom_dots(cand, R), bound
 
 
-def _bmv(G: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    return torch.bmm(G, s[:, :, None])[..., 0]
-
-
-def restricted_nnqp(G: torch.Tensor, q: torch.Tensor, s: torch.Tensor, valid: torch.Tensor, rank: int,
-                    max_rounds: int = 64) -> torch.Tensor:
-    """Minimise ``0.5 s'Gs - q's`` over ``s >= 0`` on the ``valid`` positions, batched (``n x w``), from feasible ``s``.
-
-    Lawson-Hanson steps (:func:`.active_set.lawson_hanson`) on the free set, then every
-    position at zero whose gradient still points inside joins the free set again, until
-    none does: the KKT conditions of the restricted problem.
-    """
-    s = s.clone()
-    scale = q.abs().amax(1).clamp_min(1e-300)
-    # Free from the start: the coded positions and those whose gradient points inside. A warm start
-    # (the previous lam's codes) then needs few steps; the loop below frees the rest if needed.
-    free = valid & ((s > 0) | (q - _bmv(G, s) > 1e-13 * scale[:, None]))
-    rows = torch.arange(s.shape[0], device=s.device)
-    for _ in range(max_rounds):
-        if rows.numel() == 0:
-            break
-        Gr, qr = G[rows], q[rows]
-        sr = lawson_hanson(Gr, qr, s[rows], free[rows], rank)
-        s[rows] = sr
-        viol = valid[rows] & (sr <= 0) & (qr - _bmv(Gr, sr) > 1e-13 * scale[rows, None])
-        again = viol.any(1)
-        free[rows] = (sr > 0) | viol
-        rows = rows[again]
-    return s
-
-
-def _restricted_l1(G: torch.Tensor, b: torch.Tensor, tau: torch.Tensor, s: torch.Tensor, valid: torch.Tensor,
-                   lam: torch.Tensor, rank: int, max_steps: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
-    """``min 0.5||x - D_W s||^2, s >= 0, sum(s) <= tau`` on each working set: (codes, multiplier ``lam``).
-
-    Illinois secant search over ``lam`` for ``sum(s(lam)) = tau``, each step an exact restricted
-    LASSO solve warm-started from the previous step's codes; ``lam = 0`` (the constraint
-    inactive) is tried once no ``lam`` with too large an L1 is known.
-    """
-    n = s.shape[0]
-    hi = b.masked_fill(~valid, -math.inf).amax(1).clamp_min(0.0)  # s(lam) = 0 for lam >= hi
-    f_hi = -tau.clone()
-    lo, f_lo = torch.zeros_like(tau), torch.full_like(tau, math.nan)
-    lam = lam.clamp(min=0.0).minimum(hi)
-    side = torch.zeros(n, dtype=torch.long, device=s.device)
-    active = (tau > 0) & (hi > 0)
-    s = torch.where(active[:, None], s, torch.zeros_like(s))
-    lam = torch.where(active, lam, torch.zeros_like(lam))
-    for _ in range(max_steps):
-        rows = active.nonzero().squeeze(1)
-        if rows.numel() == 0:
-            break
-        lr = lam[rows]
-        sr = restricted_nnqp(G[rows], b[rows] - lr[:, None], s[rows], valid[rows], rank)
-        s[rows] = sr
-        f = sr.sum(1) - tau[rows]
-        done = (f.abs() <= 1e-13 * tau[rows]) | ((lr == 0) & (f <= 0))
-        up = f > 0  # too little shrinkage: the root is above lam
-        lo[rows] = torch.where(up, lr, lo[rows])
-        f_lo[rows] = torch.where(up, f, f_lo[rows])
-        hi[rows] = torch.where(~up, lr, hi[rows])
-        f_hi[rows] = torch.where(~up, f, f_hi[rows])
-        new_side = torch.where(up, 1, -1)
-        stale = new_side == side[rows]
-        f_hi[rows] = torch.where(stale & up, f_hi[rows] / 2, f_hi[rows])
-        f_lo[rows] = torch.where(stale & ~up, f_lo[rows] / 2, f_lo[rows])
-        side[rows] = new_side
-        l, h, fl, fh = lo[rows], hi[rows], f_lo[rows], f_hi[rows]
-        secant = h - fh * (h - l) / (fh - fl)
-        nxt = torch.where(torch.isnan(fl), torch.zeros_like(h),
-                          torch.where(torch.isfinite(secant) & (secant > l) & (secant < h), secant, (l + h) / 2))
-        lam[rows] = torch.where(done, lr, nxt)
-        active[rows] = ~done & (h - l > 1e-15 * h)
-    total = s.sum(1)
-    s = s * (tau / total.clamp_min(1e-300)).clamp_max(1.0)[:, None]  # feasible (the last step may overshoot by ~1e-13)
-    return s, lam
-
-
 @dataclass
 class _Kind:
     """The problem the outer loop solves: the LASSO (``tau`` None) or the matched-L1 problem."""
@@ -254,19 +184,6 @@ class _Kind:
         return 0.5 * rr, (self.tau[rows] * cmax.clamp_min(0.0) - (xr - rr)).clamp_min(0.0)
 
 
-def _pad_cat(idx: torch.Tensor, vals: torch.Tensor, new: torch.Tensor, take: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Working sets: each row's coded atoms then its ``take``-marked ``new`` atoms, left-packed (positions, values, valid)."""
-    coded = vals > 0
-    keep = torch.cat([coded, take], 1)
-    order = torch.sort(keep.to(torch.int8), dim=1, descending=True, stable=True).indices
-    width = max(1, int(keep.sum(1).amax()))
-    order = order[:, :width]
-    I = torch.cat([idx, new], 1).gather(1, order)
-    V = torch.cat([vals, torch.zeros_like(new, dtype=vals.dtype)], 1).gather(1, order)
-    ok = keep.gather(1, order)
-    return I.masked_fill(~ok, 0), V.masked_fill(~ok, 0.0), ok
-
-
 def _compact(idx: torch.Tensor, vals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop zero entries (the width shrinks to the widest support)."""
     width = max(1, int((vals > 0).sum(1).amax()))
@@ -274,46 +191,113 @@ def _compact(idx: torch.Tensor, vals: torch.Tensor) -> tuple[torch.Tensor, torch
     return idx.gather(1, order).masked_fill(v <= 0, 0), v.clamp_min(0.0)
 
 
-def _solve_restricted(screen: Screen, kind: _Kind, X: torch.Tensor, rows: torch.Tensor, I: torch.Tensor,
-                      V: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-    """Exact solutions of the problems restricted to the working sets ``I`` (rows ``rows``), in chunks."""
-    n, w = I.shape
-    out = torch.empty_like(V)
-    step = max(1, _ELEMS // max(1, w * max(w, screen.M)))
-    for a in range(0, n, step):
-        sl = slice(a, a + step)
-        Dw = screen.D64T[I[sl]] * ok[sl, :, None]
-        G = Dw @ Dw.transpose(1, 2)
-        r = rows[sl]
-        b = torch.bmm(Dw, X[r, :, None])[..., 0]
-        if kind.tau is None:
-            out[sl] = restricted_nnqp(G, b - kind.lam[r, None], V[sl], ok[sl], screen.M)
-        else:
-            out[sl], kind.lam[r] = _restricted_l1(G, b, kind.tau[r], V[sl], ok[sl], kind.lam[r], screen.M)
-    return out
+class _Slots:
+    """The working sets of one block of samples (see :mod:`.working_set_kernel`): atoms, Grams, codes, factors.
+
+    Arrays are allocated at the capacity ``cap`` and filled as atoms join; pages never written
+    are never mapped, so narrow working sets (the LASSO's) cost little.
+    """
+
+    def __init__(self, screen: Screen, X: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor, cap: int):
+        B, w = idx.shape
+        M = screen.M
+        self.screen, self.X, self.cap = screen, X, cap
+        self.atoms = torch.zeros(B, cap, dtype=torch.long)
+        self.sv = torch.zeros(B, cap, dtype=torch.float64)
+        self.b = torch.empty(B, cap, dtype=torch.float64)
+        self.D = torch.empty(B, cap, M, dtype=torch.float64)
+        self.G = torch.empty(B, cap, cap, dtype=torch.float64)
+        self.L = torch.empty(B, cap, cap, dtype=torch.float64)
+        self.y = torch.empty(B, cap, dtype=torch.float64)
+        self.fo = torch.zeros(B, cap, dtype=torch.long)
+        self.nv = torch.zeros(B, dtype=torch.long)
+        self.ns = (vals > 0).sum(1)  # _compact left-packs the coded atoms
+        self.cold = torch.ones(B, dtype=torch.bool)
+        self.atoms[:, :w], self.sv[:, :w] = idx, vals
+        self.D[:, :w] = screen.D64T[idx]
+        self.G[:, :w, :w] = self.D[:, :w] @ self.D[:, :w].transpose(1, 2)
+        self.b[:, :w] = torch.bmm(self.D[:, :w], X[:, :, None])[..., 0]
+
+    def width(self, rows: torch.Tensor) -> int:
+        return max(1, int(self.ns[rows].amax()))
+
+    def residual(self, rows: torch.Tensor) -> torch.Tensor:
+        w = self.width(rows)
+        return self.screen.residual(self.X[rows], self.atoms[rows, :w], self.sv[rows, :w])
+
+    def contains(self, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """Whether each candidate atom already has a slot."""
+        w = self.width(rows)
+        used = torch.arange(w) < self.ns[rows, None]
+        return ((cand[:, :, None] == self.atoms[rows, None, :w]) & used[:, None, :]).any(2)
+
+    def make_room(self, rows: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+        """Slots free per row, after dropping the slots at zero of rows that need the room or hold many.
+
+        A dropped atom that turns out to be needed again costs its Gram row once more; a kept one
+        costs a Gram entry against every atom that joins later (most atoms at zero stay there).
+        """
+        ns = self.ns[rows]
+        idle = ns - (self.sv[rows, : self.width(rows)] > 0).sum(1)
+        full = rows[(ns + want > self.cap) | ((idle >= 16) & (4 * idle >= ns))]
+        arrays = [t.numpy() for t in (self.G, self.D, self.b, self.sv, self.atoms, self.ns, self.fo, self.nv)]
+        for i in full.tolist():
+            self.ns[i] = compact_slots(*arrays, i)
+        return self.cap - self.ns[rows]
+
+    def add(self, rows: torch.Tensor, new: torch.Tensor, take: torch.Tensor) -> None:
+        """Give the ``take``-marked atoms ``new`` (``len(rows) x a``) slots: their atoms, Gram rows and ``b``.
+
+        One product per row, of its new atoms against its slots (new ones included): rows differ in
+        both sizes, and a batched product padded to the largest computed about 2.5x the FLOPs
+        (measured at GPT-2 size).
+        """
+        n_new = take.sum(1)
+        slot = self.ns[rows, None] + take.cumsum(1) - 1
+        ri, si = rows[:, None].expand_as(take)[take], slot[take]
+        self.atoms[ri, si], self.sv[ri, si] = new[take], 0.0
+        self.D[ri, si] = self.screen.D64T[new[take]]
+        self.ns[rows] += n_new
+        for i, a1, n in zip(rows.tolist(), self.ns[rows].tolist(), n_new.tolist()):
+            if n:
+                Dn = self.D[i, a1 - n : a1]
+                Gi = Dn @ self.D[i, :a1].T
+                self.G[i, a1 - n : a1, :a1] = Gi
+                self.G[i, :a1, a1 - n : a1] = Gi.T
+                self.b[i, a1 - n : a1] = Dn @ self.X[i]
+
+    def solve(self, rows: torch.Tensor, lam: torch.Tensor, tau: torch.Tensor) -> None:
+        """Exact restricted solves of ``rows`` (``lam`` updated in place for the matched-L1 problem)."""
+        args = [t.numpy() for t in (self.G, self.b, self.sv, self.ns, self.fo, self.nv, self.L, self.y, lam, tau,
+                                    self.cold, rows)]
+        with _numba_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))):
+            solve_slots(*args)
+        self.cold[rows] = False
+
+    def codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.width(torch.arange(self.ns.shape[0]))
+        return _compact(self.atoms[:, :w], self.sv[:, :w] * (torch.arange(w) < self.ns[:, None]))
 
 
-def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, vals: torch.Tensor, tol: float,
-           max_rounds: int, n_screen: int, max_add: int, width_cap: int | None) -> SparseResult:
-    """The outer loop shared by both problems (see the module docstring)."""
-    screen = Screen(D)
-    n = X.shape[0]
-    # An optimum needs at most M atoms (generically); see _SLACK.
-    cap = min(screen.N, screen.M + _SLACK) if width_cap is None else width_cap
-    idx, vals = _compact(idx, vals)
-    if idx.shape[1] > cap:  # a start wider than any optimum: keep its largest codes
-        idx, vals = _compact(idx[:, :cap], vals[:, :cap])
-    P = torch.full((n,), math.inf, dtype=torch.float64, device=X.device)
+def _block(screen: Screen, X: torch.Tensor, kind: _Kind, lo: int, idx: torch.Tensor, vals: torch.Tensor, tol: float,
+           max_rounds: int, n_screen: int, max_add: int, cap: int) -> tuple[torch.Tensor, ...]:
+    """The outer loop (see the module docstring) for the samples ``lo..lo+len(idx)-1``."""
+    B = idx.shape[0]
+    slots = _Slots(screen, X[lo : lo + B], idx, vals, cap)
+    lam = kind.lam[lo : lo + B]  # a view: the matched-L1 solves update kind.lam
+    tau = torch.full((B,), -1.0, dtype=torch.float64) if kind.tau is None else kind.tau[lo : lo + B].contiguous()
+    P = torch.full((B,), math.inf, dtype=torch.float64)
     gap = torch.full_like(P, math.inf)
-    live = torch.arange(n, device=X.device)
+    live = torch.arange(B)
     k = n_screen
     adds = min(16, max_add)  # atoms added per round: doubled while samples fill their quota
     rounds = 0
     for rounds in range(max_rounds + 1):
-        R = screen.residual(X[live], idx[live], vals[live])
+        R = slots.residual(live)
         cand, c, bound = screen.correlations(R, max(k, adds))
         cmax = torch.maximum(c.amax(1), bound)
-        Pl, gl = kind.certify(live, (R * R).sum(1), (X[live] * R).sum(1), vals[live].sum(1), cmax)
+        Xl = slots.X[live]
+        Pl, gl = kind.certify(lo + live, (R * R).sum(1), (Xl * R).sum(1), slots.sv[live].sum(1), cmax)
         # A sample whose restricted solve no longer lowers its objective and that has no atom to
         # add is as exact as the float64 arithmetic makes it: it stops with its certificate.
         settled = Pl >= P[live] - 1e-14 * Pl.abs()
@@ -322,13 +306,13 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
         if rounds == max_rounds or not go.any():
             break
         live, cand, c, bound, settled = live[go], cand[go], c[go], bound[go], settled[go]
-        thr = kind.lam[live]
-        # Violators among the screened atoms, not already coded, the worst first.
-        coded = ((cand[:, :, None] == idx[live][:, None, :]) & (vals[live] > 0)[:, None, :]).any(2)
-        score = torch.where((c > thr[:, None] * (1 + 1e-12)) & ~coded, c, -math.inf)
+        thr = lam[live]
+        # Violators among the screened atoms without a slot, the worst first.
+        score = torch.where((c > thr[:, None] * (1 + 1e-12)) & ~slots.contains(live, cand), c, -math.inf)
         top, pos = score.topk(min(adds, score.shape[1]), dim=1)
-        room = (cap - (vals[live] > 0).sum(1, keepdim=True)).clamp_min(0)
-        take = torch.isfinite(top) & (torch.arange(top.shape[1], device=X.device) < room)
+        want = torch.isfinite(top)
+        room = slots.make_room(live, want.sum(1))
+        take = want & (torch.arange(top.shape[1]) < room[:, None])
         stuck = ~take.any(1)
         if bool((take.sum(1) == adds).any()):  # wide optima: reach them in fewer rounds
             adds = min(max_add, 2 * adds)
@@ -338,21 +322,35 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
         elif bool((stuck & settled).all()):
             break
         keep = ~(stuck & settled & ~blind)
-        live, cand, c, top, pos, take = live[keep], cand[keep], c[keep], top[keep], pos[keep], take[keep]
+        live, cand, pos, take = live[keep], cand[keep], pos[keep], take[keep]
         if live.numel() == 0:
             break
-        new = cand.gather(1, pos)
-        I, V, ok = _pad_cat(idx[live], vals[live], new, take)
-        S = _solve_restricted(screen, kind, X, live, I, V, ok)
-        I, S = _compact(I, S)
-        if I.shape[1] > idx.shape[1]:
-            pad = I.shape[1] - idx.shape[1]
-            idx = torch.cat([idx, idx.new_zeros(n, pad)], 1)
-            vals = torch.cat([vals, vals.new_zeros(n, pad)], 1)
-        idx[live], vals[live] = 0, 0.0
-        idx[live, : I.shape[1]], vals[live, : I.shape[1]] = I, S
+        slots.add(live, cand.gather(1, pos), take)
+        slots.solve(live, lam, tau)
+    I, V = slots.codes()
+    return I, V, P, gap, rounds
+
+
+def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, vals: torch.Tensor, tol: float,
+           max_rounds: int, n_screen: int, max_add: int, width_cap: int | None) -> SparseResult:
+    """The outer loop shared by both problems, block by block of samples (see the module docstring)."""
+    if X.device.type != "cpu":
+        raise ValueError("the working-set solver runs on the CPU (its restricted solves are compiled); pass CPU tensors")
+    screen = Screen(D)
+    n = X.shape[0]
+    # An optimum needs at most M atoms (generically); see _SLACK.
+    cap = min(screen.N, screen.M + _SLACK) if width_cap is None else width_cap
     idx, vals = _compact(idx, vals)
-    return SparseResult(idx, vals, P, gap, kind.lam.clone(), screen.N, rounds, bool((gap <= tol).all()))
+    if idx.shape[1] > cap:  # a start wider than any optimum: keep its largest codes
+        idx, vals = _compact(idx[:, :cap], vals[:, :cap])
+    X = X.contiguous()
+    parts = [_block(screen, X, kind, a, *_compact(idx[a : a + _BLOCK], vals[a : a + _BLOCK]), tol, max_rounds,
+                    n_screen, max_add, cap) for a in range(0, n, _BLOCK)]
+    width = max(p[0].shape[1] for p in parts)
+    I = torch.cat([torch.nn.functional.pad(p[0], (0, width - p[0].shape[1])) for p in parts])
+    V = torch.cat([torch.nn.functional.pad(p[1], (0, width - p[1].shape[1])) for p in parts])
+    P, gap = torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts])
+    return SparseResult(I, V, P, gap, kind.lam.clone(), screen.N, max(p[4] for p in parts), bool((gap <= tol).all()))
 
 
 def _setup(D: Any, X: Any, init: Any, idx: Any, vals: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
