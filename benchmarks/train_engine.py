@@ -15,11 +15,14 @@ inferred every step), ``B`` seeds are trained
   resampling, no bookkeeping), one model at a time (encoders only).
 
 Each figure is steady-state steps per second per (method, seed): two runs of
-different lengths, the difference of wall times over the difference of steps
-(set-up, FLOP counting and imports cancel), best of ``--repeats``; the contenders are
-interleaved round by round so that other processes' load hits them alike. Achieved
-FLOP/s = measured step FLOPs (torch's FlopCounterMode, matmuls only) x models
-x steps/s, next to measured matmul FLOP/s. Scaled sizes (N = 1000, M = 200,
+different lengths, the difference of times over the difference of steps
+(set-up, FLOP counting and imports cancel), best of ``--repeats``, in wall and in
+this process's CPU seconds (on a shared machine the CPU figures are the steadier);
+the contenders are interleaved round by round so that other processes' load hits
+them alike. Achieved FLOP/s = measured step FLOPs (torch's FlopCounterMode, matmuls
+only) x models x steps/s, next to measured matmul FLOP/s: 2048^2 products, and the
+batched step's own products timed alone at their shapes (``stacked_products``; the
+same FLOPs, ``tests/test_engine.py``). Scaled sizes (N = 1000, M = 200,
 minibatch 1024, known Z): the loop and the engine (B = 1 and 2) on a fixed
 minibatch, where the matmuls dominate.
 """
@@ -84,19 +87,23 @@ def stacked_products(B: int, n: int, widths: Sequence[int], learned_dict: bool) 
     return out
 
 
-def products_flops_per_s(B: int, products: Sequence[tuple[int, int, int]], repeats: int = 5) -> float:
-    """FLOP/s of these batched products alone (fp32, preallocated outputs, best of ``repeats``): the matmul speed at the step's shapes."""
+def products_flops_per_s(B: int, products: Sequence[tuple[int, int, int]], repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of these batched products alone (fp32, preallocated outputs, best of ``repeats``), wall and CPU clock.
+
+    The matmul speed at the step's shapes: what the step would reach if nothing but its products ran.
+    """
     ops = [(torch.randn(B, r, k), torch.randn(B, k, c), torch.empty(B, r, c)) for r, k, c in products]
     flops = sum(2 * B * r * k * c for r, k, c in products)
     reps = max(1, int(2e8 // max(flops, 1)))
-    best = float("inf")
+    best = {"wall": float("inf"), "cpu": float("inf")}
     for _ in range(repeats + 1):
-        t0 = time.perf_counter()
+        t0 = {"wall": time.perf_counter(), "cpu": time.process_time()}
         for _ in range(reps):
             for a, b, o in ops:
                 torch.bmm(a, b, out=o)
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return flops / best
+        t1 = {"wall": time.perf_counter(), "cpu": time.process_time()}
+        best = {k: min(v, (t1[k] - t0[k]) / reps) for k, v in best.items()}
+    return {k: flops / max(v, 1e-12) for k, v in best.items()}
 
 
 def plain_loop(X: torch.Tensor, hidden: int | None, N: int, steps: int, batch_size: int, seed: int) -> None:
@@ -165,10 +172,12 @@ def paper_sizes(methods: Sequence[str], seeds: int, steps: int, repeats: int) ->
                "speedup_vs_loop": per["wall"]["batched"] / per["wall"]["loop"],
                "cpu_speedup_vs_loop": per["cpu"]["batched"] / per["cpu"]["loop"],
                "speedup_vs_plain": per["wall"]["batched"] / per["wall"]["plain"] if "plain" in t else None,
-               "achieved_flops_per_s": {k: v * flops["step"] for k, v in per["wall"].items()}}
+               "achieved_flops_per_s": {k: v * flops["step"] for k, v in per["wall"].items()},
+               "cpu_achieved_flops_per_s": {k: v * flops["step"] for k, v in per["cpu"].items()}}
         if name != "SC":  # the batched step's matmuls alone at its shapes: how near the hardware the step is
             products = stacked_products(seeds, 256, [8, 16] if hidden is None else [8, hidden, 16], learned_dict=True)
-            row["matmul_at_step_shapes_flops_per_s"] = products_flops_per_s(seeds, products)
+            probe = products_flops_per_s(seeds, products)
+            row["matmul_at_step_shapes_flops_per_s"], row["cpu_matmul_at_step_shapes_flops_per_s"] = probe["wall"], probe["cpu"]
             row["products_flops_per_model"] = sum(2 * r * k * c for r, k, c in products)  # equals step_flops
         rows.append(row)
     return rows
@@ -228,15 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{torch.get_num_threads()} thread(s); matmul (2048^2 fp32): {peak / 1e9:.1f} GFLOP/s")
     print(f"N=16, M=8, batch 256, {args.seeds} seeds; steps/s per (method, seed), wall clock (x loop also in CPU seconds)")
     print(f"{'method':<9} {'loop':>8} {'plain':>8} {'batched':>8} {'x loop':>7} {'x loop CPU':>10} {'x plain':>8} "
-          f"{'batched GFLOP/s':>16} {'matmul at shapes':>17}")
+          f"{'batched GFLOP/s (CPU s)':>24} {'matmul at shapes (CPU s)':>25}")
     for r in report["paper_sizes"]:
         s = r["steps_per_s_per_model"]
         plain = f"{s['plain']:>8.0f}" if "plain" in s else f"{'-':>8}"
         vs_plain = f"{r['speedup_vs_plain']:>8.1f}" if r["speedup_vs_plain"] is not None else f"{'-':>8}"
-        probe = r.get("matmul_at_step_shapes_flops_per_s")
+        got = f"{r['achieved_flops_per_s']['batched'] / 1e9:.2f} ({r['cpu_achieved_flops_per_s']['batched'] / 1e9:.2f})"
+        probe = (f"{r['matmul_at_step_shapes_flops_per_s'] / 1e9:.2f} ({r['cpu_matmul_at_step_shapes_flops_per_s'] / 1e9:.2f})"
+                 if "matmul_at_step_shapes_flops_per_s" in r else "-")
         print(f"{r['method']:<9} {s['loop']:>8.0f} {plain} {s['batched']:>8.0f} {r['speedup_vs_loop']:>7.1f} "
-              f"{r['cpu_speedup_vs_loop']:>10.1f} {vs_plain} {r['achieved_flops_per_s']['batched'] / 1e9:>16.2f} "
-              f"{'-' if probe is None else f'{probe / 1e9:.2f}':>17}")
+              f"{r['cpu_speedup_vs_loop']:>10.1f} {vs_plain} {got:>24} {probe:>25}")
     if not args.skip_scaled:
         report["scaled_sizes"] = scaled_sizes(args.scaled_hidden, args.scaled_steps, args.repeats)
         print("N=1000, M=200, batch 1024, known Z: GFLOP/s achieved (fraction of matmul)")
