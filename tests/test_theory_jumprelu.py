@@ -1,0 +1,105 @@
+"""The JumpReLU branch and bound: valid against trained encoders, optimal where it says so (an actual JumpReLU
+encoder, evaluated by the SAE forward pass, reaches the bound), and planted faults in its certificates caught."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from gapbound.theory import lower_bound, witness_codes
+from gapbound.theory import jumprelu as jr
+from gapbound.theory.exact import verify_exact
+from gapbound.theory.separation import check_proof
+from gapbound.training.witness import fit_encoder
+
+
+def _dictionary(seed: int, M: int, N: int) -> np.ndarray:
+    D = np.random.default_rng(seed).normal(size=(M, N))
+    return D / np.linalg.norm(D, axis=0)
+
+
+@pytest.mark.parametrize("seed,M,N", [(1, 3, 6), pytest.param(2, 4, 8, marks=pytest.mark.slow)])
+def test_valid_and_optimal_against_actual_encoders(seed, M, N):
+    D, codes = _dictionary(seed, M, N), witness_codes(N, 2, "pairs")
+    res = lower_bound(D, codes, "jumprelu")
+    trained, _ = fit_encoder(D, codes, "jumprelu", restarts=2, steps=300, seed=seed)
+    own, _ = fit_encoder(D, codes, "jumprelu", restarts=1, steps=0, seed=seed, init=res.weights)  # no training
+    assert res.bound <= trained and res.bound <= own
+    relu = lower_bound(D, codes, "relu").bound
+    assert lower_bound(D, codes, "linear-gated").bound <= res.bound <= relu * (1 + 1e-9)
+    if res.optimal:  # the bound is the class optimum: the rows it returns, as an SAE, reach it
+        assert own <= res.bound * (1 + 1e-5) + 1e-9
+    else:
+        assert res.truncated_rows
+    # most rows close exactly (the rest: reported, with the reason)
+    assert sum(r.truncated is None for r in res.rows) >= N // 2
+
+
+def test_row_cost_and_threshold():
+    z = np.array([[0.5, 2.0, 1.0, -1.0]])
+    y = np.array([0.0, 2.0, 1.0, 0.0])
+    cost, theta = jr.best_threshold(z, y)
+    assert theta[0] == 0.5 and cost[0] == 0.0  # drops the inactive 0.5, passes 2.0 and 1.0
+
+
+# ------------------------------------------------------------------ planted faults
+
+
+def _certified():
+    D, codes = _dictionary(0, 3, 5), witness_codes(5, 2, "pairs")
+    return D, codes, lower_bound(D, codes, "jumprelu", keep_certificates=True)
+
+
+def test_fault_hinge_offset_too_small(monkeypatch):
+    """A free active entry's hinge ``relu(z - y - max(0, t1 - 2y))^2`` with its offset lowered by 0.1 is not below
+    the entry's drop cost on the interval: the relaxation check must catch it."""
+    original = jr._JumpReluRow.parts
+
+    def parts(self, states):
+        out = list(original(self, states))
+        C = out[4].copy()
+        C[:, 2 * self.n:3 * self.n] -= 0.1 * (self.y > 0)
+        out[4] = C
+        return tuple(out)
+
+    monkeypatch.setattr(jr._JumpReluRow, "parts", parts)
+    D, codes, res = _certified()
+    rep = verify_exact(D, codes, res, check_optimum=False)
+    assert any("not the jumprelu relaxation" in f for f in rep.failures)
+
+
+def test_fault_threshold_box_too_small(monkeypatch):
+    """The |u| bound uses |theta| <= box; a box below t1 must be caught."""
+    original = jr._certify_recorded
+
+    def halved(problem, keep, sw, u, needed, **kw):
+        kw["box"] = kw["box"] / 2
+        return original(problem, keep, sw, u, needed, **kw)
+
+    monkeypatch.setattr(jr, "_certify_recorded", halved)
+    D, codes, res = _certified()
+    rep = verify_exact(D, codes, res, check_optimum=False)
+    assert any("not the jumprelu relaxation" in f for f in rep.failures)
+
+
+def _proofs(res) -> list:
+    return [c for c in res.certificates if isinstance(c, jr.SeparationProof)]
+
+
+def test_fault_separation_proofs():
+    """A pruned node's proof with one weight moved by 2^-40 (the exact identity fails), or about points other
+    than the witness inputs (rows moved by 1e-9): each caught."""
+    D, codes, res = _certified()
+    assert _proofs(res) and verify_exact(D, codes, res, check_optimum=False).ok
+    p = _proofs(res)[0]
+    exact_rows = [[Fraction(v) for v in r] for r in p.Ap], [[Fraction(v) for v in r] for r in p.Ad]
+    assert check_proof(*exact_rows, p.lam, p.mu) is None
+    mu = p.mu
+    p.mu = [mu[0] + Fraction(1, 2**40)] + list(mu[1:])  # lam still sums to 1: only the identity can fail
+    rep = verify_exact(D, codes, res, check_optimum=False)
+    assert any("separation proof invalid" in f for f in rep.failures)
+    p.mu, p.Ap = mu, p.Ap + 1e-9
+    rep = verify_exact(D, codes, res, check_optimum=False)
+    assert any("witness inputs" in f for f in rep.failures)
