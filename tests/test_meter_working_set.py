@@ -67,6 +67,32 @@ def test_matched_l1_agrees_with_projected_fista():
     assert ((ws.objective - ref.objective).abs() <= ws.duality_gap + ref.duality_gap + 1e-12).all()
 
 
+def test_wide_matched_l1_optima_with_slot_compaction(monkeypatch):
+    """Supports near the rank (a budget far above the planted codes' L1), slots full and compacted: still exact."""
+    import gapbound.inference.working_set as ws
+
+    calls = []
+
+    def counted(*args):
+        calls.append(args[-1])
+        return ws_compact(*args)
+
+    ws_compact = ws.compact_slots
+    monkeypatch.setattr(ws, "compact_slots", counted)
+    D, X, S = planted(20, 400, 24, 3, noise=0.2, seed=3)
+    tau = 3.0 * S.sum(1)
+    res = l1_ball_working_set(D, X, tau, init=S, tol=1e-10, width_cap=28)
+    codes = res.dense()
+    assert res.converged and calls  # working sets were compacted on the way
+    assert (codes >= 0).all() and (codes.sum(1) <= tau * (1 + 1e-12)).all() and res.l0.float().mean() > 10
+    assert (frank_wolfe_gap(D, X, codes, tau) <= res.duality_gap + 1e-12).all()
+    ref = fista_l1_ball(D, X, tau, init=S, tol=1e-10, max_iter=100000)
+    assert ((res.objective - ref.objective).abs() <= res.duality_gap + ref.duality_gap + 1e-12).all()
+    # the multiplier: lam = 0 where the budget is not binding, else the L1 is the budget
+    slack = codes.sum(1) < tau * (1 - 1e-9)
+    assert (res.multiplier[slack] == 0).all()
+
+
 def test_screen_bound_is_rigorous_and_needed():
     """The float32 screen's bound on the atoms it did not re-evaluate holds; without the margin it would not."""
     g = torch.Generator().manual_seed(1)
@@ -80,10 +106,12 @@ def test_screen_bound_is_rigorous_and_needed():
     exact = R @ D
     screen = Screen(D)
     for k in (1, 5, 50):
-        cand, c, bound = screen.correlations(R, k)
-        torch.testing.assert_close(c, exact.gather(1, cand), rtol=1e-13, atol=0)
-        others = exact.scatter(1, cand, -math.inf).amax(1)
-        assert (others <= bound).all()
+        for n_cand in (0, 3 * k):  # more candidates than float64 re-evaluations: the bound covers them too
+            cand, c, bound = screen.correlations(R, k, n_cand)
+            assert cand.shape[1] == max(k, n_cand)
+            torch.testing.assert_close(c[:, :k], exact.gather(1, cand[:, :k]), rtol=1e-13, atol=0)
+            others = exact.scatter(1, cand[:, :k], -math.inf).amax(1)
+            assert (others <= bound).all()
     screen.coef = 0.0  # no rounding margin: the float32 order misses atoms
     misses = 0
     for k in (1, 5, 50):

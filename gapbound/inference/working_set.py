@@ -145,28 +145,32 @@ class Screen:
             out[a : a + step] = torch.bmm(self.D64T[idx[a : a + step]], V[a : a + step, :, None])[..., 0]
         return out
 
-    def correlations(self, R: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def correlations(self, R: torch.Tensor, k: int, n_cand: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Screen every atom against residuals ``R`` (float64 ``n x M``).
 
-        Returns ``(cand, c, bound)``: the ``k`` atoms with the largest float32 correlations
-        (``n x k``), their float64 correlations ``d_j . r``, and a certified upper bound on
-        ``d_j . r`` over all other atoms (``-inf`` when ``k = N``).
+        Returns ``(cand, c, bound)``: the ``max(k, n_cand)`` atoms with the largest float32
+        correlations (``n x max(k, n_cand)``), their correlations ``d_j . r`` (float64 for the
+        first ``k``, the float32 values for the rest: candidates to add, not to certify), and a
+        certified upper bound on ``d_j . r`` over all atoms but the first ``k`` (``-inf`` when ``k = N``).
         """
         k = min(k, self.N)
+        K = min(max(k, n_cand), self.N)
         n = R.shape[0]
-        cand = torch.empty(n, k, dtype=torch.long, device=R.device)
+        cand = torch.empty(n, K, dtype=torch.long, device=R.device)
+        c = torch.empty(n, K, dtype=torch.float64, device=R.device)
         bound = torch.full((n,), -math.inf, dtype=torch.float64, device=R.device)
         step = max(1, _ELEMS // self.N)
         with _full_precision_matmul():
             for a in range(0, n, step):
                 C32 = R[a : a + step].float() @ self.D32
-                v, i = C32.topk(min(k + 1, self.N), dim=1)
-                cand[a : a + step] = i[:, :k]
+                v, i = C32.topk(min(K + 1, self.N), dim=1)
+                cand[a : a + step], c[a : a + step] = i[:, :K], v[:, :K]
                 if k < self.N:  # the order of fl32 values is that of fl32 + a per-sample margin
                     bound[a : a + step] = v[:, k].double()
         if k < self.N:
             bound += self.coef * R.norm(dim=1)
-        return cand, self.atom_dots(cand, R), bound
+        c[:, :k] = self.atom_dots(cand[:, :k].contiguous(), R)
+        return cand, c, bound
 
 
 @dataclass
@@ -270,7 +274,8 @@ class _Slots:
         """Exact restricted solves of ``rows`` (``lam`` updated in place for the matched-L1 problem)."""
         args = [t.numpy() for t in (self.G, self.b, self.sv, self.ns, self.fo, self.nv, self.L, self.y, lam, tau,
                                     self.cold, rows)]
-        with _numba_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))):
+        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        with _numba_threads(threads), numba.parallel_chunksize(1):  # samples differ widely in work: dynamic
             solve_slots(*args)
         self.cold[rows] = False
 
@@ -294,7 +299,7 @@ def _block(screen: Screen, X: torch.Tensor, kind: _Kind, lo: int, idx: torch.Ten
     rounds = 0
     for rounds in range(max_rounds + 1):
         R = slots.residual(live)
-        cand, c, bound = screen.correlations(R, max(k, adds))
+        cand, c, bound = screen.correlations(R, k, adds)
         cmax = torch.maximum(c.amax(1), bound)
         Xl = slots.X[live]
         Pl, gl = kind.certify(lo + live, (R * R).sum(1), (Xl * R).sum(1), slots.sv[live].sum(1), cmax)
@@ -334,8 +339,6 @@ def _block(screen: Screen, X: torch.Tensor, kind: _Kind, lo: int, idx: torch.Ten
 def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, vals: torch.Tensor, tol: float,
            max_rounds: int, n_screen: int, max_add: int, width_cap: int | None) -> SparseResult:
     """The outer loop shared by both problems, block by block of samples (see the module docstring)."""
-    if X.device.type != "cpu":
-        raise ValueError("the working-set solver runs on the CPU (its restricted solves are compiled); pass CPU tensors")
     screen = Screen(D)
     n = X.shape[0]
     # An optimum needs at most M atoms (generically); see _SLACK.
@@ -355,7 +358,7 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
 
 def _setup(D: Any, X: Any, init: Any, idx: Any, vals: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """float64 dictionary, data and compact start (from dense ``init`` or from ``idx``/``vals``; zeros if neither)."""
-    Dt = check_dictionary(real_array("D", D)).detach().double()
+    Dt = check_dictionary(real_array("D", D)).detach().double().cpu()  # the restricted solves are compiled CPU code
     Xt = check_data(real_array("X", X), Dt, dtype=torch.float64, device=Dt.device).detach()
     n = Xt.shape[0]
     if idx is not None:
