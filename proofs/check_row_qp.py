@@ -16,6 +16,8 @@
    on the leak cost, C^1 pieces, the ``8 tau^2 gamma`` smoothing loss) and the library's
    ``_envelope`` evaluated exactly at rational points against the Moreau envelope
    ``min_v [e_tau(v) + (z - v)^2 / (2 gamma)]`` computed by sympy.
+5. ``check_jumprelu_gates``: the JumpReLU branch and bound's free-entry terms (``_JumpReluRow.parts``) are
+   below both gate costs for every threshold in the node's interval (symbolic offset, exact rational grid).
 """
 
 from __future__ import annotations
@@ -180,11 +182,44 @@ def check_jumprelu_envelope() -> None:
                 assert abs((up - dn) / (4 * h) - nq) < sp.Rational(1, 10**6), f"nu != e'/2 at z={zq}"
 
 
+def check_jumprelu_gates() -> None:
+    """Section 2.6: each free entry's term in a JumpReLU node (the library's ``_JumpReluRow.parts``) is below both of
+    its gate costs for every threshold of the node's interval: symbolically for the active hinge's offset, and
+    exactly on a rational grid of ``(y, t0, t1, theta, z)`` for the terms the library builds."""
+    from fractions import Fraction as Q
+
+    from gapbound.theory.jumprelu import _JumpReluRow
+
+    y, t1, z = sp.symbols("y t1 z", positive=True)
+    off = y + sp.Max(0, t1 - 2 * y)
+    # a dropped entry has z <= theta <= t1, so z - off <= t1 - off <= y, hence relu(z - off)^2 <= y^2
+    for case in (t1 - 2 * y, 2 * y - t1):  # t1 >= 2y / t1 <= 2y
+        c = sp.Symbol("c", nonnegative=True)
+        sub = {t1: 2 * y + c} if case == t1 - 2 * y else {t1: 2 * y - c}
+        gap = sp.simplify((y - (t1 - off)).subs(sub))
+        assert gap.is_nonnegative, f"t1 - offset exceeds y: {gap}"
+    grid = [Q(k, 2) for k in range(0, 9)]
+    for yq in (Q(1, 2), Q(2)):
+        # entry 0 active (target y), entry 1 inactive; the rows themselves do not enter parts()
+        prob = _JumpReluRow(np.ones((2, 2)), np.array([float(yq), 0.0]), None, None)
+        for t0, t1q in itertools.combinations(grid, 2):
+            keep, drop, hinge, dropped, C, _, _ = prob.parts(np.array([[-1.0, -1.0, float(t0), float(t1q)]]))
+            for th in (t0, t1q):
+                for zq in [Q(k, 4) for k in range(-4, 24)] + [th, th + Q(1, 2**30)]:
+                    for t, yt in ((0, yq), (1, Q(0))):
+                        arg = zq if yt > 0 else zq - th  # third block of L: z (active) or z - theta (inactive)
+                        term = (max(arg - Q(C[0, 4 + t]), Q(0)) ** 2 if hinge[0, t] else Q(0)) + (yt**2 if dropped[0, t] else 0)
+                        cost = (zq - yt) ** 2 if zq > th else yt**2
+                        assert term <= cost, (f"JumpReLU node term {term} above the gate cost {cost} "
+                                              f"(y={yt}, t0={t0}, t1={t1q}, theta={th}, z={zq})")
+
+
 def check() -> None:
     check_weak_duality()
     check_conjugates()
     check_kkt()
     check_jumprelu_envelope()
+    check_jumprelu_gates()
 
 
 if __name__ == "__main__":

@@ -103,3 +103,20 @@ def test_certificate_check_catches_sign_flip(monkeypatch):
     monkeypatch.setattr(duality, "dual_terms", _flip_lam_sq)
     with pytest.raises(AssertionError, match="dual"):
         check_certificates.check(classes=("relu",))
+
+
+def test_jumprelu_gate_check_catches_lowered_offset(monkeypatch):
+    """Fault: the active entries' hinge offset lowered by 1/8 (the hinge then exceeds the drop cost y^2)."""
+    from gapbound.theory import jumprelu
+
+    real = jumprelu._JumpReluRow.parts
+
+    def lowered(self, states):
+        out = list(real(self, states))
+        out[4] = out[4].copy()
+        out[4][:, 2 * self.n:3 * self.n] -= 0.125 * (self.y > 0)
+        return tuple(out)
+
+    monkeypatch.setattr(jumprelu._JumpReluRow, "parts", lowered)
+    with pytest.raises(AssertionError, match="above the gate cost"):
+        check_row_qp.check_jumprelu_gates()
