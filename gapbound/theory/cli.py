@@ -100,8 +100,7 @@ def _run(argv: list[str] | None) -> int:
         D = random_dictionary(args.M, args.N, args.seed)
     t0 = time.perf_counter()
     res = certify(D, args.K, design=args.design, encoder_class=args.encoder_class,
-                  max_partners=args.max_partners, check_uniqueness=args.l1_certificates,
-                  jumprelu_budget=args.jumprelu_budget)
+                  max_partners=args.max_partners, check_uniqueness=args.l1_certificates)
     seconds = time.perf_counter() - t0
     if args.json:
         out = res.to_dict()
