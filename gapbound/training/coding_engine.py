@@ -6,8 +6,8 @@ one Adam step on the dictionary with the codes fixed. Alone, the inference is
 :func:`gapbound.inference.solve` (active set from the sample's stored code,
 FISTA, active-set finish): the exact non-negative LASSO solution wherever the
 active set certifies it. Its per-call overhead (validation, problem set-up,
-compiled-kernel dispatch) is paid once per (seed, step), ~20 ms at N = 16
-against microseconds of arithmetic.
+compiled-kernel dispatch) is paid once per (seed, step): ~5 CPU ms a step at
+N = 16 (measured 184-207 steps/s per model) against microseconds of arithmetic.
 
 Here the inference of all ``B`` models runs as one batched Lawson-Hanson
 active set (:func:`batched_nn_lasso`): every round solves all samples' support
@@ -16,6 +16,9 @@ dictionaries (at most 256 atoms: an ``N x N`` system per sample). Samples it
 does not certify (degenerate supports) go to ``solve`` per model, as alone.
 Both return the unique minimiser up to rounding, so each model's run equals
 its one-at-a-time run up to floating-point order (``tests/test_engine.py``).
+The library's batched :func:`gapbound.inference.active_set.lawson_hanson` in
+place of :func:`_active_set` gave the same codes but took 1.9x the time per
+step's inference (measured; ``docs/scale.md`` says why), so it is not used here.
 """
 
 from __future__ import annotations
