@@ -162,7 +162,8 @@ def _row_bound(
         truncated = (f"drop enumeration stopped at {best_res.k_done + 1} drops (max_subproblems={max_subproblems}); "
                      f"the tail bound {best_res.tail:.6g} decides")
     elif upper > bound + OPTIMAL_RTOL * upper:
-        why = ("JumpReLU threshold/leak relaxation not closed" if encoder_class == "jumprelu"
+        why = ("a leaf's gate pattern was neither separated nor proven unrealisable, or the best row found "
+               "misses its closure value" if encoder_class == "jumprelu"
                else "an ill-conditioned or rank-deficient kept set fell back to a weaker certificate")
         truncated = f"bound {bound:.6g} below the best {encoder_class} row found ({upper:.6g}): {why}"
     return RowBound(

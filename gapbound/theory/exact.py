@@ -34,7 +34,6 @@ Each failed check adds one line to ``ExactReport.failures``.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
