@@ -1,7 +1,9 @@
 """The amortisation gap: witness sets, certified lower bounds on every encoder of a class, exact decoding.
 
 Modules: :mod:`.witness` (codes, inputs, an encoder's error on them), :mod:`.duality` (certified values
-of convex row problems), :mod:`.drops` (drop enumeration), :mod:`.jumprelu` (threshold branch and bound),
+of convex row problems), :mod:`.drops` (drop enumeration), :mod:`.relu` / :mod:`.jumprelu` (branch and
+bound over gates; JumpReLU with the threshold a variable), :mod:`.separation` (realisable JumpReLU gate
+patterns, exact Farkas proofs),
 :mod:`.bounds` (``lower_bound`` per encoder class), :mod:`.recovery` (exact decoding, spark, L1
 certificates), :mod:`.certificate` (``certify``, ``CertifyResult``), :mod:`.cli` (``python -m gapbound.certify``).
 Encoders trained on a witness set: :func:`gapbound.training.witness.fit_encoder`.

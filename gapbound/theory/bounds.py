@@ -15,8 +15,10 @@ for every encoder ``f(x) = g(W x + b)`` of the class:
     ``E >= sum_i min_{w, beta} sum_{t: s_ti > 0} min((w.x_t + beta - s_ti)^2, s_ti^2)``.
 ``"jumprelu"``
     ``f_i = z_i 1[z_i > theta_i]`` with any per-latent ``theta_i >= 0``
-    (:mod:`gapbound.theory.jumprelu`). Never below the linear-gated bound,
-    never above the ReLU one (``theta = 0``).
+    (:mod:`gapbound.theory.jumprelu`): the ReLU branch and bound with the threshold
+    a variable, over every witness entry's gate, pruning gate patterns no row realises
+    (:mod:`gapbound.theory.separation`). Never below the linear-gated bound, never above
+    the ReLU one (``theta = 0``).
 ``"relu"``
     ``f = relu(W x + b)``. An inactive entry costs ``relu(z)^2`` and an active
     entry is dropped (cost ``s^2``, hard constraint ``z <= 0``) exactly when ``z <= 0``.
