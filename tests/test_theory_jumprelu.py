@@ -103,3 +103,31 @@ def test_fault_separation_proofs():
     p.mu, p.Ap = mu, p.Ap + 1e-9
     rep = verify_exact(D, codes, res, check_optimum=False)
     assert any("witness inputs" in f for f in rep.failures)
+
+
+def test_bound_equals_independent_search_on_a_tiny_dictionary():
+    """M = 2, N = 4 (14 codes, 3 parameters per row): random search plus Nelder-Mead over (w, b), each row's error
+    with its best threshold, finds exactly the bound's row values (the bound is the class optimum there)."""
+    from scipy.optimize import minimize
+
+    from gapbound.theory.bounds import normalise_scale
+    from gapbound.theory.witness import witness_inputs
+
+    D, codes = _dictionary(100, 2, 4), witness_codes(4, 2, "pairs")
+    res = lower_bound(D, codes, "jumprelu")
+    Dn, _ = normalise_scale(D)
+    A = np.hstack([witness_inputs(Dn, codes), np.ones((len(codes), 1))])
+    rng = np.random.default_rng(7)
+    for row in res.rows:
+        y = codes[:, row.row]
+        U = rng.normal(size=(40000, 3)) * rng.lognormal(0.0, 1.5, size=(40000, 1))
+        cost = jr.jumprelu_row_cost(U @ A.T, y)
+
+        def f(u):
+            return float(jr.jumprelu_row_cost((A @ u)[None], y)[0])
+
+        found = min([cost.min()] + [minimize(f, u0, method="Nelder-Mead",
+                                             options=dict(xatol=1e-12, fatol=1e-14, maxiter=3000)).fun
+                                    for u0 in U[np.argsort(cost)[:8]]])
+        assert row.bound <= found + 1e-12
+        assert found <= row.bound * (1 + 1e-6) + 1e-12, (row.row, row.bound, found)
