@@ -1,6 +1,6 @@
 """The language-model comparison (the paper's interpretability claim), from ``OUT/gpt2.json``.
 
-    python -m paper_figures.gpt2 results/lm_offline2/gpt2.json [--out DIR]
+    python -m paper_figures.gpt2 results/lm_offline3/gpt2.json [--out DIR]
 
 Left: the NMSE-L0 frontier of each method over the L0 sweep (lower left is
 better). Middle: mean explain-then-detect F1 per L0 target with bootstrap 95 %
@@ -77,7 +77,7 @@ def render(results: str | Path, out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return figure_main(render, "results/lm_offline2/gpt2.json", __doc__, argv)
+    return figure_main(render, "results/lm_offline3/gpt2.json", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -313,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "hook_name": store.meta.get("hook_name")},
                   "splits": splits, "harvest_seconds": harvest_s, "wall_seconds_this_invocation": wall,
                   **summary,
-                  "methods": {p["method"] + "-k" + str(p["result"]["k"]): p["result"] for p in exp.parts().values()}}
+                  "methods": {p["method"] + "-k" + str(p["result"]["k"]): p["result"] for p in exp.parts().values()},
+                  "carried_from": {key: p["carried_from"] for key, p in exp.parts().items() if p.get("carried_from")}}
         exp.write_result("gpt2.json", report)
         print(format_table(summary), file=sys.stderr)
         print(f"wall time of this invocation: {wall:.1f} s (harvest {harvest_s:.1f} s)", file=sys.stderr)

@@ -250,6 +250,7 @@ def test_carry_from_adopts_only_parts_whose_method_reads_none_of_the_changed_set
         assert new[key] == report["methods"][key]
         part = json.loads((carried / "parts" / f"{key}.json").read_text())
         assert part["carried_from"]["differs_in"] == ["lca_steps"] and part["carried_from"]["out"] == str(out)
+    assert sorted(json.loads((carried / "gpt2.json").read_text())["carried_from"]) == ["MLP-k4", "MLP-k8", "SAE-k4", "SAE-k8"]
     assert new["LCA-k4"]["steps"] == 10
     with pytest.raises(ValueError, match="not only training settings"):
         sim.main([*base, "--out", str(tmp_path / "other"), "--store", str(out / "store"), "--carry-from", str(out),
