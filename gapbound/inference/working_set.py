@@ -202,16 +202,20 @@ class _Slots:
     are never mapped, so narrow working sets (the LASSO's) cost little.
     """
 
-    def __init__(self, screen: Screen, X: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor, cap: int):
+    def __init__(self, screen: Screen, X: torch.Tensor, idx: torch.Tensor, vals: torch.Tensor, cap: int,
+                 work: dict[str, torch.Tensor]):
         B, w = idx.shape
         M = screen.M
         self.screen, self.X, self.cap = screen, X, cap
         self.atoms = torch.zeros(B, cap, dtype=torch.long)
         self.sv = torch.zeros(B, cap, dtype=torch.float64)
         self.b = torch.empty(B, cap, dtype=torch.float64)
-        self.D = torch.empty(B, cap, M, dtype=torch.float64)
-        self.G = torch.empty(B, cap, cap, dtype=torch.float64)
-        self.L = torch.empty(B, cap, cap, dtype=torch.float64)
+        # The large arrays are reused from block to block (stale entries are never read before written):
+        # fresh ones cost a page fault per 4 KiB touched, every block.
+        for name, shape in (("D", (B, cap, M)), ("G", (B, cap, cap)), ("L", (B, cap, cap))):
+            if name not in work or work[name].shape[0] < B:
+                work[name] = torch.empty(shape, dtype=torch.float64)
+            setattr(self, name, work[name][:B])
         self.y = torch.empty(B, cap, dtype=torch.float64)
         self.fo = torch.zeros(B, cap, dtype=torch.long)
         self.nv = torch.zeros(B, dtype=torch.long)
@@ -285,10 +289,10 @@ class _Slots:
 
 
 def _block(screen: Screen, X: torch.Tensor, kind: _Kind, lo: int, idx: torch.Tensor, vals: torch.Tensor, tol: float,
-           max_rounds: int, n_screen: int, max_add: int, cap: int) -> tuple[torch.Tensor, ...]:
+           max_rounds: int, n_screen: int, max_add: int, cap: int, work: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """The outer loop (see the module docstring) for the samples ``lo..lo+len(idx)-1``."""
     B = idx.shape[0]
-    slots = _Slots(screen, X[lo : lo + B], idx, vals, cap)
+    slots = _Slots(screen, X[lo : lo + B], idx, vals, cap, work)
     lam = kind.lam[lo : lo + B]  # a view: the matched-L1 solves update kind.lam
     tau = torch.full((B,), -1.0, dtype=torch.float64) if kind.tau is None else kind.tau[lo : lo + B].contiguous()
     P = torch.full((B,), math.inf, dtype=torch.float64)
@@ -347,8 +351,9 @@ def _outer(D: torch.Tensor, X: torch.Tensor, kind: _Kind, idx: torch.Tensor, val
     if idx.shape[1] > cap:  # a start wider than any optimum: keep its largest codes
         idx, vals = _compact(idx[:, :cap], vals[:, :cap])
     X = X.contiguous()
+    work: dict[str, torch.Tensor] = {}
     parts = [_block(screen, X, kind, a, *_compact(idx[a : a + _BLOCK], vals[a : a + _BLOCK]), tol, max_rounds,
-                    n_screen, max_add, cap) for a in range(0, n, _BLOCK)]
+                    n_screen, max_add, cap, work) for a in range(0, n, _BLOCK)]
     width = max(p[0].shape[1] for p in parts)
     I = torch.cat([torch.nn.functional.pad(p[0], (0, width - p[0].shape[1])) for p in parts])
     V = torch.cat([torch.nn.functional.pad(p[1], (0, width - p[1].shape[1])) for p in parts])
