@@ -24,3 +24,12 @@ def test_quick_start_example_runs_as_written(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     # The example prints its own checks; a False there means a claim in the README is wrong.
     assert "False" not in proc.stdout, proc.stdout
+
+
+def test_synthetic_table_is_rendered_from_the_committed_results() -> None:
+    """The README's synthetic MCC table is exactly what ``paper_figures.synthetic_table`` renders from results/."""
+    from paper_figures.synthetic_table import load_reports, markdown_table
+
+    root = README.parent
+    table = markdown_table(load_reports([root / "results" / "synthetic_paper", root / "results" / "synthetic_paper_known_d"]))
+    assert table in README.read_text(), "README's synthetic table is stale: paste the output of\n" + table
