@@ -150,3 +150,24 @@ def test_bad_arguments():
         lasso_working_set(D, X.to(torch.complex128), 0.1)
     with pytest.raises(ValueError, match="idx must hold atom positions"):
         lasso_working_set(D, X, 0.1, idx=torch.full((4, 1), 99), vals=torch.ones(4, 1, dtype=torch.float64))
+
+
+
+def test_matched_l1_budget_that_allows_an_exact_fit_is_solved_and_certified():
+    """Budgets above some exact reconstruction's L1 norm (M < N: NNLS at lam = 0 is singular): optimum 0.
+
+    Regression: the restricted solve accepted lam = 0 where Lawson-Hanson had given up on the
+    singular exact fit, and an untrained SAE's report had Frank-Wolfe gaps of order 1.
+    """
+    import gapbound
+
+    rng = np.random.default_rng(0)
+    D = rng.normal(size=(8, 16))
+    D /= np.linalg.norm(D, axis=0)
+    S = np.zeros((256, 16))
+    for row in S:
+        row[rng.choice(16, 3, replace=False)] = np.abs(rng.normal(size=3))
+    torch.manual_seed(0)
+    report = gapbound.measure_gap(gapbound.SAE(8, 16, activation="relu"), S @ D.T)
+    assert float(report.l1_certificate.max()) <= report.tol_l1
+    assert report.summary()["certified"]

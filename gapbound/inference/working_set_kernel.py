@@ -141,9 +141,11 @@ def _l1(G, b, sv, ns, fo, nv, L, y, lam, tau, W, s, q, F, z, gone, g, mark, cold
         for j in range(ns):
             total += sv[j]
         f = total - tau
-        if abs(f) <= 1e-13 * tau or (lam == 0.0 and f <= 0.0):
+        if abs(f) <= 1e-13 * tau or (lam == 0.0 and f <= 0.0 and exact):
             break
-        if f > 0.0:
+        if lam == 0.0 and not exact:  # NNLS gave up (rank-deficient, e.g. an exact fit): search (0, hi) instead
+            lo_seen = True
+        elif f > 0.0:
             lo, lo_seen = lam, True
         else:
             hi = lam
