@@ -12,7 +12,7 @@ from gapbound.synthetic.data import random_dictionary
 from gapbound.theory import lower_bound, witness_codes
 from gapbound.theory.bounds import normalise_scale
 from gapbound.theory.certificate import default_max_partners
-from gapbound.theory.drops import _DROP_PENALTY, _drop_search
+from gapbound.theory.drops import _drop_search
 from gapbound.theory.relu import relu_row_cost
 from gapbound.theory.witness import witness_inputs
 
@@ -34,7 +34,7 @@ def test_branch_and_bound_equals_exhaustive_drop_enumeration(seed, N, M, design,
     res = lower_bound(D, codes, "relu")
     assert res.optimal, res.truncated_rows
     for (i, Aa, y, Bi), row in zip(_rows(D, codes), res.rows):
-        full = _drop_search(Aa, y, Bi, 0.0, 0.0, 0.0, _DROP_PENALTY, math.inf, 1 << 16)
+        full = _drop_search(Aa, y, Bi, True, math.inf, 1 << 16)
         assert full.k_done == len(y)  # every drop set enumerated (or pruned by its cost)
         assert row.bound == pytest.approx(full.value, rel=1e-6, abs=1e-9)
         u = np.array(row.weights)

@@ -140,7 +140,7 @@ def _row_bound(
     interval, complete = None, True
     tag = dict(row=row, active=active, inactive=inactive, encoder_class=encoder_class)
     if encoder_class == "linear-gated":
-        res = _drop_search(Aa, y, Bi, 0.0, math.inf, 0.0, 0.0, math.inf, max_subproblems, record=record, tag=tag)
+        res = _drop_search(Aa, y, Bi, False, math.inf, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
     elif encoder_class == "relu":
         res, complete = _relu_row_bnb(Aa, y, Bi, max_subproblems, record=record, tag=tag)

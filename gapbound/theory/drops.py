@@ -20,14 +20,11 @@ from .duality import _certify_batch, _gamma, _newton
 # z <= threshold") while Newton solves; the certificate treats these rows as hard constraints
 # (sw = inf) with multipliers _DROP_PENALTY relu(L u - c), so the bound is for the constraint itself.
 _DROP_PENALTY = 1e4
-# Moreau smoothing of the JumpReLU inactive-entry envelope (proofs/02 section 2.6): it
-# lowers a leaking entry's cost by at most 8 tau^2 gamma, and keeps Newton and the duals well posed.
-_ENVELOPE_SMOOTHING = 1e-3
 
 
 @dataclass
 class _Search:
-    """Outcome of one drop enumeration (one threshold interval)."""
+    """Outcome of one row search (drop enumeration or branch and bound)."""
 
     value: float
     drop_set: list[int]
@@ -50,33 +47,22 @@ def _cheapest(ysq: np.ndarray) -> np.ndarray:
 
 
 def _drop_search(
-    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, t0: float, t1: float, rho_keep: float,
-    rho_drop: float, best: float, max_subproblems: int, batch: int = 4096,
-    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, record: list | None = None,
-    tag: dict | None = None,
+    Aa: np.ndarray, y: np.ndarray, Bi: np.ndarray, relu: bool, best: float, max_subproblems: int,
+    batch: int = 4096, record: list | None = None, tag: dict | None = None,
 ) -> _Search:
     """Certified ``min(best, min_Z [drops(Z) + convex(Z)])`` over drop sets ``Z`` of the active entries.
 
-    The convex problem of ``Z`` (threshold interval ``[t0, t1]``) has the
-    inactive entries' envelope ``e_t1(B u)`` (none when ``t1 = inf``) and the constraints
-    ``z >= t0`` on kept and ``z <= t1`` on dropped active entries (weights ``rho_keep``, ``rho_drop``:
-    ``_DROP_PENALTY`` for a hard constraint, 0 for none);
-    ``extra = (L, c, w)`` adds hinge terms ``w relu(L u - c)^2`` shared by every
-    subset (fixed leak decisions). ``best`` prunes: a subset whose drop cost
-    alone reaches it cannot lower the minimum, and the result never exceeds it.
-    With ``record``, every certified batch is appended as a
+    Free gate (``relu=False``): the convex problem of ``Z`` is least squares on the kept entries.
+    ReLU (``relu=True``; the exhaustive reference for :mod:`gapbound.theory.relu`'s branch and bound):
+    plus the inactive entries' ``relu(B u)^2`` and the hard constraint ``z <= 0`` on dropped entries.
+    ``best`` prunes: a subset whose drop cost alone reaches it cannot lower the minimum, and the result
+    never exceeds it. With ``record``, every certified batch is appended as a
     :class:`~gapbound.theory.duality.Certificate` carrying ``tag``.
     """
     n = len(y)
     ysq = y**2
-    t1c = 0.0 if math.isinf(t1) else t1  # an infinite ceiling switches its terms off (weight 0)
-    if math.isinf(t1):
-        rho_drop = 0.0
-    L = np.vstack([-Aa, Aa])
-    c = np.concatenate([np.full(n, -t0), np.full(n, t1c)])
-    wx = np.zeros(0)
-    if extra is not None:
-        L, c, wx = np.vstack([L, extra[0]]), np.concatenate([c, extra[1]]), extra[2]
+    tau = 0.0 if relu else math.inf  # inf: no inactive-entry terms
+    L, c = Aa, np.zeros(n)  # dropped entries: z <= 0 (ReLU only; weight 0 for the free gate)
     cheapest = _cheapest(ysq)
     best_Z, best_u, no_drop = [], None, 0.0  # no_drop stays 0 (a trivial bound) when pruned before k = 0
     solved, k_done = 0, -1
@@ -92,15 +78,14 @@ def _drop_search(
             keep = np.ones((len(chunk), n))
             for r, Z in enumerate(chunk):
                 keep[r, list(Z)] = 0.0
-            Wt = np.hstack([rho_keep * keep, rho_drop * (1.0 - keep), np.broadcast_to(wx, (len(chunk), len(wx)))])
-            gamma = 0.0 if t1 == 0.0 else _ENVELOPE_SMOOTHING
-            u = _newton(Aa, y, L, c, keep, Wt, Bi, t1, gamma)
+            Wt = (_DROP_PENALTY if relu else 0.0) * (1.0 - keep)
+            u = _newton(Aa, y, L, c, keep, Wt, Bi, tau)
             n_rec = len(record) if record is not None else 0
-            # constraint rows (penalty weight) are certified as hard constraints, the rest as weighted terms
-            sw = np.where(Wt == _DROP_PENALTY, np.inf, np.sqrt(Wt))
-            vals = _certify_batch(Aa, y, L, c, keep, sw, Bi, t1, gamma, u, record, hard_weight=_DROP_PENALTY)
+            # the penalised rows are certified as hard constraints (multipliers _DROP_PENALTY relu(z))
+            sw = np.where(Wt > 0, np.inf, 0.0)
+            vals = _certify_batch(Aa, y, L, c, keep, sw, Bi, tau, u, record, hard_weight=_DROP_PENALTY)
             if record is not None and len(record) > n_rec:
-                record[-1].tag = dict(tag or {}, t0=t0, t1=t1, cap=best)
+                record[-1].tag = dict(tag or {}, cap=best)
             solved += len(chunk)
             j = int(np.argmin(vals))
             if k == 0:

@@ -47,36 +47,19 @@ def _up(x: Any) -> Any:
     return np.nextafter(x, np.inf)
 
 
-def _envelope(z: np.ndarray, tau: float, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Moreau envelope ``e_{tau,gamma}`` of the convex envelope of ``z^2 1[z > tau]`` (``tau >= 0``).
-
-    The convex envelope ``e_tau`` is 0 up to ``tau``, the tangent line
-    ``4 tau (z - tau)`` up to ``2 tau``, then ``z^2``; its kink at ``tau``
-    would stall Newton and spoil the dual certificate, so it is smoothed by the
-    Moreau envelope with parameter ``gamma`` (``e_gamma <= e_tau``: still a lower
-    bound). Returns ``(value, nu, curvature)`` with ``nu = e'(z) / 2``.
-    """
-    if tau == 0.0 and gamma == 0.0:  # relu(z)^2 (the ReLU class's inactive entries): the common case, fast
-        zp = np.maximum(z, 0.0)
-        return zp * zp, zp, (z > 0).astype(float)
-    g = max(gamma, 1e-300)
-    r1, r2 = tau + 4 * tau * gamma, 2 * tau + 4 * tau * gamma
-    # prox point v: z (flat part), tau (kink), z - 4 tau gamma (line), z / (1 + 2 gamma) (parabola)
-    v = np.where(z <= tau, z, np.where(z <= r1, tau, np.where(z <= r2, z - 4 * tau * gamma, z / (1 + 2 * gamma))))
-    ev = np.where(v <= tau, 0.0, np.where(v <= 2 * tau, 4 * tau * (v - tau), v**2))
-    value = ev + np.where(z <= tau, 0.0, (z - v) ** 2 / (2 * g))
-    nu = np.where(z <= tau, 0.0, np.where(z <= r1, (z - tau) / (2 * g), np.where(z <= r2, 2 * tau, z / (1 + 2 * gamma))))
-    curv = np.where(z <= tau, 0.0, np.where(z <= r1, 1 / (2 * g), np.where(z <= r2, 0.0, 1 / (1 + 2 * gamma))))
-    return value, nu, curv
+def _envelope(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ReLU class's inactive-entry term ``relu(z)^2``: ``(value, nu, curvature)`` with ``nu = relu(z) = e'(z) / 2``."""
+    zp = np.maximum(z, 0.0)
+    return zp * zp, zp, (z > 0).astype(float)
 
 
 def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, Wt: np.ndarray,
-            Bi: np.ndarray, tau: float, gamma: float, iters: int = 100, u0: np.ndarray | None = None) -> np.ndarray:
+            Bi: np.ndarray, tau: float, iters: int = 100, u0: np.ndarray | None = None) -> np.ndarray:
     """Batched damped Newton for the convex problem of each drop set.
 
     ``f(u) = ||keep*(Aa u - y)||^2 + sum_j Wt_j relu(L_j.u - c_j)^2 + sum_t e(B_t.u)``
-    with ``e`` the inactive entries' smoothed envelope (:func:`_envelope`;
-    ``tau = 0, gamma = 0`` gives ``relu(z)^2``, ``tau = inf`` switches them off). ``keep`` is
+    with ``e(z) = relu(z)^2`` for the inactive entries (:func:`_envelope`; ``tau = 0``: the ReLU
+    class; ``tau = inf`` switches them off, the free gate). ``keep`` is
     ``n_Z x n_active`` (1 kept, 0 dropped), ``Wt`` is ``n_Z x n_L`` (penalties
     standing in for gate constraints); ``c`` is one vector for all subproblems or ``n_Z x n_L``
     (one per subproblem). The step uses the generalised Hessian
@@ -105,7 +88,7 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     def objective(u: np.ndarray, kp: np.ndarray, wt: np.ndarray, cz: np.ndarray) -> np.ndarray:
         za, zl = u @ Aa.T, u @ L.T - cz
         return ((kp * (za - y) ** 2).sum(1) + (wt * np.maximum(zl, 0.0) ** 2).sum(1)
-                + _envelope(u @ Bi.T, tau, gamma)[0].sum(1))
+                + _envelope(u @ Bi.T)[0].sum(1))
 
     todo = np.arange(len(keep))
     f_all = objective(u_all, keep, Wt, C)
@@ -115,7 +98,7 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
         u, kp, wt, f, cz = u_all[todo], keep[todo], Wt[todo], f_all[todo], C[todo]
         za, zl, zb = u @ Aa.T, u @ L.T - cz, u @ Bi.T
         hl = wt * np.maximum(zl, 0.0)
-        _, eb, cb = _envelope(zb, tau, gamma)
+        _, eb, cb = _envelope(zb)
         grad = (kp * (za - y)) @ Aa + hl @ L + eb @ Bi
         H = (np.einsum("zt,tij->zij", kp, AA) + np.einsum("zt,tij->zij", wt * (zl > 0), LL)
              + np.einsum("zt,tij->zij", cb, BB))
@@ -140,13 +123,13 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     return u_all
 
 
-def envelope_conjugate(nu: Any, tau: Any, gamma: Any, maximum: Any = np.maximum) -> Any:
-    """``e*(2 nu)``, the conjugate of the smoothed envelope at ``2 nu`` (``nu >= 0``): ``max(2 nu tau, nu^2) + 2 gamma nu^2``.
+def envelope_conjugate(nu: Any) -> Any:
+    """``e*(2 nu) = nu^2``, the conjugate of the inactive-entry term ``e(v) = relu(v)^2`` at ``2 nu`` (``nu >= 0``).
 
-    Pure arithmetic, so ``proofs/check_row_qp.py`` checks this very function with sympy
-    (``maximum=sympy.Max``) against the supremum ``sup_v [2 nu v - e(v)]``.
+    Pure arithmetic, so ``proofs/check_row_qp.py`` checks this very function with sympy against the
+    supremum ``sup_v [2 nu v - relu(v)^2]`` over all ``v``.
     """
-    return maximum(2 * nu * tau, nu**2) + 2 * gamma * nu**2
+    return nu * nu
 
 
 def _hard(sw: Any) -> Any:
@@ -197,7 +180,7 @@ def drop_cost(dropped: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def multipliers(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
-                Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray,
+                Bi: np.ndarray, tau: float, u: np.ndarray,
                 hard_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dual multipliers read off a primal point: ``lam`` = kept residuals, ``mu = sw relu(L u - c)``, ``nu = e'(B u) / 2``.
 
@@ -211,7 +194,7 @@ def multipliers(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, kee
     viol = np.maximum(u @ L.T - c, 0.0)
     hard = _hard(sw)
     mu = np.where(hard, hard_weight * viol, np.where(hard, 0.0, sw) * viol) if hard.any() else sw * viol
-    nu = _envelope(u @ Bi.T, tau, gamma)[1]
+    nu = _envelope(u @ Bi.T)[1]
     return lam, mu, nu
 
 
@@ -221,7 +204,7 @@ class Certificate:
 
     ``value[z]`` is a certified lower bound on ``drop_cost + min_u f_z(u)`` for
     ``f_z(u) = sum_t keep_zt (Aa_t.u - y_t)^2 + sum_j (sw_zj relu(L_j.u - c_j))^2 + sum_t e(Bi_t.u)``
-    (``e``: the envelope of :func:`_envelope` with ``tau, gamma``; none when ``tau = inf``), minimised
+    (``e(v) = relu(v)^2``, :func:`_envelope`; none when ``tau = inf``), minimised
     subject to ``L_j.u <= c_j`` for the hard rows ``sw_zj = inf`` (their ``mu`` is the constraint's
     multiplier). ``drop[z]`` marks the dropped entries (drop cost ``sum drop y^2``); entries neither
     kept nor dropped are free (branch and bound nodes).
@@ -242,7 +225,6 @@ class Certificate:
     c: np.ndarray
     Bi: np.ndarray
     tau: float
-    gamma: float
     keep: np.ndarray
     sw: np.ndarray
     u: np.ndarray
@@ -282,7 +264,7 @@ def _integer_rows(Aa: np.ndarray, L: np.ndarray, Bi: np.ndarray) -> tuple[list, 
 
 
 def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
-                 Bi: np.ndarray, tau: float, gamma: float, lam: np.ndarray, mu: np.ndarray, nu: np.ndarray,
+                 Bi: np.ndarray, tau: float, lam: np.ndarray, mu: np.ndarray, nu: np.ndarray,
                  dropped: np.ndarray, attempts: int = 4,
                  keep_multipliers: bool = True) -> tuple[float, tuple[list, list, list] | None] | None:
     """Certified value of one subproblem whose kept rows are rank-deficient, by an exact multiplier correction.
@@ -351,12 +333,7 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
         if a:
             m = Q(a, den)
             dual -= (0 if hard[j] else (m / Q(sw[j])) ** 2) + 2 * m * Q(c[j])
-    if len(env_idx):
-        tq, gq = Q(tau) if math.isfinite(tau) else Q(0), Q(gamma)
-        sq = Q(sum(a * a for a in nu_n), den * den)
-        lin = sum((a for a in nu_n if tq == 0 or Q(a, den) < 2 * tq), 0)  # conj = 2 nu tau where nu < 2 tau
-        sq_big = Q(sum(a * a for a in nu_n if not (tq == 0 or Q(a, den) < 2 * tq)), den * den)
-        dual -= (sq_big + 2 * tq * Q(lin, den) if tq else sq) + 2 * gq * sq
+    dual -= Q(sum(a * a for a in nu_n), den * den)  # conjugates of relu(v)^2: nu^2
     drops = Q(sum(int(y_int[t]) ** 2 for t in np.flatnonzero(dropped > 0)), 1 << (2 * ey))
     value = float(_down(float(drops + dual)))
     if not keep_multipliers:
@@ -374,7 +351,7 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
 
 def _certify_batch(
     Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
-    Bi: np.ndarray, tau: float, gamma: float, u: np.ndarray, record: list | None = None,
+    Bi: np.ndarray, tau: float, u: np.ndarray, record: list | None = None,
     dropped: np.ndarray | None = None, hard_weight: float = 0.0, exact_correction: bool = True,
     needed: float | None = None, box: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -401,13 +378,13 @@ def _certify_batch(
     if math.isinf(tau):
         Bi = Bi[:0]
     n_a, n_L, n_B, p = Aa.shape[0], L.shape[0], Bi.shape[0], Aa.shape[1]
-    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, gamma, u, hard_weight)
+    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, u, hard_weight)
     # drop cost: n_a products (y^2, exact mask) summed: gamma_{n_a + 1}
     drop_mask = 1.0 - keep if dropped is None else dropped
     drops = drop_cost(drop_mask, y)
     drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
     # dual: each summand takes <= 3 roundings (the conjugate's), the sum n - 1 more (_sum_error)
-    terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu, tau, gamma))
+    terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu))
     dual = terms.sum(1)
     dual_lo = _down(dual - _sum_error(terms))
     # g: three dot products of total length n_a + n_L + n_B, two additions, and sw * mu: gamma_{n + 3}
@@ -444,12 +421,12 @@ def _certify_batch(
     if needed is not None:
         want &= (value < needed) & (drops + dual >= needed)
     for z in np.flatnonzero(want):
-        res = _exact_value(Aa, y, L, c if c.ndim == 1 else c[z], keep[z], sw[z], Bi, tau, gamma, lam[z], mu[z], nu[z],
+        res = _exact_value(Aa, y, L, c if c.ndim == 1 else c[z], keep[z], sw[z], Bi, tau, lam[z], mu[z], nu[z],
                            drop_mask[z],
                            keep_multipliers=record is not None)
         if res is not None and res[0] > value[z]:
             value[z], exact[int(z)] = res
     if record is not None:
-        record.append(Certificate(Aa, y, L, c, Bi, tau, gamma, keep, sw, u, lam, mu, nu, drops_lo, dual_lo, g_hi,
+        record.append(Certificate(Aa, y, L, c, Bi, tau, keep, sw, u, lam, mu, nu, drops_lo, dual_lo, g_hi,
                                   sig_lo, y_hi, U_hi, cap, value, exact=exact, drop=drop_mask, box=box))
     return value

@@ -42,7 +42,7 @@ import numpy as np
 
 from .bounds import BoundResult, normalise_scale
 from .duality import Certificate
-from .exact_optimum import _envelope_piece, _q, _row_c, _Subproblem  # noqa: F401 (_envelope_piece: kept importable)
+from .exact_optimum import _q, _row_c, _Subproblem
 from .separation import SeparationProof, check_proof
 from .witness import as_dictionary64, check_codes
 
@@ -73,9 +73,9 @@ def _psd(G: np.ndarray) -> bool:
     return True
 
 
-def _conjugate(nu: Fraction, tau: Fraction, gamma: Fraction) -> Fraction:
-    """``sup_v [2 nu v - e(v)]`` for the smoothed envelope (``nu >= 0``)."""
-    return max(2 * nu * tau, nu * nu) + 2 * gamma * nu * nu
+def _conjugate(nu: Fraction) -> Fraction:
+    """``sup_v [2 nu v - relu(v)^2] = nu^2`` (``nu >= 0``): the inactive entries' conjugate."""
+    return nu * nu
 
 
 @dataclass
@@ -121,12 +121,12 @@ def _check_relaxation(rep: ExactReport, cert: Certificate, encoder_class: str) -
     row = cert.tag.get("row")
     keep, drop = cert.keep, cert.dropped
     if encoder_class == "linear-gated":  # drop enumeration: every entry kept or dropped, no constraint
-        ok = np.array_equal(cert.L[:n], -cert.Aa) and np.array_equal(cert.L[n:2 * n], cert.Aa) and len(cert.L) == 2 * n
+        ok = np.array_equal(cert.L, cert.Aa) and not cert.c.any()
         ok = ok and np.isinf(cert.tau) and not cert.sw.any() and np.array_equal(drop, 1.0 - keep)
     else:  # relu branch and bound: inactive relu(z)^2; dropped: hard z <= 0; free: relu(z - y)^2; kept: (z - y)^2
         free = 1.0 - keep - drop
         ok = (len(cert.L) == 2 * n and np.array_equal(cert.L[:n], cert.Aa) and np.array_equal(cert.L[n:], cert.Aa)
-              and not cert.c[:n].any() and np.array_equal(cert.c[n:], cert.y) and cert.tau == 0.0 and cert.gamma == 0.0)
+              and not cert.c[:n].any() and np.array_equal(cert.c[n:], cert.y) and cert.tau == 0.0)
         ok = ok and bool(np.isin(keep, (0.0, 1.0)).all() and np.isin(drop, (0.0, 1.0)).all() and (free >= 0).all())
         ok = ok and np.array_equal(np.isinf(cert.sw[:, :n]), drop > 0) and not cert.sw[:, :n][drop == 0].any()
         ok = ok and np.array_equal(cert.sw[:, n:], free)
@@ -148,7 +148,7 @@ def _check_jumprelu_relaxation(rep: ExactReport, cert: Certificate) -> None:
     ok = (cert.box is not None and cert.c.ndim == 2 and L.shape[0] == 3 * n + 2 and not cert.Aa[:, -1].any()
           and np.array_equal(L[:n], zt) and np.array_equal(L[n:2 * n], -zt) and np.array_equal(L[-2], -e)
           and np.array_equal(L[-1], e) and np.array_equal(L[2 * n:3 * n], np.where(act[:, None], cert.Aa, zt))
-          and cert.tau == 0.0 and cert.gamma == 0.0 and len(cert.Bi) == 0)
+          and cert.tau == 0.0 and len(cert.Bi) == 0)
     for z in range(len(cert.keep) if ok else 0):
         sw, c, drop_m = cert.sw[z], cert.c[z], cert.dropped[z]
         D, K = np.isinf(sw[:n]), np.isinf(sw[n:2 * n])
@@ -180,7 +180,7 @@ def _check_separation(rep: ExactReport, proof: SeparationProof, Dq: np.ndarray, 
 
 
 def _check_exact_multipliers(rep: ExactReport, where: str, mults: tuple, keep: np.ndarray, y: np.ndarray,
-                             sw: np.ndarray, c: np.ndarray, tau: Fraction | None, gamma: Fraction, Aa: np.ndarray,
+                             sw: np.ndarray, c: np.ndarray, Aa: np.ndarray,
                              L: np.ndarray, Bi: np.ndarray, hard: np.ndarray) -> tuple[Fraction, np.ndarray]:
     """Check exactly corrected multipliers ``(lam, sw mu, nu)``: signs, support, ``g = 0``; return their dual and g."""
     lam, m, nu = (np.array(v, dtype=object) for v in mults)
@@ -196,16 +196,15 @@ def _check_exact_multipliers(rep: ExactReport, where: str, mults: tuple, keep: n
     dual = (sum(-2 * lam * y - lam * lam, Fraction(0))
             + sum(((0 if hard[j] else -(m[j] / sw[j]) ** 2) - 2 * m[j] * c[j] for j in range(len(m)) if m[j] != 0),
                   Fraction(0))
-            - sum((_conjugate(v, tau, gamma) for v in nu), Fraction(0)))
+            - sum((_conjugate(v) for v in nu), Fraction(0)))
     return dual, g
 
 
 def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optimum: bool) -> list[Fraction]:
     """Exact checks of one batch; returns the rational certified values."""
     Aa, y, L, c, Bi = qc["Aa"], qc["y"], qc["L"], qc["c"], qc["Bi"]
-    tau = None if np.isinf(cert.tau) else Fraction(cert.tau)
-    gamma = Fraction(cert.gamma)
-    Bi_used = Bi if tau is not None else Bi[:0]
+    inactive = not np.isinf(cert.tau)  # tau = 0: the inactive entries' relu(b.u)^2 terms; inf: none
+    Bi_used = Bi if inactive else Bi[:0]
     row = cert.tag.get("row")
     values = []
     Ak = Aa if cert.box is None else Aa[:, :-1]  # box: the last coordinate is bounded by hard rows instead
@@ -218,14 +217,14 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
         lam, mu, sw = _q(cert.lam[z]), _q(cert.mu[z]), _q(cert.sw[z])
         hard = np.isinf(cert.sw[z])  # hard constraint rows: mu is the multiplier itself, no quadratic term
         m = np.where(hard, mu, sw * mu)
-        nu = _q(cert.nu[z]) if tau is not None else np.empty(0, dtype=object)
+        nu = _q(cert.nu[z]) if inactive else np.empty(0, dtype=object)
         where = f"row {row} subproblem {z} (drops {np.flatnonzero(cert.dropped[z] > 0).tolist()})"
         if (mu < 0).any() or (nu < 0).any():
             rep.failures.append(f"{where}: negative multiplier")
         drops = sum(dropped * y * y, Fraction(0))
         dual = (sum(-2 * lam * y - lam * lam, Fraction(0))
                 + sum(np.where(hard, 0, -mu * mu) - 2 * m * c, Fraction(0))
-                - sum((_conjugate(v, tau, gamma) for v in nu), Fraction(0)))
+                - sum((_conjugate(v) for v in nu), Fraction(0)))
         g = lam @ Aa + m @ L + (nu @ Bi_used if len(nu) else 0 * lam @ Aa)
         G = (Ak.T * keep) @ Ak
         q = {k: Fraction(getattr(cert, k)[z]) if np.isfinite(getattr(cert, k)[z]) else None
@@ -249,7 +248,7 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
             assembled = min(q["cap"], q["drops_lo"] + q["dual_lo"] - 2 * q["g_hi"] * q["U_hi"])
         floor = max(q["drops_lo"], assembled) if assembled is not None else q["drops_lo"]
         if z in cert.exact:  # rank-deficient kept set: exactly corrected multipliers with g = 0
-            dual, g = _check_exact_multipliers(rep, where, cert.exact[z], keep, y, sw, c, tau, gamma, Aa, L, Bi_used, hard)
+            dual, g = _check_exact_multipliers(rep, where, cert.exact[z], keep, y, sw, c, Aa, L, Bi_used, hard)
             floor = max(floor, drops + dual)
         if q["value"] is None:  # -inf is a valid (empty) bound; NaN is not a number at all
             if np.isnan(cert.value[z]):
@@ -270,7 +269,7 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
             rep.n_optimum_checked += 1
             opt = drops + sub.value(u_star)
             if z in cert.exact:
-                dual, g = _check_exact_multipliers(ExactReport(), where, cert.exact[z], keep, y, sw, c, tau, gamma,
+                dual, g = _check_exact_multipliers(ExactReport(), where, cert.exact[z], keep, y, sw, c,
                                                    Aa, L, Bi_used, hard)
             dual_at = drops + dual + 2 * sum(g * np.array(u_star, dtype=object), Fraction(0))
             if not q["value"] <= dual_at <= opt:

@@ -25,25 +25,8 @@ def _row_c(c: np.ndarray, z: int) -> np.ndarray:
     return c if c.ndim == 1 else c[z]
 
 
-def _envelope_piece(z: Fraction, tau: Fraction, gamma: Fraction) -> tuple[Fraction, Fraction, Fraction, int]:
-    """Coefficients ``(a, b, c)`` of the quadratic ``a z^2 + b z + c`` equal to the smoothed envelope near ``z``, and the piece.
-
-    Pieces (``proofs/02_witness_bound.md`` 2.6): 0 up to ``tau``; ``(z - tau)^2 / (2 gamma)`` up to
-    ``r1 = tau + 4 tau gamma``; ``4 tau z - 4 tau^2 - 8 tau^2 gamma`` up to ``r2 = 2 tau + 4 tau gamma``;
-    ``z^2 / (1 + 2 gamma)`` beyond.
-    """
-    r1, r2 = tau + 4 * tau * gamma, 2 * tau + 4 * tau * gamma
-    if z <= tau:
-        return Fraction(0), Fraction(0), Fraction(0), 0
-    if z <= r1 and gamma > 0:
-        return 1 / (2 * gamma), -tau / gamma, tau * tau / (2 * gamma), 1
-    if z <= r2 and tau > 0:
-        return Fraction(0), 4 * tau, -4 * tau * tau - 8 * tau * tau * gamma, 2
-    return 1 / (1 + 2 * gamma), Fraction(0), Fraction(0), 3
-
-
 class _Subproblem:
-    """One certified subproblem in exact arithmetic: ``f(u) = sum keep (a.u - y)^2 + sum w relu(l.u - c)^2 + sum e(b.u)``,
+    """One certified subproblem in exact arithmetic: ``f(u) = sum keep (a.u - y)^2 + sum w relu(l.u - c)^2 + sum relu(b.u)^2``,
     subject to ``l.u <= c`` for the hard rows (``sw = inf``)."""
 
     def __init__(self, c: Certificate, qc: dict, z: int):
@@ -52,21 +35,20 @@ class _Subproblem:
         self.hard = [j for j in range(len(self.c)) if np.isinf(c.sw[z, j])]
         sw = _q(c.sw[z])
         self.sw, self.w = sw, sw * sw
-        self.tau = None if np.isinf(c.tau) else Fraction(c.tau)
-        self.gamma = Fraction(c.gamma)
+        self.inactive = not np.isinf(c.tau)  # tau = 0: the inactive entries' relu(b.u)^2 terms
         self.p = self.A.shape[1]
 
     def _terms(self):
-        """(row, target, weight, kind) for every term: kind 0 square, 1 hinge, 2 envelope."""
+        """(row, target, weight, kind) for every term: kind 0 square, 1 hinge (the inactive entries: target 0, weight 1)."""
         for t in range(len(self.y)):
             if self.keep[t]:
                 yield self.A[t], self.y[t], Fraction(1), 0
         for j in range(len(self.c)):
             if self.w[j]:
                 yield self.L[j], self.c[j], self.w[j], 1
-        if self.tau is not None:
+        if self.inactive:
             for t in range(len(self.B)):
-                yield self.B[t], Fraction(0), Fraction(1), 2
+                yield self.B[t], Fraction(0), Fraction(1), 1
 
     def value(self, u: list[Fraction]) -> Fraction:
         total = Fraction(0)
@@ -74,11 +56,8 @@ class _Subproblem:
             z = sum(a * b for a, b in zip(row, u))
             if kind == 0:
                 total += (z - tgt) ** 2
-            elif kind == 1:
-                total += w * max(z - tgt, Fraction(0)) ** 2
             else:
-                a, b, c0, _ = _envelope_piece(z, self.tau, self.gamma)
-                total += a * z * z + b * z + c0
+                total += w * max(z - tgt, Fraction(0)) ** 2
         return total
 
     def minimise(self, u0: list[Fraction], iters: int = 30) -> list[Fraction] | None:
@@ -134,11 +113,9 @@ class _Subproblem:
             z = sum(a * b for a, b in zip(row, u))
             if kind == 0:
                 a2, b1, piece = w, -2 * tgt * w, 0
-            elif kind == 1:
+            else:
                 piece = int(z > tgt)
                 a2, b1 = (w, -2 * tgt * w) if piece else (Fraction(0), Fraction(0))
-            else:
-                a2, b1, _, piece = _envelope_piece(z, self.tau, self.gamma)
             pattern.append(piece)
             if a2 or b1:
                 for i in range(self.p):
@@ -154,11 +131,8 @@ class _Subproblem:
             z = sum(a * b for a, b in zip(row, u))
             if kind == 0:
                 d = 2 * (z - tgt)
-            elif kind == 1:
-                d = 2 * w * max(z - tgt, Fraction(0))
             else:
-                a, b, _, _ = _envelope_piece(z, self.tau, self.gamma)
-                d = 2 * a * z + b
+                d = 2 * w * max(z - tgt, Fraction(0))
             for i in range(self.p):
                 g[i] += d * row[i]
         return all(v == 0 for v in g)

@@ -110,7 +110,7 @@ class _JumpReluRow:
         ones = np.ones((len(states), 1))
         Wt = np.hstack([_GATE_PENALTY * drop, _GATE_PENALTY * keep, hinge.astype(float), _GATE_PENALTY * ones,
                         _GATE_PENALTY * ones])
-        u = _newton(self.Aa, y, self.L, C, keep.astype(float), Wt, self.Bi, 0.0, 0.0, u0=u0)
+        u = _newton(self.Aa, y, self.L, C, keep.astype(float), Wt, self.Bi, 0.0, u0=u0)
         z, theta = u @ self.Aa.T, np.maximum(u[:, -1], 0.0)
         zf = np.where(y > 0, z, z - u[:, -1:])  # the free hinges' argument (L's third block)
         relax = np.where(hinge, np.maximum(zf - C[:, 2 * n:3 * n], 0.0) ** 2, np.where(dropped, y * y, 0.0))

@@ -66,7 +66,7 @@ class _ReluRow:
         """Newton point, ReLU row cost there, relaxation estimate and per-entry relaxation gap."""
         Aa, y, Bi = self.Aa, self.y, self.Bi
         keep, drop, free = self._masks(states)
-        u = _newton(Aa, y, self.L, self.c, keep, np.hstack([_DROP_PENALTY * drop, free]), Bi, 0.0, 0.0, u0=u0)
+        u = _newton(Aa, y, self.L, self.c, keep, np.hstack([_DROP_PENALTY * drop, free]), Bi, 0.0, u0=u0)
         za, zb = u @ Aa.T, u @ Bi.T
         est = ((keep * (za - y) ** 2).sum(1) + drop @ (y * y) + (free * np.maximum(za - y, 0.0) ** 2).sum(1)
                + (np.maximum(zb, 0.0) ** 2).sum(1))
@@ -89,7 +89,7 @@ def _certify_recorded(problem, keep: np.ndarray, sw: np.ndarray, u: np.ndarray, 
     c = kw.pop("c") if "c" in kw else problem.c
     n_rec = len(record) if record is not None else 0
     kw.setdefault("hard_weight", _DROP_PENALTY)
-    vals = _certify_batch(problem.Aa, problem.y, problem.L, c, keep, sw, problem.Bi, 0.0, 0.0, u, record,
+    vals = _certify_batch(problem.Aa, problem.y, problem.L, c, keep, sw, problem.Bi, 0.0, u, record,
                           needed=needed, **kw)
     if record is not None and len(record) > n_rec:
         record[-1].tag = dict(problem.tag or {})
