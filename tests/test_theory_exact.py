@@ -126,6 +126,27 @@ def test_planted_fault_is_caught(cls, fault, monkeypatch):
     assert caught, f"{fault} was not caught"
 
 
+@pytest.mark.parametrize("cls", ["relu", "jumprelu"])
+def test_corrupted_polished_multipliers_are_caught(cls):
+    """Certificates keep the better of the multipliers read off Newton's point and their correction towards
+    g = 0 (``duality._polish``, which must keep them valid); a corrupted multiplier of either kind is caught:
+    a negative hinge multiplier, or a residual multiplier on an entry that is not kept."""
+    D, codes, res = _run(cls, 0)
+    certs = [c for c in res.certificates if isinstance(c, duality.Certificate) and c.mu.size and (c.keep == 0).any()]
+    assert certs
+    c = certs[0]
+    z = int(np.flatnonzero((c.keep == 0).any(1))[0])
+    t = int(np.flatnonzero(c.keep[z] == 0)[0])
+    mu, lam = c.mu.copy(), c.lam.copy()
+    c.mu[z, 0] = -0.5
+    assert any("negative multiplier" in f for f in verify_exact(D, codes, res, check_optimum=False).failures)
+    c.mu[:] = mu
+    c.lam[z, t] = 0.25
+    assert any("not kept" in f for f in verify_exact(D, codes, res, check_optimum=False).failures)
+    c.lam[:] = lam
+    assert verify_exact(D, codes, res, check_optimum=False).ok
+
+
 def test_rank_deficient_kept_sets_use_exact_multipliers():
     """The rational dictionary has exactly rank-deficient kept sets: their certificates are exact corrections
     (g = 0 in rational arithmetic), raising the ReLU bound above the drop-cost fallback; a corrupted

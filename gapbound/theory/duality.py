@@ -349,6 +349,31 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
     return value, (lam_q, m_q, nu_q)
 
 
+def _polish(Aa: np.ndarray, L: np.ndarray, Bi: np.ndarray, keep: np.ndarray, sw: np.ndarray, lam: np.ndarray,
+            mu: np.ndarray, nu: np.ndarray, rounds: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Multipliers moved towards ``g = 0`` along the rows that carry them (kept residuals, positive hinge and
+    hard-row multipliers, positive ``nu``), negatives clipped to 0: still valid (any ``mu, nu >= 0`` are).
+
+    The stiff gate penalties leave ``|g|`` ~1e-3 at Newton's point, and ``2 |g| U`` can then cost a node most
+    of its value; the minimal-norm correction ``R^T d = -g`` (one ``p x p`` solve per subproblem) removes it.
+    """
+    hard = _hard(sw)
+    m = hinge_multiplier(mu, sw)
+    ka, on_l, on_b = keep > 0, (m > 0) & (hard | (sw > 0)), nu > 0
+    for _ in range(rounds):
+        g = stationarity(lam, Aa, m, L, nu, Bi)
+        G = (np.einsum("zt,ti,tj->zij", ka, Aa, Aa) + np.einsum("zt,ti,tj->zij", on_l, L, L)
+             + np.einsum("zt,ti,tj->zij", on_b, Bi, Bi))
+        ridge = 1e-13 * np.trace(G, axis1=1, axis2=2)[:, None, None] * np.eye(G.shape[1]) + 1e-300 * np.eye(G.shape[1])
+        v = np.linalg.solve(G + ridge, -g[..., None])[..., 0]
+        lam = lam + ka * (v @ Aa.T)
+        m = np.maximum(m + on_l * (v @ L.T), 0.0)
+        nu = np.maximum(nu + on_b * (v @ Bi.T), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(hard, m, np.where(sw > 0, m / np.where(sw > 0, sw, 1.0), 0.0))
+    return lam, mu, nu
+
+
 def _certify_batch(
     Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
     Bi: np.ndarray, tau: float, u: np.ndarray, record: list | None = None,
@@ -378,22 +403,10 @@ def _certify_batch(
     if math.isinf(tau):
         Bi = Bi[:0]
     n_a, n_L, n_B, p = Aa.shape[0], L.shape[0], Bi.shape[0], Aa.shape[1]
-    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, u, hard_weight)
     # drop cost: n_a products (y^2, exact mask) summed: gamma_{n_a + 1}
     drop_mask = 1.0 - keep if dropped is None else dropped
     drops = drop_cost(drop_mask, y)
     drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
-    # dual: each summand takes <= 3 roundings (the conjugate's), the sum n - 1 more (_sum_error)
-    terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu))
-    dual = terms.sum(1)
-    dual_lo = _down(dual - _sum_error(terms))
-    # g: three dot products of total length n_a + n_L + n_B, two additions, and sw * mu: gamma_{n + 3}
-    smu = hinge_multiplier(mu, sw)
-    g = stationarity(lam, Aa, smu, L, nu, Bi)
-    g_err = 2.0 * _gamma(n_a + n_L + n_B + 4) * (np.abs(lam) @ np.abs(Aa) + np.abs(smu) @ np.abs(L) + nu @ np.abs(Bi))
-    g_hi = _up(np.linalg.norm(np.abs(g) + g_err, axis=1) * (1.0 + _gamma(p + 4)))
-    # any cap is valid; this one keeps U small while staying above the values that matter
-    cap = _up(drops + np.maximum(dual, 0.0) + 1.0)
     # sigma_min^2 of the kept rows: eigvalsh of the float Gram matrix, minus the Gram matrix's rounding
     # error (Weyl) and the eigensolver's backward error (_EIGVALSH_FACTOR)
     Ak = Aa if box is None else Aa[:, :-1]  # the threshold coordinate is bounded by the box instead
@@ -405,15 +418,38 @@ def _certify_batch(
              * np.linalg.norm(G, axis=(1, 2))) * 1.01
     sig_lo = _down(eig_min - slack)
     y_hi = _up(np.sqrt((keep * y * y).sum(1)) * (1.0 + _gamma(n_a + 4)))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r_hi = _up(cap - drops_lo)
-        U_hi = np.where(sig_lo > 0, _up((y_hi + np.sqrt(r_hi)) / np.sqrt(np.maximum(sig_lo, 1e-300)) * (1.0 + 16 * eps)), np.inf)
-        if box is not None:  # |u|^2 <= U^2 + box^2: three roundings and a square root, widened by 8 eps
-            U_hi = _up(np.sqrt(U_hi * U_hi + box * box) * (1.0 + 8 * eps))
-        bound = _down(_down(drops_lo + dual_lo) - _up(2.0 * g_hi * U_hi))
-    # the convex part is >= 0: the drop cost alone is always a bound (e.g. when U is infinite)
-    bound = np.where(np.isfinite(bound), bound, -np.inf)
-    value = np.maximum(np.minimum(bound, cap), np.maximum(drops_lo, 0.0))
+
+    def assemble(lam: np.ndarray, mu: np.ndarray, nu: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The multiplier-dependent components and the certified value (``dual, dual_lo, g_hi, cap, U_hi, value``)."""
+        # dual: each summand takes <= 3 roundings, the sum n - 1 more (_sum_error)
+        terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu))
+        dual = terms.sum(1)
+        dual_lo = _down(dual - _sum_error(terms))
+        # g: three dot products of total length n_a + n_L + n_B, two additions, and sw * mu: gamma_{n + 3}
+        smu = hinge_multiplier(mu, sw)
+        g = stationarity(lam, Aa, smu, L, nu, Bi)
+        g_err = 2.0 * _gamma(n_a + n_L + n_B + 4) * (np.abs(lam) @ np.abs(Aa) + np.abs(smu) @ np.abs(L) + nu @ np.abs(Bi))
+        g_hi = _up(np.linalg.norm(np.abs(g) + g_err, axis=1) * (1.0 + _gamma(p + 4)))
+        # any cap is valid; this one keeps U small while staying above the values that matter
+        cap = _up(drops + np.maximum(dual, 0.0) + 1.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            r_hi = _up(cap - drops_lo)
+            U_hi = np.where(sig_lo > 0, _up((y_hi + np.sqrt(r_hi)) / np.sqrt(np.maximum(sig_lo, 1e-300)) * (1.0 + 16 * eps)), np.inf)
+            if box is not None:  # |u|^2 <= U^2 + box^2: three roundings and a square root, widened by 8 eps
+                U_hi = _up(np.sqrt(U_hi * U_hi + box * box) * (1.0 + 8 * eps))
+            bound = _down(_down(drops_lo + dual_lo) - _up(2.0 * g_hi * U_hi))
+        # the convex part is >= 0: the drop cost alone is always a bound (e.g. when U is infinite)
+        bound = np.where(np.isfinite(bound), bound, -np.inf)
+        return dual, dual_lo, g_hi, cap, U_hi, np.maximum(np.minimum(bound, cap), np.maximum(drops_lo, 0.0))
+
+    # the multipliers read off u, and the same corrected towards g = 0 (_polish): each node keeps the better
+    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, u, hard_weight)
+    parts = assemble(lam, mu, nu)
+    lam2, mu2, nu2 = _polish(Aa, L, Bi, keep, sw, lam, mu, nu)
+    parts2 = assemble(lam2, mu2, nu2)
+    better = parts2[-1] > parts[-1]
+    lam, mu, nu = (np.where(better[:, None], b, a) for a, b in ((lam, lam2), (mu, mu2), (nu, nu2)))
+    dual, dual_lo, g_hi, cap, U_hi, value = (np.where(better, b, a) for a, b in zip(parts, parts2))
     # rank-deficient kept sets: no |u| bound; where the float dual says the value is higher, correct
     # the multipliers exactly instead (rare, and slower: rational arithmetic)
     exact = {}

@@ -221,6 +221,8 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
         where = f"row {row} subproblem {z} (drops {np.flatnonzero(cert.dropped[z] > 0).tolist()})"
         if (mu < 0).any() or (nu < 0).any():
             rep.failures.append(f"{where}: negative multiplier")
+        if any(lam[t] != 0 for t in range(len(lam)) if keep[t] == 0):
+            rep.failures.append(f"{where}: residual multiplier on an entry that is not kept")
         drops = sum(dropped * y * y, Fraction(0))
         dual = (sum(-2 * lam * y - lam * lam, Fraction(0))
                 + sum(np.where(hard, 0, -mu * mu) - 2 * m * c, Fraction(0))
