@@ -138,7 +138,7 @@ def test_lean_path_hands_uncertified_samples_to_the_general_path(monkeypatch):
 def test_lean_warm_starts_reach_the_cold_optimum(start):
     """Warm starts on the lean path (support seeding, the race with a cold round, wide rows cut to the
     rank or restarted) end at the cold start's optimum, certified."""
-    from gapbound.inference.starts import compact_start
+    from gapbound.inference.starts import compact_start, start_rows
 
     D, X = _problem(M=16, N=64, n=20, seed=4)
     coder = SparseCoder(D, 0.02, tol=1e-10)
@@ -157,10 +157,13 @@ def test_lean_warm_starts_reach_the_cold_optimum(start):
     assert finite and not compact_start(np.where(S > 0, np.nan, S), 16)[2]
     wide = (S > 0).sum(1) > 16
     restart = 2 * wide.sum() >= len(S)
+    use, finite_rows = start_rows(S, 16)
+    assert finite_rows and not start_rows(np.where(S > 0, np.inf, S), 16)[1]
     for i in range(len(S)):  # the compaction keeps what active_set.compact keeps
         kept = set(idx[i][vals[i] > 0].tolist())
         want = set() if (wide[i] and restart) else set(np.argsort(-S[i])[: min(16, (S[i] > 0).sum())].tolist())
         assert kept == want
+        assert use[i] == bool(want)  # the in-place read seeds exactly the rows the compaction keeps
 
 
 @pytest.mark.parametrize("bad", ["nan_one_row", "inf_one_entry", "overflow"])
@@ -243,6 +246,38 @@ def test_junk_laden_starts_return_the_certified_cold_optimum(M, N, lam):
         flops[name] = out[3].sum()
     base = run_numpy(G, have, DT, DtX, xx, rows, idx0, vals0, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)[3].sum()
     assert flops["optimum + junk"] < base
+
+
+def test_in_place_starts_race_like_compact_ones():
+    """The lean kernel reads a dense start in place (one lookup per sample unless it races): a good start
+    spends the FLOPs the compact start spends (the race found and won), fewer than a cold start, a start
+    with no row seeding spends what a cold start spends, and all reach the cold optimum certified."""
+    from gapbound.inference.coder import _kernel_lean
+    from gapbound.inference.compiled import run_numpy
+    from gapbound.inference.starts import compact_start
+
+    D, X = _problem(M=32, N=128, n=16, seed=12)
+    coder = SparseCoder(D, 0.05, tol=1e-10)
+    cold = coder.solve(X)
+    G, have, DT, D64, idx0, vals0, cap, max_add, n_first = coder._lean
+    DtX, xx, rows = X @ D64, (X * X).sum(1), np.arange(len(X))
+
+    def lean(init):
+        n, N = X.shape[0], D.shape[1]
+        S, P, gap, flops = np.zeros((n, N)), np.empty(n), np.empty(n), np.zeros(n, np.int64)
+        ok = _kernel_lean(G, have, DT, X, DtX, init, min(cap, 32), coder.lam, coder.tol, cap, max_add, 256, 4, n_first,
+                          S, P, gap, flops)
+        assert ok and np.allclose(P, cold.objective.numpy(), rtol=1e-9, atol=1e-12)
+        return flops.sum()
+
+    S = cold.codes.numpy()
+    base = run_numpy(G, have, DT, DtX, xx, rows, idx0, vals0, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)[3].sum()
+    idx, vals, _ = compact_start(S, min(cap, 32))
+    compact = run_numpy(G, have, DT, DtX, xx, rows, idx, vals, coder.lam, coder.tol, cap, max_add, 256, 4, n_first)[3].sum()
+    assert lean(np.zeros((0, 0))) == base and lean(np.zeros_like(S)) == base
+    assert lean(np.ascontiguousarray(S)) == compact < base
+    assert not _kernel_lean(G, have, DT, X, DtX, np.where(S > 0, np.nan, S), 32, coder.lam, coder.tol, cap, max_add, 256, 4,
+                            n_first, *(np.empty((len(X), 128)), np.empty(len(X)), np.empty(len(X)), np.zeros(len(X), np.int64)))
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from ..utils.flops import counting
 from ..utils.validation import check_float
 from .active_set import widths
 from .compiled import _solve_chunk, _threads, run_numpy
-from .starts import compact_start
+from .starts import compact_start, start_rows
 from .problem import Atoms, InferenceResult, Problem, check_backend
 from .proximal import check_common, proximal_gradient
 
@@ -23,12 +23,14 @@ __all__ = ["SparseCoder"]
 
 
 @njit(cache=True)
-def _kernel_lean(G, have, DT, X, DtX, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, S, P, gap,
+def _kernel_lean(G, have, DT, X, DtX, init, limit, lam, tol, cap, max_add, max_outer, n_add, n_first, S, P, gap,
                  flops):  # pragma: no cover
     """The compiled kernel (as :func:`.compiled._kernel_serial`) on a whole numpy batch in one call, ``||x||^2`` formed here.
 
+    A warm start ``init`` (float64 ``n x N``, or no rows for none) is read in place (see
+    :func:`.compiled._solve_chunk`; rows wider than ``limit`` as :func:`.starts.compact_start`).
     Returns whether every sample is finite and certified within ``tol`` (False as soon as an
-    ``||x||^2`` is not finite: NaN or inf in ``X``, or overflow; nothing is solved then).
+    ``||x||^2`` or an entry of ``init`` is not finite: NaN or inf, or overflow; nothing is solved then).
     """
     n, M = X.shape
     xx = np.empty(n)
@@ -39,8 +41,13 @@ def _kernel_lean(G, have, DT, X, DtX, idx, vals, lam, tol, cap, max_add, max_out
         if not math.isfinite(v):
             return False
         xx[i] = v
-    _solve_chunk(G, have, DT, DtX, xx, np.arange(n), idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, 0, n,
-                 S, P, gap, flops)
+    use = np.zeros(0, np.bool_)
+    if init.shape[0]:
+        use, finite = start_rows(init, limit)
+        if not finite:
+            return False
+    _solve_chunk(G, have, DT, DtX, xx, np.arange(n), np.zeros((1, 0), np.int64), np.zeros((1, 0)), init, use, lam, tol,
+                 cap, max_add, max_outer, n_add, n_first, 0, n, S, P, gap, flops)
     for i in range(n):
         if not gap[i] <= tol:
             return False
@@ -48,26 +55,33 @@ def _kernel_lean(G, have, DT, X, DtX, idx, vals, lam, tol, cap, max_add, max_out
 
 
 def run_lean(
-    G: np.ndarray, have: np.ndarray, DT: np.ndarray, X: np.ndarray, DtX: np.ndarray, idx: np.ndarray, vals: np.ndarray,
+    G: np.ndarray, have: np.ndarray, DT: np.ndarray, X: np.ndarray, DtX: np.ndarray, init: np.ndarray | None, limit: int,
     lam: float, tol: float, cap: int, max_add: int, max_outer: int, n_add: int, n_first: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """The kernel on a float64 batch ``X`` (``n x M``, contiguous) with ``DtX = X D``, every sample, as few Python steps as can be.
 
     What :class:`gapbound.inference.SparseCoder`'s lean path costs beyond ``X D``: at
-    N = 32 the Python around the kernel was a third of a 32-sample call. Returns (codes,
-    objective, gap, whether every ``x`` is finite and every gap within ``tol``); with
-    ``False`` the caller takes the general path (which names bad input).
+    N = 32 the Python around the kernel was a third of a 32-sample call. ``init``: a float64
+    C-contiguous warm start (``n x N``) or None, rows with more than ``limit`` positive codes
+    as :func:`.starts.compact_start`. Returns (codes, objective, gap, whether every ``x`` and
+    every entry of ``init`` is finite and every gap within ``tol``); with ``False`` the caller
+    takes the general path (which names bad input).
     """
     n, N = X.shape[0], G.shape[0]
     S = np.zeros((n, N))
     P, gap = np.empty(n), np.empty(n)
     if _threads(n) == 1:
-        ok = _kernel_lean(G, have, DT, X, DtX, idx, vals, lam, tol, cap, max_add, max_outer, n_add, n_first, S, P, gap,
-                          np.empty(n, np.int64))
+        ok = _kernel_lean(G, have, DT, X, DtX, np.zeros((0, 0)) if init is None else init, limit, lam, tol, cap, max_add,
+                          max_outer, n_add, n_first, S, P, gap, np.empty(n, np.int64))
         return S, P, gap, bool(ok)
     xx = np.einsum("ij,ij->i", X, X)
     if not np.isfinite(xx).all():
         return S, P, gap, False
+    idx, vals = np.zeros((1, 0), np.int64), np.zeros((1, 0))
+    if init is not None:  # the parallel kernel takes compact starts (the compaction is small against a batch this size)
+        idx, vals, finite = compact_start(init, limit)
+        if not finite:
+            return S, P, gap, False
     S, P, gap, _ = run_numpy(G, have, DT, DtX, xx, np.arange(n), idx, vals, lam, tol, cap, max_add, max_outer, n_add,
                              n_first)
     return S, P, gap, bool((gap <= tol).all())
@@ -166,19 +180,17 @@ class SparseCoder:
         if self._lean is None:
             G, have, DT = self.atoms.gram_rows()
             # (n x 0 start: a cold start, no positions to read)
+            # (the n x 0 positions and values: a cold start for run_numpy, as benchmarks and tests call it)
             self._lean = (G.numpy(), have.numpy(), DT.numpy(), self.atoms.D64.numpy(), np.zeros((1, 0), np.int64),
                           np.zeros((1, 0)), *widths(self.atoms))
-        G, have, DT, D64, idx, vals, cap, max_add, n_first = self._lean
+        G, have, DT, D64, _, _, cap, max_add, n_first = self._lean
         n = X.shape[0]
         if n * 256 >= self.atoms.N and not self.atoms.gram_complete:  # as Problem.gram_pays: one BLAS product beats rows piecemeal
             self.atoms.G64  # noqa: B018
         X64 = np.ascontiguousarray(X, dtype=np.float64)
-        if init is not None:
-            idx, vals, finite = compact_start(init, min(cap, self.atoms.M))
-            if not finite:  # the general path names it
-                return self._solve_general(X, init)
-        S, P, gap, ok = run_lean(G, have, DT, X64, X64 @ D64, idx, vals, self.lam, self.tol, cap, max_add, _LEAN_ROUNDS, 4,
-                                 n_first)
+        init64 = None if init is None else np.ascontiguousarray(init, dtype=np.float64)  # one kernel signature
+        S, P, gap, ok = run_lean(G, have, DT, X64, X64 @ D64, init64, min(cap, self.atoms.M), self.lam, self.tol, cap,
+                                 max_add, _LEAN_ROUNDS, 4, n_first)
         if not ok:  # rare: the general path (FISTA finishes what the active set leaves; bad input gets its error)
             return self._solve_general(X, S if init is None else init)
         return InferenceResult(torch.from_numpy(S), torch.from_numpy(gap), torch.from_numpy(P), 0, True)
