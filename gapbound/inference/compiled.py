@@ -57,6 +57,7 @@ from .starts import compact_start, tidy_start
 __all__ = ["active_set", "run_numpy", "compact_start"]  # compact_start: re-exported (it lived here)
 
 _TINY = 2.2250738585072014e-308  # smallest normal float64, as in problem.gap_terms
+_EPS = 2.220446049250313e-16  # float64 machine epsilon, as in problem.rounding_slack
 _START_PASSES = 4  # coordinate-descent passes over a warm start's own atoms before it races (see tidy_start)
 _START_KEEP = 0.1  # a start's atoms race where in the cold working set or r_j > lam + _START_KEEP (max r - lam)
 
@@ -103,15 +104,16 @@ def _correlations(G: np.ndarray, c: np.ndarray, W: np.ndarray, s: np.ndarray, k:
 
 
 @njit(cache=True, inline="always")
-def _scan(r: np.ndarray, lam: float, inW: np.ndarray, m: int, cand_i: np.ndarray, cand_v: np.ndarray) -> tuple[int, float]:
-    """Largest ``r_j`` and the (up to) ``m`` atoms outside the working set with the largest ``r_j > lam``."""
+def _scan(r: np.ndarray, lam: float, inW: np.ndarray, m: int, cand_i: np.ndarray, cand_v: np.ndarray) -> tuple[int, float, int]:
+    """The (up to) ``m`` atoms outside the working set with the largest ``r_j > lam``, the largest ``r_j`` and its atom."""
     nc = 0
     thr = lam
     rmax = -math.inf
+    jmax = 0
     for t in range(r.shape[0]):
         v = r[t]
         if v > rmax:
-            rmax = v
+            rmax, jmax = v, t
         if v > thr and not inW[t] and m > 0:
             p = nc if nc < m else m - 1
             nc = min(nc + 1, m)
@@ -121,7 +123,7 @@ def _scan(r: np.ndarray, lam: float, inW: np.ndarray, m: int, cand_i: np.ndarray
             cand_v[p], cand_i[p] = v, t
             if nc == m:
                 thr = cand_v[m - 1]
-    return nc, rmax
+    return nc, rmax, jmax
 
 
 @njit(cache=True, inline="always")
@@ -137,9 +139,29 @@ def _primal(xx: float, c: np.ndarray, r: np.ndarray, W: np.ndarray, s: np.ndarra
 
 
 @njit(cache=True, inline="always")
-def _gap(primal: float, rr: float, xr: float, rmax: float, lam: float) -> float:
-    """Duality gap with the residual scaled into ``D^T theta <= lam`` (as problem.gap_terms)."""
-    scale = lam / max(rmax, _TINY) if rmax > lam else 1.0
+def _slack(G: np.ndarray, have: np.ndarray, DT: np.ndarray, W: np.ndarray, s: np.ndarray, k: int, j: int,
+           xx: float) -> float:
+    """:func:`gapbound.inference.problem.rounding_slack` of atom ``j``'s correlation (``O(M + k)`` where Gram rows are formed)."""
+    dj = 0.0
+    for t in range(DT.shape[1]):
+        dj += DT[j, t] * DT[j, t]
+    wl1 = 0.0
+    for a in range(k):
+        if s[a] > 0.0:
+            l, n2 = W[a], 0.0
+            if have[l]:
+                n2 = G[l, l]
+            else:
+                for t in range(DT.shape[1]):
+                    n2 += DT[l, t] * DT[l, t]
+            wl1 += math.sqrt(n2) * s[a]
+    return 2.0 * (DT.shape[1] + DT.shape[0]) * _EPS * math.sqrt(dj) * (math.sqrt(xx) + wl1)
+
+
+@njit(cache=True, inline="always")
+def _gap(primal: float, rr: float, xr: float, rmax: float, lam: float, slack: float) -> float:
+    """Duality gap with the residual scaled into ``D^T theta <= lam``, up to ``slack`` (as problem.gap_terms)."""
+    scale = 1.0 if rmax <= lam + slack else lam / max(rmax, _TINY)  # (a NaN slack scales)
     return max(primal - (scale * xr - 0.5 * scale * scale * rr), 0.0)
 
 
@@ -290,8 +312,8 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, dense, use, lam, tol, ca
             k, n_coded = _keep(W, s, k, r, lam, not stalled, inW, F)
             valid = min(valid, n_coded)
             m = min(adds, cap - k, max(1, DT.shape[1] - k))  # past the rank, atoms turn dependent: a null step each
-            nc, rmax = _scan(r, lam, inW, m, cand_i, cand_v)
-            gi = _gap(Pi, rr, xr, rmax, lam)
+            nc, rmax, jmax = _scan(r, lam, inW, m, cand_i, cand_v)
+            gi = _gap(Pi, rr, xr, rmax, lam, _slack(G, have, DT, W, s, k, jmax, xi) if rmax > lam else 0.0)
             # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
             if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
                 break

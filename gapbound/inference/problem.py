@@ -16,6 +16,17 @@ suboptimality. Every solver returns the gap **per sample** (a length-``n``
 tensor, absolute, not relative), always evaluated in float64 whatever the
 working precision, so it is a certificate for the codes actually returned.
 
+Correlations ``d_j.r`` are computed in floating point, so "``<= lam``" is
+decided up to their rounding: a largest correlation within
+:func:`rounding_slack` of ``lam`` counts as feasible (the residual itself is
+the dual point) instead of scaling the residual by ``lam / max_j d_j.r``. For
+``lam > 0`` the two differ by a factor within rounding of 1; at ``lam = 0``
+the scale would be 0 and the gap the whole objective whenever an optimum with
+a nonzero residual has a support correlation of ``+1e-17`` (rounding decided
+whether non-negative least squares was certified). The gap then understates
+suboptimality by at most the slack times ``sum(s*)``, rounding-level as is the
+rest of the certificate's arithmetic.
+
 Set-up
 ------
 :class:`Atoms` validates a dictionary once and keeps what every solve under it
@@ -73,26 +84,48 @@ def objective(D: torch.Tensor, X: torch.Tensor, S: torch.Tensor, lam: float) -> 
     return 0.5 * (R * R).sum(1) + lam * S.sum(1)
 
 
-def gap_terms(rr: torch.Tensor, xr: torch.Tensor, corr: torch.Tensor, l1: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rounding_slack(d_max: torch.Tensor, x_norm: torch.Tensor, weighted_l1: torch.Tensor, M: int, N: int,
+                   eps: float = float(np.finfo(np.float64).eps)) -> torch.Tensor:
+    """Rounding bound on a computed correlation ``d_j.(x - D s)``: ``2 (M + N) eps ||d_j|| (||x|| + sum_l ||d_l|| s_l)``.
+
+    ``d_max`` is ``||d_j||`` of the atom with the largest correlation, ``weighted_l1``
+    ``sum_l ||d_l|| s_l`` (per sample). The compiled kernel uses the same formula.
+    """
+    return 2.0 * (M + N) * eps * d_max * (x_norm + weighted_l1)
+
+
+def gap_terms(rr: torch.Tensor, xr: torch.Tensor, corr: torch.Tensor, l1: torch.Tensor, lam: float,
+              slack: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(objective, gap) per sample from ``||r||^2``, ``x.r``, ``max_j d_j.r`` and ``sum(s)``.
 
-    The dual point is the residual scaled into the feasible set ``D^T theta <= lam``.
+    The dual point is the residual scaled into the feasible set ``D^T theta <= lam``;
+    with ``slack`` (:func:`rounding_slack`), a largest correlation within it of ``lam``
+    counts as feasible (see the module docstring).
     """
-    scale = torch.where(corr > lam, lam / corr.clamp_min(torch.finfo(rr.dtype).tiny), torch.ones_like(corr))
+    over = corr > lam if slack is None else ~(corr <= lam + slack)  # (a NaN slack scales)
+    scale = torch.where(over, lam / corr.clamp_min(torch.finfo(rr.dtype).tiny), torch.ones_like(corr))
     primal = 0.5 * rr + lam * l1
     dual = scale * xr - 0.5 * scale * scale * rr
     return primal, (primal - dual).clamp_min(0.0)
 
 
-def gap_from_residual(X: torch.Tensor, R: torch.Tensor, C: torch.Tensor, S: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(objective, gap) per sample from the residual ``R = X - S D^T`` and correlations ``C = R D``."""
-    return gap_terms((R * R).sum(1), (X * R).sum(1), C.amax(1), S.sum(1), lam)
+def gap_from_residual(X: torch.Tensor, R: torch.Tensor, C: torch.Tensor, S: torch.Tensor, lam: float,
+                      norms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective, gap) per sample from the residual ``R = X - S D^T`` and correlations ``C = R D``.
+
+    With the column norms ``norms`` of ``D``, correlations within rounding of ``lam`` count as feasible.
+    """
+    cmax, jmax = C.max(1)
+    slack = None
+    if norms is not None:
+        slack = rounding_slack(norms[jmax], X.norm(dim=1), S @ norms, X.shape[1], C.shape[1], torch.finfo(R.dtype).eps)
+    return gap_terms((R * R).sum(1), (X * R).sum(1), cmax, S.sum(1), lam, slack)
 
 
 def duality_gap(D: torch.Tensor, X: torch.Tensor, S: torch.Tensor, lam: float) -> torch.Tensor:
     """Per-sample duality gap of non-negative codes ``S`` (see the module docstring)."""
     R = X - S @ D.T
-    return gap_from_residual(X, R, R @ D, S, lam)[1]
+    return gap_from_residual(X, R, R @ D, S, lam, D.norm(dim=0))[1]
 
 
 def lipschitz(D: torch.Tensor) -> float:
@@ -155,6 +188,14 @@ class Atoms:
         self._L: float | None = None
         self._step_matrix: torch.Tensor | None = None
         self._gram: torch.Tensor | None = None
+        self._norms: torch.Tensor | None = None
+
+    @property
+    def norms(self) -> torch.Tensor:
+        """float64 column norms ``||d_j||`` (for :func:`rounding_slack`)."""
+        if self._norms is None:
+            self._norms = self.D64.norm(dim=0)
+        return self._norms
 
     @property
     def G64(self) -> torch.Tensor | None:
@@ -317,7 +358,7 @@ class Problem:
         X = self.X64 if rows is None else self.X64[rows]
         R = X - S @ self.D64.T
         C = R @ self.D64
-        P, gap = gap_from_residual(X, R, C, S, self.lam)
+        P, gap = gap_from_residual(X, R, C, S, self.lam, self.atoms.norms)
         return P, gap, C
 
     def certify_support(
@@ -346,7 +387,10 @@ class Problem:
         xx = self.xx64 if rows is None else self.xx64[rows]
         sB = (vals * B_W).sum(1)
         rr = (xx - sB - (vals * C.gather(1, idx)).sum(1)).clamp_min(0.0)
-        P, gap = gap_terms(rr, xx - sB, C.amax(1), vals.sum(1), self.lam)
+        norms = self.atoms.norms
+        cmax, jmax = C.max(1)
+        slack = rounding_slack(norms[jmax], xx.sqrt(), (vals * norms[idx]).sum(1), self.M, self.N)
+        P, gap = gap_terms(rr, xx - sB, cmax, vals.sum(1), self.lam, slack)
         return P, gap, C
 
     def result(self, S: torch.Tensor, n_iter: int, tol: float) -> InferenceResult:
