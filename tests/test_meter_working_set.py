@@ -171,3 +171,52 @@ def test_matched_l1_budget_that_allows_an_exact_fit_is_solved_and_certified():
     report = gapbound.measure_gap(gapbound.SAE(8, 16, activation="relu"), S @ D.T)
     assert float(report.l1_certificate.max()) <= report.tol_l1
     assert report.summary()["certified"]
+
+
+def test_matched_l1_search_never_trusts_a_solve_that_gave_up(monkeypatch):
+    """Planted fault: the restricted LASSO solve gives up once, at lam > 0, leaving codes whose L1 is far off.
+
+    The search along lam must neither move its bracket nor stop on that solve: it still ends at
+    the lam (and codes) of the honest search. Regression: a solve that gave up at lam > 0 set
+    the bracket's end from its meaningless sum(s), and the search converged outside the bracket
+    of the true multiplier.
+    """
+    from gapbound.inference import working_set_kernel as wsk
+
+    rng = np.random.default_rng(3)
+    M, ns, c = 10, 24, 32
+    D = rng.normal(size=(M, ns))
+    D /= np.linalg.norm(D, axis=0)
+    x = D[:, :4] @ (rng.random(4) + 0.5) + 0.05 * rng.normal(size=M)
+    G = np.zeros((c, c))
+    G[:ns, :ns] = D.T @ D
+    b = np.zeros(c)
+    b[:ns] = D.T @ x
+    tau = 1.5
+
+    def run(l1, lam0):
+        sv, fo, L, y = np.zeros(c), np.zeros(c, np.int64), np.zeros((c, c)), np.zeros(c)
+        work = [np.empty(c, np.int64), np.empty(c), np.empty(c), np.empty(c, np.int64), np.empty(c),
+                np.empty(c, np.int64), np.empty(c), np.zeros(c, np.bool_)]
+        _, lam = l1(G, b, sv, ns, fo, 0, L, y, lam0, tau, *work, True)
+        return sv, lam
+
+    sv_ref, lam_ref = run(wsk._l1, 0.0)
+    assert lam_ref > 0 and abs(sv_ref.sum() - tau) <= 1e-12
+    honest = wsk._lasso
+    calls = []
+
+    def gives_up_once(G, b, sv, ns, fo, nv, L, y, lam, *rest):
+        out = honest(G, b, sv, ns, fo, nv, L, y, lam, *rest)
+        calls.append(lam)
+        if len(calls) == 1:  # the first solve (lam above the multiplier) gives up with codes 10x too large
+            sv *= 10.0
+            return 0, False
+        return out
+
+    monkeypatch.setattr(wsk, "_lasso", gives_up_once)
+    lam_start = 0.5 * (lam_ref + float(b.max()))
+    sv, lam = run(wsk._l1.py_func, lam_start)  # the search in Python, calling the faulty solve
+    assert calls[0] == lam_start and len(calls) > 1
+    assert abs(lam - lam_ref) <= 1e-9 * lam_ref
+    np.testing.assert_allclose(sv, sv_ref, atol=1e-9)

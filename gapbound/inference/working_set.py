@@ -110,6 +110,17 @@ def _full_precision_matmul() -> Iterator[None]:
         torch.set_float32_matmul_precision(saved)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside (restored after)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 class Screen:
     """A dictionary in the two precisions the loop uses: float32 to screen all atoms, float64 to certify.
 
@@ -222,6 +233,9 @@ class _Slots:
         self.ns = (vals > 0).sum(1)  # _compact left-packs the coded atoms
         self.cold = torch.ones(B, dtype=torch.bool)
         self.atoms[:, :w], self.sv[:, :w] = idx, vals
+        # has[i, j]: atom j holds one of row i's slots (a lookup instead of comparing candidates with slots)
+        self.has = torch.zeros(B, screen.N, dtype=torch.bool)
+        self.has[torch.arange(B)[:, None].expand(B, w)[vals > 0], idx[vals > 0]] = True
         self.D[:, :w] = screen.D64T[idx]
         self.G[:, :w, :w] = self.D[:, :w] @ self.D[:, :w].transpose(1, 2)
         self.b[:, :w] = torch.bmm(self.D[:, :w], X[:, :, None])[..., 0]
@@ -235,9 +249,7 @@ class _Slots:
 
     def contains(self, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """Whether each candidate atom already has a slot."""
-        w = self.width(rows)
-        used = torch.arange(w) < self.ns[rows, None]
-        return ((cand[:, :, None] == self.atoms[rows, None, :w]) & used[:, None, :]).any(2)
+        return self.has[rows[:, None], cand]
 
     def make_room(self, rows: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
         """Slots free per row, after dropping the slots at zero of rows that need the room or hold many.
@@ -251,28 +263,34 @@ class _Slots:
         arrays = [t.numpy() for t in (self.G, self.D, self.b, self.sv, self.atoms, self.ns, self.fo, self.nv)]
         for i in full.tolist():
             self.ns[i] = compact_slots(*arrays, i)
+            self.has[i] = False
+            self.has[i, self.atoms[i, : self.ns[i]]] = True
         return self.cap - self.ns[rows]
 
     def add(self, rows: torch.Tensor, new: torch.Tensor, take: torch.Tensor) -> None:
         """Give the ``take``-marked atoms ``new`` (``len(rows) x a``) slots: their atoms, Gram rows and ``b``.
 
         One product per row, of its new atoms against its slots (new ones included): rows differ in
-        both sizes, and a batched product padded to the largest computed about 2.5x the FLOPs
-        (measured at GPT-2 size).
+        both sizes (a batched product padded to the largest computed about 2.5x the FLOPs, and
+        gathering the rows' slots for it cost as much as the product). The products run on one
+        thread: at these sizes two threads per product spent 3-9x the CPU time of one (measured
+        at GPT-2 size, ``benchmarks/meter_scale.py``).
         """
         n_new = take.sum(1)
         slot = self.ns[rows, None] + take.cumsum(1) - 1
         ri, si = rows[:, None].expand_as(take)[take], slot[take]
         self.atoms[ri, si], self.sv[ri, si] = new[take], 0.0
+        self.has[ri, new[take]] = True
         self.D[ri, si] = self.screen.D64T[new[take]]
         self.ns[rows] += n_new
-        for i, a1, n in zip(rows.tolist(), self.ns[rows].tolist(), n_new.tolist()):
-            if n:
-                Dn = self.D[i, a1 - n : a1]
-                Gi = Dn @ self.D[i, :a1].T
-                self.G[i, a1 - n : a1, :a1] = Gi
-                self.G[i, :a1, a1 - n : a1] = Gi.T
-                self.b[i, a1 - n : a1] = Dn @ self.X[i]
+        with _torch_threads(1):
+            for i, a1, n in zip(rows.tolist(), self.ns[rows].tolist(), n_new.tolist()):
+                if n:
+                    Dn = self.D[i, a1 - n : a1]
+                    Gi = Dn @ self.D[i, :a1].T
+                    self.G[i, a1 - n : a1, :a1] = Gi
+                    self.G[i, :a1, a1 - n : a1] = Gi.T
+                    self.b[i, a1 - n : a1] = Dn @ self.X[i]
 
     def solve(self, rows: torch.Tensor, lam: torch.Tensor, tau: torch.Tensor) -> None:
         """Exact restricted solves of ``rows`` (``lam`` updated in place for the matched-L1 problem)."""

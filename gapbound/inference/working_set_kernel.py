@@ -12,7 +12,8 @@ The matched-L1 problem ``min 0.5||x - D_W s||^2, s >= 0, sum(s) <= tau`` is that
 ``lam`` where ``sum(s(lam)) = tau``. ``sum(s(lam))`` is continuous, piecewise linear and
 non-increasing; on a fixed free set ``F`` it is ``sum(G_F^{-1}(b_F - lam 1))``, so a Newton step
 (its slope ``-1' G_F^{-1} 1`` from the kept factor, ``O(k^2)``) is exact once the free set has
-settled. The steps stay inside a bracket ``[lo, hi]`` (bisection otherwise), so the search ends.
+settled. The steps stay inside a bracket ``[lo, hi]`` (bisection otherwise), so the search ends;
+a solve that gave up (:func:`_lasso` not exact) never moves the bracket or ends the search.
 """
 
 from __future__ import annotations
@@ -137,22 +138,31 @@ def _l1(G, b, sv, ns, fo, nv, L, y, lam, tau, W, s, q, F, z, gone, g, mark, cold
     for step in range(_LAM_STEPS):
         nv, exact = _lasso(G, b, sv, ns, fo, nv, L, y, lam, W, s, q, F, z, gone, g, mark, cold)
         cold = False
+        if not exact:
+            # The solve gave up (step cap, or a singular fit such as an exact one at lam = 0): its
+            # sum(s) says nothing about s(lam), so the bracket keeps its ends and the next lam is
+            # another point inside it (the midpoint, or halfway to it where lam was the midpoint).
+            if lam <= lo:
+                lo_seen = True  # lam = lo = 0 gave up: search (0, hi)
+            mid = 0.5 * (lo + hi)
+            lam = mid if lam != mid else 0.5 * (lo + mid)
+            if hi - lo <= 1e-15 * hi:
+                break
+            continue
         total = 0.0
         for j in range(ns):
             total += sv[j]
         f = total - tau
-        if abs(f) <= 1e-13 * tau or (lam == 0.0 and f <= 0.0 and exact):
+        if abs(f) <= 1e-13 * tau or (lam == 0.0 and f <= 0.0):
             break
-        if lam == 0.0 and not exact:  # NNLS gave up (rank-deficient, e.g. an exact fit): search (0, hi) instead
-            lo_seen = True
-        elif f > 0.0:
+        if f > 0.0:
             lo, lo_seen = lam, True
         else:
             hi = lam
         if hi - lo <= 1e-15 * hi:
             break
         nxt = math.nan
-        if exact and nv > 0:
+        if nv > 0:
             slope = _slope(L, nv, z)
             if slope > 0.0:
                 nxt = lam + f / slope
