@@ -29,7 +29,7 @@ from gapbound.synthetic.batched import run_seeds
 from gapbound.synthetic.methods import DEFAULT_METHODS, SETTINGS, ExperimentConfig, run_seed, summarise, unconverged_warning
 from gapbound.training import TrainConfig
 from gapbound.training.distribute import closing_on_interrupt, parallel_backend
-from gapbound.utils.cli import (ArgumentParser, add_common_args, check_unique, default_jobs, limit_threads, nonnegative_float,
+from gapbound.utils.cli import (ArgumentParser, add_common_args, check_unique, limit_threads, nonnegative_float,
                                 nonnegative_int, positive_float, positive_int, run_cli)
 from gapbound.utils.experiment import ExperimentDir, open_experiment
 from gapbound.utils.validation import check_memory
@@ -127,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{args.jobs} worker(s)", file=sys.stderr)
         limit_threads(args.jobs)
         t0 = time.perf_counter()
-        threads = max(1, default_jobs() // args.jobs)
+        # One torch thread per job: at N = 16 every op is microseconds, and a second intra-op thread
+        # cost 48x the CPU time of an MLP-32 stack step (8x for MLP-1024) on the shared 2-core machine
+        # (docs/scale.md); parallelism comes from --jobs (one process per setting or seed).
+        threads = 1
         # one job per setting with all its seeds (batched), or per (setting, seed) with --one-at-a-time
         jobs = [(c, [s]) for c, s in todo] if args.one_at_a_time else [
             (c, [s for d, s in todo if d is c]) for c in configs if any(d is c for d, _ in todo)]

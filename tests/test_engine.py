@@ -165,13 +165,19 @@ def test_batched_resume_equals_uninterrupted(tmp_path):
         train_batched(resumed, batches, other, checkpoint_path=str(ckpt))
 
 
-def test_stack_batches_matches_stacked_tensor_batches():
+@pytest.mark.parametrize("chunk_epochs", [2, 64])
+def test_stack_batches_matches_stacked_tensor_batches(monkeypatch, chunk_epochs):
+    """Inputs, codes and row indices equal each model's tensor_batches, across permutation chunks and out of order."""
+    import gapbound.training.engine as engine
+
     problems = _problems()
-    X = torch.stack([p.X_train for p in problems])
-    a = stacked_tensor_batches(X, None, 100, SEEDS)
-    b = stack_batches([tensor_batches(p.X_train, None, 100, seed=s) for p, s in zip(problems, SEEDS)])
-    for step in (0, 1, 2, 3, 7):
-        torch.testing.assert_close(a(step)[0], b(step)[0], atol=0, rtol=0)
+    monkeypatch.setattr(engine, "_PERM_CHUNK", chunk_epochs * problems[0].X_train.shape[0])
+    X, S = torch.stack([p.X_train for p in problems]), torch.stack([p.S_train for p in problems])
+    a = stacked_tensor_batches(X, S, 100, SEEDS)
+    b = stack_batches([tensor_batches(p.X_train, p.S_train, 100, seed=s) for p, s in zip(problems, SEEDS)])
+    for step in (0, 1, 2, 3, 7, 4, 9, 8, 1, 0, 13):  # 2 steps per epoch: within and across chunks, and back
+        for got, want in zip(a(step), b(step)):
+            torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
 def test_bad_input():

@@ -52,18 +52,30 @@ def can_batch_coding(model: nn.Module) -> bool:
 _RIDGE = 1e-10  # keeps support systems positive definite (module docstring of _active_set)
 
 
-def _solve_support(P: torch.Tensor, G: torch.Tensor, DtX: torch.Tensor, lam: float) -> torch.Tensor:
-    """Solve ``G_PP s_P = (D^T x)_P - lam`` (zero off ``P``) for every sample (``G``: one per sample, ridge included)."""
-    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-    A = torch.where(P.unsqueeze(-1) & P.unsqueeze(-2), G, eye)
-    return torch.linalg.solve_ex(A, torch.where(P, DtX - lam, 0.0))[0]
+def _solve_support(P: torch.Tensor, G: torch.Tensor, first: torch.Tensor, DtX: torch.Tensor, lam: float) -> torch.Tensor:
+    """Solve ``G_PP s_P = (D^T x)_P - lam`` (zero off ``P``) for every sample, ``n x N``.
+
+    ``G``: every model's ``N x N`` Gram matrix (ridge included), flattened; ``first``: the offset of each
+    sample's in it. The systems are compacted to the widest support ``k`` (support atoms first, identity
+    for the padding): batched LU costs per matrix, and ``k`` (at most about ``M``) is far below ``N``.
+    """
+    n, N = P.shape
+    k = int(P.sum(-1).max()) if n else 0
+    if k == 0:
+        return torch.zeros_like(DtX)
+    on, order = P.to(torch.uint8).topk(k, dim=-1, sorted=False)  # each sample's support atoms first (distinct indices)
+    on = on.bool()
+    A = G[first[:, None, None] + order[:, :, None] * N + order[:, None, :]]
+    A = torch.where(on[:, :, None] & on[:, None, :], A, torch.eye(k, dtype=G.dtype, device=G.device))
+    sol = torch.linalg.solve_ex(A, torch.where(on, DtX.gather(1, order) - lam, 0.0))[0]  # padding solves to 0
+    return torch.zeros_like(DtX).scatter_(1, order, sol)
 
 
-def _active_set(S: torch.Tensor, G: torch.Tensor, owner: torch.Tensor, DtX: torch.Tensor, lam: float,
+def _active_set(S: torch.Tensor, G: torch.Tensor, DtX: torch.Tensor, lam: float,
                 rounds: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Lawson-Hanson active set for ``min_{s >= 0} 0.5 s^T G s - s^T (D^T x - lam)`` from ``S`` (float64), samples in lockstep.
 
-    ``S``, ``DtX``: ``n x N``; ``G``: ``B x N x N`` Gram matrices; ``owner``: ``n``, whose ``G`` each sample's is. Each
+    ``S``, ``DtX``: ``B x n x N`` (model ``b``'s samples); ``G``: ``B x N x N`` Gram matrices. Each
     round solves the support systems of the samples still open at once. A
     sample whose solution leaves the non-negative orthant moves from its
     feasible point towards it until the first coordinate reaches zero, and that
@@ -72,34 +84,50 @@ def _active_set(S: torch.Tensor, G: torch.Tensor, owner: torch.Tensor, DtX: torc
     with no violation it is certified (KKT). With more atoms than measurements
     ``G_PP`` is singular; the tiny ridge makes its solution huge along the null
     direction of ``D_P`` with the sign that lowers the objective, so the
-    boundary step above is the pivot that exchanges an atom. Returns (codes,
-    certified per sample); uncertified samples keep their last feasible point.
+    boundary step above is the pivot that exchanges an atom. Returns (codes
+    ``B x n x N``, certified per sample ``B x n``); uncertified samples keep their last feasible point.
     """
-    N = S.shape[-1]
+    B, n, N = S.shape
     G = G + _RIDGE * torch.eye(N, dtype=G.dtype, device=G.device)
+    flat_G = G.reshape(-1)
     S = S.clamp_min(0.0)
-    P = S > 0
+    flat_S, flat_DtX = S.view(B * n, N), DtX.reshape(B * n, N)
+    P = flat_S > 0
     tol = 1e-9 * max(1.0, lam)
-    ok = torch.zeros(S.shape[0], dtype=torch.bool, device=S.device)
-    live = torch.arange(S.shape[0], device=S.device)  # samples still open: only they are solved again
+    ok = torch.zeros(B * n, dtype=torch.bool, device=S.device)
+    live = torch.arange(B * n, device=S.device)  # samples still open: only they are solved again
+    first = (N * N) * live.div(n, rounding_mode="floor")  # each sample's Gram matrix in flat_G
+    every = True  # the first round takes every sample: views, not gathered copies
+
+    def rows(t: torch.Tensor) -> torch.Tensor:
+        return t if every else t[live]
+
     for _ in range(rounds):
-        s, p, g, c = S[live], P[live], G[owner[live]], DtX[live]
-        sol = _solve_support(p, g, c, lam)
+        s, p, c = rows(flat_S), rows(P), rows(flat_DtX)
+        sol = _solve_support(p, flat_G, rows(first), c, lam)
         bad = p & (sol <= 0)
         back = bad.any(-1, keepdim=True)
         ratio = torch.where(bad, s / (s - sol).clamp_min(1e-300), float("inf"))  # step to the boundary
         alpha = ratio.min(-1, keepdim=True).values.clamp(0.0, 1.0)
         moved = (s + alpha * (sol - s)).masked_fill_(bad & (ratio <= alpha), 0.0).clamp_min_(0.0)
         s = torch.where(back, moved, sol)
-        worst, j = torch.where(p, float("-inf"), c - torch.bmm(s.unsqueeze(1), g).squeeze(1) - lam).max(-1)
+        # the KKT gradient D^T x - G s of every sample: B products of n x N by N x N beat n' products of 1 x N by N x N
+        if every:
+            flat_S.copy_(s)
+        else:
+            flat_S[live] = s
+        worst, j = torch.where(p, float("-inf"), rows((DtX - torch.bmm(S, G)).view(B * n, N)) - lam).max(-1)
         done = ~back.squeeze(-1) & (worst <= tol)
         p = torch.where(back, s > 0, p | (torch.nn.functional.one_hot(j, N).bool() & ~done.unsqueeze(-1)))
-        S[live], P[live] = s, p
+        if every:
+            P.copy_(p)
+        else:
+            P[live] = p
         ok[live[done]] = True
-        live = live[~done]
+        live, every = live[~done], False
         if not live.numel():
             break
-    return S, ok
+    return S, ok.view(B, n)
 
 
 @torch.no_grad()
@@ -142,10 +170,8 @@ def batched_nn_lasso(D: torch.Tensor, X: torch.Tensor, lam: float, init: torch.T
     B, n, N = init.shape
     D64 = D.double()
     G64 = torch.bmm(D64.transpose(1, 2), D64)
-    owner = torch.arange(B, device=D.device).repeat_interleave(n)
-    DtX64 = torch.bmm(X.double(), D64).reshape(B * n, N)
-    codes, ok = _active_set(init.double().reshape(B * n, N), G64, owner, DtX64, lam, 2 * N if rounds is None else rounds)
-    codes, ok = codes.view(B, n, N).to(X.dtype), ok.view(B, n)
+    codes, ok = _active_set(init.double(), G64, torch.bmm(X.double(), D64), lam, 2 * N if rounds is None else rounds)
+    codes = codes.to(X.dtype)
     for b in (~ok).any(-1).nonzero().flatten().tolist():
         rows = (~ok[b]).nonzero().flatten()
         codes[b, rows] = solve(D[b], X[b, rows], lam, method="fista", init=init[b, rows], max_iter=iters, tol=0.0).codes
