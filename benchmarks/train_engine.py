@@ -208,6 +208,48 @@ def scaled_sizes(hidden: Sequence[int], steps: int, repeats: int, N: int = 1000,
     return rows
 
 
+def suite_costs(steps: int, repeats: int, seeds: int = 5) -> list[dict]:
+    """CPU seconds per batched step of every (setting, trained base) of the paper suite, and per protocol run.
+
+    The models, minibatches and settings are those of ``python -m simulations.synthetic`` (paper
+    protocol, ``seeds`` seeds batched, one thread); times are steady-state steps from initialisation
+    (sparse coding's early steps cost more than its later ones). Evaluation and set-up are not included.
+    """
+    from dataclasses import replace
+
+    from gapbound.synthetic.methods import _train_setup, parse_method
+    from simulations.synthetic import build_parser as suite_parser, configs_from_args
+
+    seed_list = list(range(seeds))
+    rows = []
+    for cfg in configs_from_args(suite_parser().parse_args(["--quiet"])):
+        problems = [make_problem(replace(cfg.data, seed=s)) for s in seed_list]
+        X = torch.stack([p.X_train for p in problems])
+        S = torch.stack([p.S_train for p in problems]) if cfg.setting == "known_z" else None
+        for base in dict.fromkeys(parse_method(m).base for m in cfg.methods):
+            spec = parse_method(base)
+            if spec.encoder is None and cfg.setting != "unknown":
+                continue  # sparse coding with the true dictionary trains nothing
+            setups = [_train_setup(spec, cfg, p, s, None) for p, s in zip(problems, seed_list)]
+
+            def run(n: int, setups=setups) -> None:
+                train_batched([copy.deepcopy(m) for m, _, _ in setups], stacked_tensor_batches(X, S, cfg.batch_size, seed_list),
+                              [replace(c, steps=n, eval_every=0, progress=False) for _, c, _ in setups])
+
+            cpu = steady_seconds({"batched": run}, steps, repeats)["batched"]["cpu"]
+            rows.append({"setting": cfg.setting, "base": base, "cpu_s_per_step": cpu, "steps": cfg.train.steps,
+                         "cpu_s": cpu * cfg.train.steps})
+    return rows
+
+
+def two_worker_split(cpu_s: dict[str, float], workers: int = 2) -> list[list[str]]:
+    """The settings (one job each) on ``workers`` workers, longest first to the least loaded (joblib's greedy order)."""
+    loads: list[list[str]] = [[] for _ in range(workers)]
+    for name in sorted(cpu_s, key=cpu_s.get, reverse=True):
+        min(loads, key=lambda ws: sum(cpu_s[w] for w in ws)).append(name)
+    return loads
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_engine", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaled-hidden", type=positive_int, nargs="+", default=[256, 1024], help="MLP widths at scaled sizes")
     p.add_argument("--skip-scaled", action="store_true", help="only the paper's sizes")
     p.add_argument("--repeats", type=positive_int, default=3, help="measurements per figure; the best is kept")
+    p.add_argument("--suite", action="store_true",
+                   help="instead: CPU seconds per step of every trained (setting, method) of the paper suite, and the "
+                        "suite's predicted CPU time and --jobs 2 split")
     p.add_argument("--out", default=None, help="also write the numbers to this JSON file")
     return p
 
@@ -230,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--methods: {m!r} is not SAE, SC or MLP-<hidden width>")
     if args.steps < 16 or args.scaled_steps < 4:
         raise ValueError("--steps must be >= 16 and --scaled-steps >= 4 so the two timed runs differ")
+    if args.suite:
+        return suite_main(args)
     peak = matmul_flops_per_s(torch.device("cpu"))
     report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "matmul_flops_per_s": peak,
               "load_average_before": os.getloadavg(),
@@ -254,6 +301,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells = "  ".join(f"{k} {v / 1e9:.1f} ({v / peak:.0%})" for k, v in r["achieved_flops_per_s"].items())
             print(f"{r['method']:<9} {r['step_flops'] / 1e9:.2f} GFLOP/step  {cells}")
     report["load_average_after"] = os.getloadavg()
+    print(f"load average before / after: {report['load_average_before']} / {report['load_average_after']}")
+    if args.out:
+        atomic_write_json(args.out, report)
+    return 0
+
+
+def suite_main(args: argparse.Namespace) -> int:
+    """``--suite``: per-step CPU costs and the predicted paper-suite time (see :func:`suite_costs`)."""
+    report = {"threads": torch.get_num_threads(), "load_average_before": os.getloadavg(),
+              "rows": suite_costs(args.steps, args.repeats, args.seeds)}
+    per_setting: dict[str, float] = {}
+    print(f"paper suite, {args.seeds} seeds batched, one thread: CPU s per step (per stack of {args.seeds}) and per run")
+    for r in report["rows"]:
+        per_setting[r["setting"]] = per_setting.get(r["setting"], 0.0) + r["cpu_s"]
+        print(f"{r['setting']:<8} {r['base']:<9} {r['cpu_s_per_step'] * 1e3:8.3f} ms x {r['steps']:>7,} = {r['cpu_s']:7.0f} s")
+    split = two_worker_split(per_setting)
+    report.update(cpu_s_per_setting=per_setting, cpu_s_total=sum(per_setting.values()), jobs2_split=split,
+                  jobs2_wall_s=max(sum(per_setting[w] for w in ws) for ws in split), load_average_after=os.getloadavg())
+    print(f"training CPU s: {report['cpu_s_total']:.0f} in all; per setting " +
+          ", ".join(f"{k} {v:.0f}" for k, v in per_setting.items()))
+    print(f"--jobs 2 on an idle 2-core machine: workers {split}, predicted training wall {report['jobs2_wall_s']:.0f} s "
+          f"(evaluation and set-up not included)")
     print(f"load average before / after: {report['load_average_before']} / {report['load_average_after']}")
     if args.out:
         atomic_write_json(args.out, report)

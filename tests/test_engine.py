@@ -250,3 +250,11 @@ def test_benchmark_products_are_the_counted_step_flops(hidden):
                                [q for q in m.parameters() if q.requires_grad])
     widths = [8, 16] if hidden is None else [8, hidden, 16]
     assert counted == sum(2 * r * k * c for r, k, c in stacked_products(1, 64, widths, learned_dict=True))
+
+
+def test_suite_split_puts_the_longest_setting_alone():
+    from benchmarks.train_engine import two_worker_split
+
+    assert two_worker_split({"known_z": 174.0, "unknown": 1455.0, "known_d": 168.0}) == [["unknown"], ["known_z", "known_d"]]
+    loads = two_worker_split({"a": 3.0, "b": 3.0, "c": 2.0, "d": 2.0})
+    assert sorted(len(w) for w in loads) == [2, 2] and {frozenset(w) for w in loads} == {frozenset("ac"), frozenset("bd")}
