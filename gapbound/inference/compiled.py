@@ -27,7 +27,8 @@ correlations of the residual ``r = D^T (x - D s) = c - G s``:
    ``O(k)``, a good one saves the rounds the cold start would spend finding
    its support);
 3. ``r`` is recomputed from ``c`` and the duality gap certifies the codes
-   (the formula of :func:`gapbound.inference.problem.gap_terms`); a sample stops when its
+   (the formula of :func:`gapbound.inference.problem.gap_terms`, with its rounding slack
+   where only coded atoms violate KKT); a sample stops when its
    gap is at most ``tol``, when no atom violates the KKT conditions, or after
    ``max_outer`` rounds.
 
@@ -313,7 +314,9 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, dense, use, lam, tol, ca
             valid = min(valid, n_coded)
             m = min(adds, cap - k, max(1, DT.shape[1] - k))  # past the rank, atoms turn dependent: a null step each
             nc, rmax, jmax = _scan(r, lam, inW, m, cand_i, cand_v)
-            gi = _gap(Pi, rr, xr, rmax, lam, _slack(G, have, DT, W, s, k, jmax, xi) if rmax > lam else 0.0)
+            gi = _gap(Pi, rr, xr, rmax, lam, 0.0)
+            if gi > tol and rmax > lam and nc == 0:  # the violators are coded atoms: maybe rounding (O(M + k))
+                gi = _gap(Pi, rr, xr, rmax, lam, _slack(G, have, DT, W, s, k, jmax, xi))
             # Exact on the coded atoms and no violator left: KKT-optimal (up to rounding).
             if gi <= tol or outer == max_outer or (exact and nc == 0 and k == n_coded):
                 break
