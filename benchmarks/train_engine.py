@@ -243,7 +243,10 @@ def suite_costs(steps: int, repeats: int, seeds: int = 5) -> list[dict]:
 
 
 def two_worker_split(cpu_s: dict[str, float], workers: int = 2) -> list[list[str]]:
-    """The settings (one job each) on ``workers`` workers, longest first to the least loaded (joblib's greedy order)."""
+    """The settings (one job each) on ``workers`` workers, longest first to the least loaded.
+
+    ``simulations.synthetic`` submits its jobs longest first, and a free worker takes the next one.
+    """
     loads: list[list[str]] = [[] for _ in range(workers)]
     for name in sorted(cpu_s, key=cpu_s.get, reverse=True):
         min(loads, key=lambda ws: sum(cpu_s[w] for w in ws)).append(name)

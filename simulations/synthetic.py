@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one job per setting with all its seeds (batched), or per (setting, seed) with --one-at-a-time
         jobs = [(c, [s]) for c, s in todo] if args.one_at_a_time else [
             (c, [s for d, s in todo if d is c]) for c in configs if any(d is c for d, _ in todo)]
+        # longest first (steps x seeds): workers then take the unknown setting's 100,000 steps at once
+        # and the short settings beside it, instead of starting it after them
+        jobs.sort(key=lambda job: job[0].train.steps * len(job[1]), reverse=True)
         if jobs:
             with parallel_backend(args.scheduler, n_workers=args.jobs) as where:
                 print(f"jobs run on {where}", file=sys.stderr)
