@@ -53,7 +53,7 @@ from numba import njit, prange
 
 from ..utils.flops import counting
 from .nnls_kernel import lawson_hanson
-from .starts import compact_start, tidy_start
+from .starts import compact_start, dense_atoms, tidy_start
 
 __all__ = ["active_set", "run_numpy", "compact_start"]  # compact_start: re-exported (it lived here)
 
@@ -220,20 +220,6 @@ def _ensure_rows(G: np.ndarray, have: np.ndarray, DT: np.ndarray, W: np.ndarray,
     return 2 * cnt * DT.shape[0] * DT.shape[1]
 
 
-@njit(cache=True, inline="always")
-def _dense_atoms(dense: np.ndarray, i: int, every: bool, r: np.ndarray, thr: float, inW: np.ndarray, W: np.ndarray,
-                 s: np.ndarray, cap: int) -> int:
-    """Row ``i`` of a dense start as positions and values in ``W``, ``s``: its positive codes (``every``), or
-    those whose atom has ``r_j > thr`` or is in the working set; at most ``cap``; returns how many."""
-    k = 0
-    for j in range(dense.shape[1]):
-        v = dense[i, j]
-        if v > 0.0 and (every or r[j] > thr or inW[j]) and k < cap:
-            W[k], s[k] = j, v
-            k += 1
-    return k
-
-
 @njit(cache=True)
 def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, dense, use, lam, tol, cap, max_add, max_outer, n_add, n_first, lo,
                  hi, S, P, gap, flops):  # pragma: no cover
@@ -270,7 +256,7 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, dense, use, lam, tol, ca
         if in_place:
             k_start = 1 if use[i] else 0
             if k_start and max_outer == 0:
-                k_start = _dense_atoms(dense, i, True, r, 0.0, inW, W_start, s_start, cap)
+                k_start = dense_atoms(dense, i, True, r, 0.0, inW, W_start, s_start, cap)
         else:
             for a in range(idx.shape[1]):
                 if vals[i, a] > 0.0 and k_start < cap:
@@ -332,7 +318,7 @@ def _solve_chunk(G, have, DT, DtX, xx, rows, idx, vals, dense, use, lam, tol, ca
                 kk = 0
                 thr = lam + _START_KEEP * (rmax - lam)
                 if in_place:
-                    kk = _dense_atoms(dense, i, False, r, thr, inW, W_start, s_start, cap)
+                    kk = dense_atoms(dense, i, False, r, thr, inW, W_start, s_start, cap)
                 else:
                     for a in range(k_start):
                         if r[W_start[a]] > thr or inW[W_start[a]]:

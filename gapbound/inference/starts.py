@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["compact_start", "start_rows", "tidy_start"]
+__all__ = ["compact_start", "dense_atoms", "start_rows", "tidy_start"]
 
 
 @njit(cache=True)
@@ -123,3 +123,20 @@ def compact_start(init: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray,
                 idx[i, a], vals[i, a] = j, init[i, j]
                 a += 1
     return idx, vals, True
+
+
+@njit(cache=True, inline="always")
+def dense_atoms(dense: np.ndarray, i: int, every: bool, r: np.ndarray, thr: float, inW: np.ndarray, W: np.ndarray,
+                s: np.ndarray, cap: int) -> int:  # pragma: no cover
+    """Row ``i`` of a dense start as positions and values in ``W``, ``s``: its positive codes (``every``), or
+    those whose atom has ``r_j > thr`` or is in the working set; at most ``cap``; returns how many.
+
+    How the kernel reads a start in place (:func:`.compiled._solve_chunk`), only where it races.
+    """
+    k = 0
+    for j in range(dense.shape[1]):
+        v = dense[i, j]
+        if v > 0.0 and (every or r[j] > thr or inW[j]) and k < cap:
+            W[k], s[k] = j, v
+            k += 1
+    return k
