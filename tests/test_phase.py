@@ -104,7 +104,7 @@ def test_unconverged_inference_is_flagged(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert [r["unconverged"] for r in doc["rows"] if r["method"] == "SC"] == [True]
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and "SC at N=16, M=8, K=3, seed 0 (25.0% of samples, largest gap 0.003" in warning[0]
+    assert len(warning) == 1 and "SC at N=16, M=8, K=3, seed 0 (75 % of samples unconverged, largest gap 0.003" in warning[0]
     monkeypatch.setattr(phase, "run_cells", real)
     capsys.readouterr()
     phase.run_grid(TINY, *phase.grid_cells([32], [8], [3], seeds=[0]), tmp_path / "clean", jobs=1, progress=False)
