@@ -501,7 +501,8 @@ def screen_rows(seed: int, cells: list[str] | None, samples: int = 8) -> list[di
         D, X, lam, _ = make_cell(cell, seed)
         coder = SparseCoder(D, lam, tol=1e-8 * float(0.5 * (X * X).sum(1).mean()))
         coder.solve(X[:1])  # the lean path's kept set-up
-        G, have, DT, D64, idx0, vals0, cap, max_add, n_first = coder._lean
+        G, have, DT, D64, cap, max_add, n_first = coder._lean
+        idx0, vals0 = np.zeros((1, 0), np.int64), np.zeros((1, 0))  # a cold start: no positions
         work = skip = 0.0
         rounds = []
         for i in range(min(samples, cell.n)):

@@ -234,7 +234,8 @@ def test_junk_laden_starts_return_the_certified_cold_optimum(M, N, lam):
     S = cold.codes.numpy()
     starts = {"optimum + junk": S + (rng.random(S.shape) < 0.05) * 0.1 * S.max(),
               "junk": np.abs(rng.normal(size=S.shape)) * (rng.random(S.shape) < 0.1) * S.max()}
-    G, have, DT, D64, idx0, vals0, cap, max_add, n_first = coder._lean
+    G, have, DT, D64, cap, max_add, n_first = coder._lean
+    idx0, vals0 = np.zeros((1, 0), np.int64), np.zeros((1, 0))  # a cold start: no positions
     DtX, xx, rows = X @ D64, (X * X).sum(1), np.arange(len(X))
     flops = {}
     for name, S0 in starts.items():
@@ -259,7 +260,8 @@ def test_in_place_starts_race_like_compact_ones():
     D, X = _problem(M=32, N=128, n=16, seed=12)
     coder = SparseCoder(D, 0.05, tol=1e-10)
     cold = coder.solve(X)
-    G, have, DT, D64, idx0, vals0, cap, max_add, n_first = coder._lean
+    G, have, DT, D64, cap, max_add, n_first = coder._lean
+    idx0, vals0 = np.zeros((1, 0), np.int64), np.zeros((1, 0))  # a cold start: no positions
     DtX, xx, rows = X @ D64, (X * X).sum(1), np.arange(len(X))
 
     def lean(init):

@@ -171,7 +171,7 @@ class SparseCoder:
         def ok(A: Any, width: int) -> bool:
             return isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == width and A.dtype in (np.float32, np.float64)
 
-        # X's finiteness is checked on ||x||^2 in _solve_lean (n numbers instead of n M), init's in compact_start.
+        # X's finiteness is checked on ||x||^2 in _solve_lean (n numbers instead of n M), init's in run_lean.
         return (self.backend == "numba" and self.atoms.dtype == torch.float64 and not counting() and ok(X, self.atoms.M)
                 and X.shape[0] > 0 and (init is None or (ok(init, self.atoms.N) and init.shape[0] == X.shape[0])))
 
@@ -179,11 +179,8 @@ class SparseCoder:
         """The compiled active set on numpy arrays; a batch it does not certify (or a non-finite ``X``) goes the general way."""
         if self._lean is None:
             G, have, DT = self.atoms.gram_rows()
-            # (n x 0 start: a cold start, no positions to read)
-            # (the n x 0 positions and values: a cold start for run_numpy, as benchmarks and tests call it)
-            self._lean = (G.numpy(), have.numpy(), DT.numpy(), self.atoms.D64.numpy(), np.zeros((1, 0), np.int64),
-                          np.zeros((1, 0)), *widths(self.atoms))
-        G, have, DT, D64, _, _, cap, max_add, n_first = self._lean
+            self._lean = (G.numpy(), have.numpy(), DT.numpy(), self.atoms.D64.numpy(), *widths(self.atoms))
+        G, have, DT, D64, cap, max_add, n_first = self._lean
         n = X.shape[0]
         if n * 256 >= self.atoms.N and not self.atoms.gram_complete:  # as Problem.gram_pays: one BLAS product beats rows piecemeal
             self.atoms.G64  # noqa: B018
