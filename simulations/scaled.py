@@ -237,8 +237,11 @@ def format_table(report: dict) -> str:
              f"K={report['config']['data']['K']}) ==",
              f"{'method':<10} {'MCC':>14} {'train FLOPs':>12} {'infer FLOPs':>12} {'wall s':>8}"]
     for name, m in report["methods"].items():
+        wall = f"{'>=' if m.get('wall_s_partial') else ''}{m['wall_s']:.1f}"
         lines.append(f"{name:<10} {m['mcc_mean']:>7.3f} ± {m['mcc_std']:.3f} {m['train_flops']:>12.3g} "
-                     f"{m['inference_flops']:>12.3g} {m['wall_s']:>8.1f}{' *' if m.get('unconverged') else ''}")
+                     f"{m['inference_flops']:>12.3g} {wall:>8}{' *' if m.get('unconverged') else ''}")
+    if any(m.get("wall_s_partial") for m in report["methods"].values()):
+        lines.append(">= : resumed from a checkpoint that did not record its earlier training seconds (a lower bound)")
     return "\n".join(lines)
 
 

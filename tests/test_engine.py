@@ -156,7 +156,9 @@ def test_batched_resume_equals_uninterrupted(tmp_path):
     with pytest.raises(Stop):
         train_batched(first, batches, cfgs, evaluate=[dying] * len(SEEDS), checkpoint_path=str(ckpt))
     resumed = [_model("unknown", "sae", p, s + 100) for p, s in zip(problems, SEEDS)]  # weights must come from the file
-    train_batched(resumed, batches, cfgs, evaluate=ev, checkpoint_path=str(ckpt))
+    res = train_batched(resumed, batches, cfgs, evaluate=ev, checkpoint_path=str(ckpt))
+    # the interrupted invocation's training seconds come with the stack (recorded at its step-60 checkpoint)
+    assert all(r.seconds_before == res[0].seconds_before > 0 for r in res) and all(r.seconds_before == 0.0 for r in ref_res)
     for a, b in zip(ref, resumed):
         for pa, pb in zip(a.parameters(), b.parameters()):
             torch.testing.assert_close(pb, pa, atol=0, rtol=0)

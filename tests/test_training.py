@@ -55,6 +55,24 @@ def test_resume_gives_identical_result(tmp_path):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert [h["step"] for h in res.history] == [h["step"] for h in ref_res.history]
     assert res.history[-1]["mcc"] == pytest.approx(ref_res.history[-1]["mcc"])
+    # the interrupted invocation's seconds are carried over (recorded at its step-120 checkpoint)
+    assert ref_res.seconds_before == 0.0 and res.seconds_before > 0.0
+    assert torch.load(ckpt, weights_only=False)["train_s"] > res.seconds_before
+
+
+def test_resumed_seconds_unknown_for_checkpoints_without_the_record(tmp_path):
+    """A checkpoint written before seconds were recorded gives None (unknown), never 0 (a wrong number)."""
+    p = _problem()
+    ckpt = tmp_path / "ck.pt"
+    batches = tensor_batches(p.X_train, batch_size=64, seed=0)
+    base = dict(steps=20, progress=False, checkpoint_path=str(ckpt))
+    train(_autoencoder(p), batches, TrainConfig(**base))
+    state = torch.load(ckpt, weights_only=False)
+    state.pop("train_s")
+    state["step"] = 10
+    torch.save(state, ckpt)
+    res = train(_autoencoder(p), batches, TrainConfig(**base))
+    assert res.seconds_before is None and torch.load(ckpt, weights_only=False)["train_s"] is None
 
 
 def test_checkpoint_with_other_config_is_rejected(tmp_path):

@@ -50,8 +50,8 @@ def _train_stacked(spec: MethodSpec, cfg: ExperimentConfig, problems: Sequence[S
     results = train_batched(models, stacked_tensor_batches(X, S, cfg.batch_size, seeds), [c for _, c, _ in setups],
                             evaluate=[e for _, _, e in setups], checkpoint_path=_batched_checkpoint(checkpoint_dir, cfg, spec, seeds),
                             desc=f"{cfg.setting}/{spec.base}/seeds{list(seeds)}")
-    share = (time.perf_counter() - t0) / len(seeds)
-    return [_as_trained(m, r, cfg, p, share) for m, r, p in zip(models, results, problems)]
+    seconds = time.perf_counter() - t0
+    return [_as_trained(m, r, cfg, p, seconds, sharers=len(seeds)) for m, r, p in zip(models, results, problems)]
 
 
 def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], checkpoint_dir: str | None = None) -> list[dict[str, dict[str, Any]]]:

@@ -312,6 +312,7 @@ class _Trained:
     train_flops: int
     train_s: float
     curve: list[list[Any]]
+    train_s_partial: bool = False  # resumed from a checkpoint that did not record its earlier seconds
 
 
 def _train_base(spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProblem, seed: int,
@@ -324,10 +325,17 @@ def _train_base(spec: MethodSpec, cfg: ExperimentConfig, problem: SyntheticProbl
     return _as_trained(model, res, cfg, problem, time.perf_counter() - t0)
 
 
-def _as_trained(model: nn.Module, res: Any, cfg: ExperimentConfig, problem: SyntheticProblem, seconds: float) -> _Trained:
-    """A trained model and its TrainResult as a :class:`_Trained` (also used by :mod:`.batched`)."""
+def _as_trained(model: nn.Module, res: Any, cfg: ExperimentConfig, problem: SyntheticProblem, seconds: float,
+                sharers: int = 1) -> _Trained:
+    """A trained model and its TrainResult as a :class:`_Trained` (also used by :mod:`.batched`).
+
+    ``seconds`` is this invocation's training time; earlier invocations' (read from the resumed
+    checkpoint) are added, and the sum is split evenly over the ``sharers`` models trained together.
+    """
     D, D_hat = _decoder(model, problem)
-    return _Trained(model, D, D_hat, cfg.train.steps * res.step_flops, seconds, [[h["train_flops"], h["mcc"]] for h in res.history])
+    before = res.seconds_before
+    return _Trained(model, D, D_hat, cfg.train.steps * res.step_flops, (seconds + (before or 0.0)) / sharers,
+                    [[h["train_flops"], h["mcc"]] for h in res.history], train_s_partial=before is None)
 
 
 def _evaluate(spec: MethodSpec, base: _Trained, cfg: ExperimentConfig, problem: SyntheticProblem,
@@ -348,7 +356,8 @@ def _evaluate(spec: MethodSpec, base: _Trained, cfg: ExperimentConfig, problem: 
         flops, wall = flops + ito_flops, wall + time.perf_counter() - t
     total = base.train_flops + flops
     return {**_scores(problem, codes, base.D_hat), "train_flops": base.train_flops, "inference_flops": flops,
-            "wall_s": wall, "inference": inference, "curve": base.curve + [[total, mcc(problem.S_test, codes)]]}
+            "wall_s": wall, "inference": inference, "curve": base.curve + [[total, mcc(problem.S_test, codes)]],
+            **({"wall_s_partial": True} if base.train_s_partial else {})}
 
 
 def run_seed(
@@ -383,7 +392,9 @@ def run_seed(
     -------
     dict
         Method name -> ``mcc``, ``dict_mcc``, ``support_f1``, ``train_flops``,
-        ``inference_flops``, ``wall_s``, ``inference`` (per-sample inference's
+        ``inference_flops``, ``wall_s`` (training seconds summed over every invocation that
+        resumed it; ``wall_s_partial: True`` is added where a resumed checkpoint did not record its
+        earlier seconds, so ``wall_s`` is then a lower bound), ``inference`` (per-sample inference's
         ``tol``, ``converged_fraction``, ``max_duality_gap``, ``iterations``;
         ``None`` for methods without it), ``curve`` (list of ``[flops, mcc]``).
     """
@@ -435,6 +446,7 @@ def summarise(per_seed: list[dict[str, dict[str, Any]]], seeds: list[int]) -> di
             "train_flops": int(np.mean([r["train_flops"] for r in rows])),
             "inference_flops": int(np.mean([r["inference_flops"] for r in rows])),
             "wall_s": float(np.sum([r["wall_s"] for r in rows])),
+            **({"wall_s_partial": True} if any(r.get("wall_s_partial") for r in rows) else {}),
             "seeds": list(seeds),
             "curves": [r["curve"] for r in rows],
             **convergence_summary([r.get("inference") for r in rows]),

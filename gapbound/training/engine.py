@@ -25,6 +25,7 @@ Supported models: :class:`~gapbound.training.Supervised` and
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,7 +39,7 @@ from ..utils.flops import train_step_flops
 from ..utils.io import atomic_save, load_checkpoint
 from .batches import Batch, BatchFn, epoch_permutation
 from .coding_engine import CodingStack, can_batch_coding
-from .loop import TrainConfig, TrainResult, resume_key
+from .loop import TrainConfig, TrainResult, resume_key, seconds_before, seconds_so_far
 from .objectives import Autoencoder, Supervised, l1_penalty, supervised_loss
 
 _CHECK_EVERY = 50  # steps between loss evaluations (finiteness check, progress bar)
@@ -362,6 +363,7 @@ def train_batched(
     if not models or len(configs) != len(models) or (evaluate is not None and len(evaluate) != len(models)):
         raise ValueError(f"need one config (and evaluate callback) per model, got {len(models)} models, "
                          f"{len(configs)} configs, {None if evaluate is None else len(evaluate)} callbacks")
+    t0 = time.perf_counter()
     config = _check_configs(configs)
     B = len(models)
     key = {"configs": [resume_key(asdict(c)) for c in configs], "B": B}
@@ -380,7 +382,8 @@ def train_batched(
             m.load_state_dict(saved)
     stack = CodingStack(models) if can_batch_coding(models[0]) else _Stack(models)
     opt = _FusedAdam(stack.flat, lr=config.lr)
-    results = [TrainResult(step_flops=flops[b if len(flops) > 1 else 0]) for b in range(B)]
+    # seconds_before is the whole stack's: its models train together
+    results = [TrainResult(step_flops=flops[b if len(flops) > 1 else 0], seconds_before=seconds_before(state)) for b in range(B)]
     # Codes summed over the steps since the last resampling point, on the models' device: codes are >= 0,
     # so a positive sum marks a latent that fired (one add per step, no copy to the host).
     activity = torch.zeros(B, stack.n_latents, dtype=stack.flat.dtype, device=stack.flat.device)
@@ -397,7 +400,8 @@ def train_batched(
             # whole state dicts (not only the stacked tensors): a resumed model equals the uninterrupted one everywhere
             atomic_save({"models": [stack.load(b).state_dict() for b in range(B)], "optimizer": opt.state_dict(), "step": step,
                          "fired": fired(), "history": [r.history for r in results],
-                         "resampled": [r.resampled for r in results], "key": key}, ckpt)
+                         "resampled": [r.resampled for r in results], "key": key,
+                         "train_s": seconds_so_far(results[0].seconds_before, t0)}, ckpt)
 
     def record(step: int) -> None:
         if evaluate is None:

@@ -12,6 +12,7 @@ uninterrupted one exactly.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -92,12 +93,26 @@ class TrainResult:
         Loss at the last step.
     resampled : int
         Total latents resampled.
+    seconds_before : float or None
+        Wall seconds earlier invocations spent training this run (0 for a fresh run; read from the
+        checkpoint it resumed; None when that checkpoint predates this record).
     """
 
     step_flops: int
     history: list[dict] = field(default_factory=list)
     final_loss: float = float("nan")
     resampled: int = 0
+    seconds_before: float | None = 0.0
+
+
+def seconds_before(state: dict | None) -> float | None:
+    """Training seconds a checkpoint records for the invocations that wrote it (None if it predates the record)."""
+    return 0.0 if state is None else state.get("train_s")
+
+
+def seconds_so_far(before: float | None, t0: float) -> float | None:
+    """``before`` plus this invocation's seconds since ``t0`` (None stays None: an unknown share stays unknown)."""
+    return None if before is None else before + time.perf_counter() - t0
 
 
 def resume_key(config: dict) -> dict:
@@ -133,6 +148,7 @@ def train(
     -------
     TrainResult
     """
+    t0 = time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -146,8 +162,9 @@ def train(
     start = 0
 
     ckpt = Path(config.checkpoint_path) if config.checkpoint_path else None
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt)
+    state = load_checkpoint(ckpt) if ckpt is not None and ckpt.exists() else None
+    result.seconds_before = seconds_before(state)
+    if state is not None:
         if resume_key(state.get("config", {})) != resume_key(asdict(config)):
             raise ValueError(f"checkpoint {ckpt} was written with a different TrainConfig; remove it or change checkpoint_path")
         model.load_state_dict(state["model"])
@@ -159,7 +176,8 @@ def train(
         if ckpt is not None:
             atomic_save(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "fired": fired,
-                 "history": result.history, "resampled": result.resampled, "config": asdict(config)},
+                 "history": result.history, "resampled": result.resampled, "config": asdict(config),
+                 "train_s": seconds_so_far(result.seconds_before, t0)},
                 ckpt,
             )
 
