@@ -130,6 +130,50 @@ def test_batched_nn_lasso_is_exact():
         torch.testing.assert_close(codes[b], ref, atol=1e-4, rtol=0)
 
 
+def _lasso_case(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    B, M, N, n = 3, 8, 16, 96
+    D = torch.nn.functional.normalize(torch.randn(B, M, N, generator=gen), dim=1)
+    S = (torch.rand(B, n, N, generator=gen) < 0.3) * torch.rand(B, n, N, generator=gen)  # supports up to > M
+    return D, torch.bmm(S, D.transpose(1, 2)), S, gen
+
+
+@pytest.mark.parametrize("start", ["zero", "planted", "noisy"])
+def test_compiled_and_torch_active_sets_agree(start):
+    """The CPU kernel (warm_active_set) and the torch active set (other devices) certify the same minimiser."""
+    from gapbound.training.coding_engine import _active_set, _tol
+    from gapbound.training.coding_kernel import warm_active_set
+
+    D, X, S, gen = _lasso_case(1)
+    lam = 4e-3
+    init = {"zero": torch.zeros_like(S), "planted": S,  # a start wider than the rank, and one with wrong atoms
+            "noisy": (S + 0.2 * torch.rand(S.shape, generator=gen) * (torch.rand(S.shape, generator=gen) < 0.2))}[start]
+    D64 = D.double()
+    ref, ok_ref = _active_set(init.double(), torch.bmm(D64.transpose(1, 2), D64), torch.bmm(X.double(), D64), lam, 32)
+    got, ok = torch.zeros_like(ref), torch.zeros_like(ok_ref)
+    warm_active_set(D.numpy(), X.numpy(), init.numpy(), lam, _tol(lam), 32, got.numpy(), ok.numpy())
+    assert bool(ok.all()) and bool(ok_ref.all())
+    corr = torch.bmm(X.double() - torch.bmm(got, D64.transpose(1, 2)), D64)  # D^T (x - D s), float64
+    on = got > 0
+    assert float((corr[on] - lam).abs().max()) <= 1e-12  # stationarity on the support (no ridge: to rounding)
+    assert float(corr[~on].max()) <= lam + _tol(lam)  # dual feasibility off it
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)  # the torch version's 1e-10 ridge moves it by ~1e-7
+
+
+def test_uncertified_samples_go_to_the_solver():
+    """A sample the kernel does not certify (here: too few rounds) is solved by solve() and still exact."""
+    from gapbound.inference import solve
+    from gapbound.training.coding_engine import batched_nn_lasso
+
+    D, X, _, _ = _lasso_case(2)
+    lam = 4e-3
+    codes, fallback = batched_nn_lasso(D, X, lam, torch.zeros(X.shape[0], X.shape[1], D.shape[2]), iters=20, rounds=2)
+    assert fallback > 0  # from zero, two rounds code at most two atoms
+    for b in range(D.shape[0]):
+        torch.testing.assert_close(codes[b], solve(D[b], X[b], lam, method="fista", max_iter=200, tol=1e-9).codes,
+                                   atol=1e-4, rtol=0)
+
+
 def test_batched_resume_equals_uninterrupted(tmp_path):
     problems = _problems()
     cfgs = [TrainConfig(steps=90, lr=3e-3, resample_every=40, eval_every=30, checkpoint_every=30, progress=False, seed=s)
