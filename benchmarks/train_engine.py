@@ -25,6 +25,13 @@ batched step's own products timed alone at their shapes (``stacked_products``; t
 same FLOPs, ``tests/test_engine.py``). Scaled sizes (N = 1000, M = 200,
 minibatch 1024, known Z): the loop and the engine (B = 1 and 2) on a fixed
 minibatch, where the matmuls dominate.
+
+``--sc-inference``: the SC stack step's inference alone (5 x 256 samples from their
+stored codes, after ``--trained`` batched training steps), CPU ms per step for the
+engine's CPU kernel (``coding_kernel.warm_active_set``), its torch active set (used on
+other devices) and the library's compiled active set (``run_lean`` per model, which
+races each start against a cold start), interleaved, best of ``--repeats``, with the
+largest code difference between them.
 """
 
 from __future__ import annotations
@@ -208,6 +215,59 @@ def scaled_sizes(hidden: Sequence[int], steps: int, repeats: int, N: int = 1000,
     return rows
 
 
+def sc_inference(seeds: int, trained: int, captured: int, repeats: int) -> dict:
+    """CPU ms per SC stack step's inference: the engine's kernel, its torch active set, the library's compiled one.
+
+    ``seeds`` coders (N = 16, M = 8, batch 256) are trained ``trained`` steps with the engine;
+    the next ``captured`` steps' inputs (dictionaries, samples, stored codes) are then solved by
+    each contender, round by round, best of ``repeats`` (``process_time``).
+    """
+    import numpy as np
+
+    from gapbound.inference.active_set import widths
+    from gapbound.inference.coder import run_lean
+    from gapbound.inference.problem import Atoms
+    from gapbound.training.coding_engine import CodingStack, _active_set, batched_nn_lasso
+    from gapbound.training.objectives import l1_to_lam
+
+    seed_list = list(range(seeds))
+    X = torch.stack([make_problem(SyntheticConfig(seed=s)).X_train for s in seed_list])
+    models, batches = _coders(8, 16, X.shape[1], seed_list), stacked_tensor_batches(X, None, 256, seed_list)
+    cfg = TrainConfig(progress=False, resample_every=0)
+    if trained:
+        train_batched(models, batches, [TrainConfig(steps=trained, progress=False, resample_every=0, seed=s) for s in seed_list])
+    stack, lam = CodingStack(models), l1_to_lam(cfg.l1, 8)
+    cases = []
+    for i in range(trained, trained + captured):
+        x, _, idx = batches(i)
+        cases.append((stack.params[0].detach().clone(), x, torch.stack([c[r] for c, r in zip(stack.codes, idx)])))
+    cap, max_add, n_first = widths(Atoms(cases[0][0][0]))
+
+    def torch_path(D: torch.Tensor, x: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
+        D64 = D.double()
+        return _active_set(init.double(), torch.bmm(D64.transpose(1, 2), D64), torch.bmm(x.double(), D64), lam, 32)[0].float()
+
+    def library(D: torch.Tensor, x: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
+        out = []
+        for Db, xb, ib in zip(D.double().numpy(), x.double().numpy(), init.double().numpy()):
+            out.append(run_lean(Db.T @ Db, np.ones(Db.shape[1], bool), np.ascontiguousarray(Db.T), np.ascontiguousarray(xb),
+                                xb @ Db, np.ascontiguousarray(ib), 8, lam, 0.0, cap, max_add, 256, 4, n_first)[0])
+        return torch.from_numpy(np.stack(out)).float()
+
+    runs = {"kernel": lambda D, x, init: batched_nn_lasso(D, x, lam, init, 20)[0], "torch": torch_path, "library": library}
+    codes = {name: [f(*c) for c in cases] for name, f in runs.items()}  # also the warm-up (compilation)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, f in runs.items():
+            t0 = time.process_time()
+            for c in cases:
+                f(*c)
+            best[name] = min(best[name], (time.process_time() - t0) / len(cases))
+    diff = {f"kernel_vs_{k}": max(float((a - b).abs().max()) for a, b in zip(codes["kernel"], codes[k])) for k in ("torch", "library")}
+    return {"models": seeds, "trained_steps": trained, "captured_steps": captured, "cpu_ms_per_step": {k: 1e3 * v for k, v in best.items()},
+            "max_abs_code_difference": diff}
+
+
 def suite_costs(steps: int, repeats: int, seeds: int = 5) -> list[dict]:
     """CPU seconds per batched step of every (setting, trained base) of the paper suite, and per protocol run.
 
@@ -267,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", action="store_true",
                    help="instead: CPU seconds per step of every trained (setting, method) of the paper suite, and the "
                         "suite's predicted CPU time and --jobs 2 split")
+    p.add_argument("--sc-inference", action="store_true",
+                   help="instead: CPU ms of one SC stack step's inference, the engine's kernel vs its torch active set vs "
+                        "the library's compiled active set")
+    p.add_argument("--trained", type=int, default=800, help="--sc-inference: training steps before the timed steps")
     p.add_argument("--out", default=None, help="also write the numbers to this JSON file")
     return p
 
@@ -280,6 +344,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError("--steps must be >= 16 and --scaled-steps >= 4 so the two timed runs differ")
     if args.suite:
         return suite_main(args)
+    if args.sc_inference:
+        if args.trained < 0:
+            raise ValueError("--trained must be >= 0")
+        report = {"threads": torch.get_num_threads(), "load_average_before": os.getloadavg(),
+                  **sc_inference(args.seeds, args.trained, 20, max(args.repeats, 5)), "load_average_after": os.getloadavg()}
+        ms = report["cpu_ms_per_step"]
+        print(f"SC inference of one stack step ({args.seeds} x 256 samples, after {args.trained} steps), CPU ms, best of "
+              f"{max(args.repeats, 5)}: " + ", ".join(f"{k} {v:.3f}" for k, v in ms.items()) +
+              f"; torch / kernel {ms['torch'] / ms['kernel']:.2f}x, library / kernel {ms['library'] / ms['kernel']:.2f}x")
+        print(f"max |code difference|: {report['max_abs_code_difference']}")
+        print(f"load average before / after: {report['load_average_before']} / {report['load_average_after']}")
+        if args.out:
+            atomic_write_json(args.out, report)
+        return 0
     peak = matmul_flops_per_s(torch.device("cpu"))
     report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "matmul_flops_per_s": peak,
               "load_average_before": os.getloadavg(),
