@@ -9,16 +9,21 @@ active set certifies it. Its per-call overhead (validation, problem set-up,
 compiled-kernel dispatch) is paid once per (seed, step): ~5 CPU ms a step at
 N = 16 (measured 184-207 steps/s per model) against microseconds of arithmetic.
 
-Here the inference of all ``B`` models runs as one batched Lawson-Hanson
-active set (:func:`batched_nn_lasso`): every round solves all samples' support
-systems as one batch of small dense float64 systems, so it suits small
-dictionaries (at most 256 atoms: an ``N x N`` system per sample). Samples it
-does not certify (degenerate supports) go to ``solve`` per model, as alone.
-Both return the unique minimiser up to rounding, so each model's run equals
-its one-at-a-time run up to floating-point order (``tests/test_engine.py``).
-The library's batched :func:`gapbound.inference.active_set.lawson_hanson` in
-place of :func:`_active_set` gave the same codes but took 1.9x the time per
-step's inference (measured; ``docs/scale.md`` says why), so it is not used here.
+Here the inference of all ``B`` models runs as one batched active set
+(:func:`batched_nn_lasso`) from each sample's stored code: on the CPU the
+compiled :func:`~gapbound.training.coding_kernel.warm_active_set` (sample by
+sample, exact Cholesky solves on the support; 4.1x the torch version's speed
+per step, ``docs/scale.md``), on other devices :func:`_active_set` (every round
+solves all open samples' support systems as one batch of small dense float64
+systems). Both suit small dictionaries (at most 256 atoms: an ``N x N`` Gram
+matrix per model). Samples they do not certify (KKT in float64) go to
+``solve`` per model, as alone. All return the unique minimiser up to rounding,
+so each model's run equals its one-at-a-time run up to floating-point order
+(``tests/test_engine.py``). The library's batched
+:func:`gapbound.inference.active_set.lawson_hanson` in place of
+:func:`_active_set` gave the same codes but took 1.9x the time per step's
+inference, and its compiled :func:`gapbound.inference.compiled.active_set`
+3.8x the kernel's (measured; ``docs/scale.md`` says why), so neither is used here.
 """
 
 from __future__ import annotations
@@ -141,9 +146,11 @@ def batched_nn_lasso(D: torch.Tensor, X: torch.Tensor, lam: float, init: torch.T
                      rounds: int | None = None) -> tuple[torch.Tensor, int]:
     """``argmin_{s >= 0} 0.5 ||x - D_b s||^2 + lam ||s||_1`` for every sample of every model.
 
-    The batched active set (:func:`_active_set`) from the warm start certifies
-    (KKT conditions in float64) nearly every sample in training, where each
-    stored code's support is nearly right; the samples it does not certify
+    The active set from the warm start (on the CPU the compiled
+    :func:`~gapbound.training.coding_kernel.warm_active_set`, elsewhere the
+    batched :func:`_active_set`) certifies (KKT conditions in float64) nearly
+    every sample in training, where each stored code's support is nearly
+    right; the samples it does not certify
     (degenerate supports, e.g. more atoms than measurements) are solved per
     model by :func:`gapbound.inference.solve` exactly as
     :class:`~gapbound.models.coding.SparseCoding` does alone (FISTA for
@@ -175,7 +182,7 @@ def batched_nn_lasso(D: torch.Tensor, X: torch.Tensor, lam: float, init: torch.T
 
     B, n, N = init.shape
     rounds = 2 * N if rounds is None else rounds
-    if D.device.type == "cpu":  # the compiled kernel: ~7x the torch version here (coding_kernel's docstring)
+    if D.device.type == "cpu":  # the compiled kernel (4.1x the torch version per training step's inference)
         codes = torch.zeros(B, n, N, dtype=X.dtype)
         ok = torch.zeros(B, n, dtype=torch.bool)
         warm_active_set(D.detach().numpy(), X.detach().numpy(), init.detach().numpy(), float(lam), _tol(lam), rounds,
@@ -185,10 +192,12 @@ def batched_nn_lasso(D: torch.Tensor, X: torch.Tensor, lam: float, init: torch.T
         G64 = torch.bmm(D64.transpose(1, 2), D64)
         codes, ok = _active_set(init.double(), G64, torch.bmm(X.double(), D64), lam, rounds)
         codes = codes.to(X.dtype)
-    for b in (~ok).any(-1).nonzero().flatten().tolist():
-        rows = (~ok[b]).nonzero().flatten()
+    bad = ~ok
+    fallback = int(bad.sum())
+    for b in (bad.any(-1).nonzero().flatten().tolist() if fallback else []):
+        rows = bad[b].nonzero().flatten()
         codes[b, rows] = solve(D[b], X[b, rows], lam, method="fista", init=init[b, rows], max_iter=iters, tol=0.0).codes
-    return codes, int((~ok).sum())
+    return codes, fallback
 
 
 class CodingStack:
