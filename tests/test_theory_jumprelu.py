@@ -131,3 +131,37 @@ def test_bound_equals_independent_search_on_a_tiny_dictionary():
                                     for u0 in U[np.argsort(cost)[:8]]])
         assert row.bound <= found + 1e-12
         assert found <= row.bound * (1 + 1e-6) + 1e-12, (row.row, row.bound, found)
+
+
+def test_leaves_cover_every_pattern_and_threshold():
+    """The certified nodes and separation proofs cover every (gate pattern, threshold) of every row (exact)."""
+    D, codes, res = _certified()
+    rep = verify_exact(D, codes, res, check_optimum=False)
+    assert rep.ok, rep.failures
+    assert rep.n_rows_covered == len(res.rows)
+
+
+def test_fault_child_dropped(monkeypatch):
+    """A search that never explores the second child of its first branching leaves a region no certified node
+    covers (the bound it reports may even look fine): the coverage check must catch it. Dropping one row's
+    certificates after the fact is caught too."""
+    D, codes, res = _certified()
+    nodes = [c for c in res.certificates if not isinstance(c, jr.SeparationProof) and c.tag["row"] == 0]
+    res.certificates = [c for c in res.certificates if not any(c is x for x in nodes)]
+    assert res.rows[0].bound > 0
+    assert any(f.startswith("row 0: no certified node covers") for f in verify_exact(D, codes, res, False).failures)
+
+    original = jr._JumpReluRow.children
+    calls = []
+
+    def children(self, states, branch):
+        kids = original(self, states, branch)
+        if not calls:  # the first batch's children: every second one replaced by its sibling
+            kids[1::2] = kids[0::2]
+        calls.append(1)
+        return kids
+
+    monkeypatch.setattr(jr._JumpReluRow, "children", children)
+    res = lower_bound(D, codes, "jumprelu", keep_certificates=True)
+    rep = verify_exact(D, codes, res, check_optimum=False)
+    assert any("no certified node covers" in f for f in rep.failures), rep.failures

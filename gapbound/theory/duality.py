@@ -53,6 +53,16 @@ def _envelope(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return zp * zp, zp, (z > 0).astype(float)
 
 
+def _outer(A: np.ndarray) -> np.ndarray:
+    """``n x p^2``: each row's outer product ``A_t A_t^T``, flattened (for :func:`_gram`)."""
+    return (A[:, :, None] * A[:, None, :]).reshape(A.shape[0], A.shape[1] * A.shape[1])  # also for 0 rows
+
+
+def _gram(w: np.ndarray, outer: np.ndarray, p: int) -> np.ndarray:
+    """``sum_t w_zt A_t A_t^T`` per batch entry ``z`` (``outer = _outer(A)``): one BLAS matrix product."""
+    return (w @ outer).reshape(len(w), p, p)
+
+
 def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, Wt: np.ndarray,
             Bi: np.ndarray, tau: float, iters: int = 100, u0: np.ndarray | None = None) -> np.ndarray:
     """Batched damped Newton for the convex problem of each drop set.
@@ -72,14 +82,12 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     p = Aa.shape[1]
     if math.isinf(tau):
         Bi = Bi[:0]
-    AA = np.einsum("ti,tj->tij", Aa, Aa)
-    LL = np.einsum("ti,tj->tij", L, L)
-    BB = np.einsum("ti,tj->tij", Bi, Bi)
+    AA, LL, BB = _outer(Aa), _outer(L), _outer(Bi)
     ridge = 1e-12 * np.eye(p)
     if u0 is not None:
         u_all = np.array(u0, dtype=np.float64)
     else:
-        u_all = np.linalg.solve(np.einsum("zt,tij->zij", keep, AA) + ridge, ((keep * y) @ Aa)[..., None])[..., 0]
+        u_all = np.linalg.solve(_gram(keep, AA, p) + ridge, ((keep * y) @ Aa)[..., None])[..., 0]
     if u0 is None and not Wt.any() and len(Bi) == 0:
         return u_all  # plain least squares: one solve is exact
 
@@ -100,21 +108,23 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
         hl = wt * np.maximum(zl, 0.0)
         _, eb, cb = _envelope(zb)
         grad = (kp * (za - y)) @ Aa + hl @ L + eb @ Bi
-        H = (np.einsum("zt,tij->zij", kp, AA) + np.einsum("zt,tij->zij", wt * (zl > 0), LL)
-             + np.einsum("zt,tij->zij", cb, BB))
+        H = _gram(kp, AA, p) + _gram(wt * (zl > 0), LL, p) + _gram(cb, BB, p)
         try:
             d = -np.linalg.solve(H + 1e-9 * np.eye(p), grad[..., None])[..., 0]
         except np.linalg.LinAlgError:  # stiff penalties can swamp the ridge: a least-squares step instead
             d = -(np.linalg.pinv(H, hermitian=True) @ grad[..., None])[..., 0]
         step = np.ones(len(todo))
         fc = objective(u + d, kp, wt, cz)
+        tol = 1e-14 * (1.0 + np.abs(f))
+        slope = -2.0 * (grad * d).sum(1)  # f is convex: a step s lowers it by at most s * slope
         for _ in range(40):
-            bad = fc > f - 1e-14 * (1.0 + np.abs(f))
+            # no shorter step can lower f by tol where s * slope is below it: stop halving those (converged)
+            bad = (fc > f - tol) & (step * slope > tol)
             if not bad.any():
                 break
             step[bad] *= 0.5
             fc[bad] = objective(u[bad] + step[bad, None] * d[bad], kp[bad], wt[bad], cz[bad])
-        moved = fc < f - 1e-14 * (1.0 + np.abs(f))
+        moved = fc < f - tol
         u_all[todo[moved]] = u[moved] + step[moved, None] * d[moved]
         f_all[todo[moved]] = fc[moved]
         # converged: no decrease possible, or a full Newton step that kept the active set
@@ -304,7 +314,9 @@ def _exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, ke
         rows_int = [A_int[t] for t in kept_idx] + [L_int[j] for j in hinge_idx] + [B_int[t] for t in env_idx]
         mult_int, eM = to_integers(np.concatenate([lam[kept_idx], m_f[hinge_idx], nu[env_idx]]))
         mult_int = [int(a) for a in mult_int]
-        g_int = [sum(a * r[k] for a, r in zip(mult_int, rows_int) if a) for k in range(p)]
+        nz = [r for r, a in enumerate(mult_int) if a]  # object arrays: the products are Python integers
+        g_int = (np.array([mult_int[r] for r in nz], dtype=object) @ np.array([rows_int[r] for r in nz], dtype=object)
+                 if nz else np.zeros(p, dtype=int)).tolist()
         # solve sum_r x_r R_int[sel_r] = -g_int exactly, x = num / det; the multipliers become
         # (det mult_int + num) / (det 2^eM), a common denominator
         sol = integer_solve([[rows_int[r][k] for r in sel] for k in range(p)], [-v for v in g_int])
@@ -360,11 +372,12 @@ def _polish(Aa: np.ndarray, L: np.ndarray, Bi: np.ndarray, keep: np.ndarray, sw:
     hard = _hard(sw)
     m = hinge_multiplier(mu, sw)
     ka, on_l, on_b = keep > 0, (m > 0) & (hard | (sw > 0)), nu > 0
+    outers, p = (_outer(Aa), _outer(L), _outer(Bi)), Aa.shape[1]
     for _ in range(rounds):
         g = stationarity(lam, Aa, m, L, nu, Bi)
-        G = (np.einsum("zt,ti,tj->zij", ka, Aa, Aa) + np.einsum("zt,ti,tj->zij", on_l, L, L)
-             + np.einsum("zt,ti,tj->zij", on_b, Bi, Bi))
-        ridge = 1e-13 * np.trace(G, axis1=1, axis2=2)[:, None, None] * np.eye(G.shape[1]) + 1e-300 * np.eye(G.shape[1])
+        G = (_gram(ka.astype(float), outers[0], p) + _gram(on_l.astype(float), outers[1], p)
+             + _gram(on_b.astype(float), outers[2], p))
+        ridge = 1e-13 * np.trace(G, axis1=1, axis2=2)[:, None, None] * np.eye(p) + 1e-300 * np.eye(p)
         v = np.linalg.solve(G + ridge, -g[..., None])[..., 0]
         lam = lam + ka * (v @ Aa.T)
         m = np.maximum(m + on_l * (v @ L.T), 0.0)
@@ -410,8 +423,8 @@ def _certify_batch(
     # sigma_min^2 of the kept rows: eigvalsh of the float Gram matrix, minus the Gram matrix's rounding
     # error (Weyl) and the eigensolver's backward error (_EIGVALSH_FACTOR)
     Ak = Aa if box is None else Aa[:, :-1]  # the threshold coordinate is bounded by the box instead
-    G = np.einsum("zt,ti,tj->zij", keep, Ak, Ak)
-    G_err = 2.0 * _gamma(n_a + 2) * np.einsum("zt,ti,tj->zij", keep, np.abs(Ak), np.abs(Ak))
+    G = _gram(keep, _outer(Ak), Ak.shape[1])
+    G_err = 2.0 * _gamma(n_a + 2) * _gram(keep, _outer(np.abs(Ak)), Ak.shape[1])
     eig_min = np.linalg.eigvalsh(G)[:, 0]
     eps = np.finfo(float).eps
     slack = (np.linalg.norm(G_err, axis=(1, 2)) + _EIGVALSH_FACTOR * Ak.shape[1] * eps

@@ -27,7 +27,9 @@ be re-checked without rounding. :func:`verify_exact` checks, for a
 5. *coverage* (``"linear-gated"``, ``"relu"``): every drop set of every row is
    covered by a certified subproblem (ReLU: a branch-and-bound node whose kept and dropped
    entries agree with it) not below the row bound, or costs at least the row bound by its
-   drops alone; the total is at most the exact sum of the rows.
+   drops alone; the total is at most the exact sum of the rows. ``"jumprelu"``: every gate
+   pattern and threshold in a certified node not below the row bound or in a separation proof
+   (:func:`gapbound.theory.jumprelu.uncovered_region`).
 
 Each failed check adds one line to ``ExactReport.failures``.
 """
@@ -43,6 +45,7 @@ import numpy as np
 from .bounds import BoundResult, normalise_scale
 from .duality import Certificate
 from .exact_optimum import _q, _row_c, _Subproblem
+from .jumprelu import coverage_failures as jumprelu_coverage
 from .separation import SeparationProof, check_proof
 from .witness import as_dictionary64, check_codes
 
@@ -354,6 +357,9 @@ def verify_exact(D: Any, codes: Any, result: BoundResult, check_optimum: bool = 
         _check_components(rep, cert, qc, check_optimum)
     if result.encoder_class != "jumprelu":
         _check_coverage(rep, result, result.certificates, S, max_subsets)
+    else:  # every (gate pattern, threshold) in a certified node or a separation proof
+        failures, rep.n_rows_covered = jumprelu_coverage(result, S)
+        rep.failures += failures
     if Fraction(result.bound) > sum((Fraction(r.bound) for r in result.rows), Fraction(0)):
         rep.failures.append("total bound above the exact sum of the row bounds")
     return rep

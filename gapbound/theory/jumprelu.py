@@ -16,6 +16,8 @@ branches fix an entry or halve the threshold interval.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -218,3 +220,94 @@ def _jumprelu_row_bnb(A: np.ndarray, y: np.ndarray, max_nodes: int, record: list
     act = y > 0
     drop_set = [int(t) for t in np.flatnonzero(act & (A @ best_u[:-1] <= max(best_u[-1], 0.0)))]
     return _Search(value, drop_set, best_u[:-1], root, len(y) if complete else -1, tail, solved), complete
+
+
+@dataclass
+class _Boxes:
+    """One row's certified regions: entry ``t`` passes where ``P[k, t]``, drops where ``D[k, t]``, ``theta`` in
+    ``[t0[k], t1[k]]`` (proofs: every ``theta``)."""
+
+    P: np.ndarray
+    D: np.ndarray
+    t0: np.ndarray
+    t1: np.ndarray
+
+
+def _row_boxes(certificates: list, row: int, n: int, bound: float) -> _Boxes:
+    """The nodes of ``row`` whose certified value reaches ``bound`` (decided gates and threshold interval read off
+    the certificate, whose relaxation :func:`gapbound.theory.exact.verify_exact` checks) and its separation proofs."""
+    P, D, t0, t1 = [], [], [], []
+    for cert in certificates:
+        if cert.tag.get("row") != row:
+            continue
+        if isinstance(cert, SeparationProof):  # no (w, b, theta) has these gates
+            p, d = np.zeros((1, n), bool), np.zeros((1, n), bool)
+            p[0, cert.passing], d[0, cert.dropped] = True, True
+            P.append(p), D.append(d), t0.append([-np.inf]), t1.append([np.inf])
+            continue
+        strong = cert.value >= bound
+        P.append(np.isinf(cert.sw[strong, n:2 * n])), D.append(np.isinf(cert.sw[strong, :n]))
+        t0.append(-cert.c[strong, -2]), t1.append(cert.c[strong, -1])
+    if not P:
+        return _Boxes(np.zeros((0, n), bool), np.zeros((0, n), bool), np.zeros(0), np.zeros(0))
+    return _Boxes(np.vstack(P), np.vstack(D), np.concatenate(t0), np.concatenate(t1))
+
+
+def uncovered_region(certificates: list, row: int, y: np.ndarray, bound: float) -> str | None:
+    """Exact check that ``row``'s certified nodes cover every gate pattern and threshold; ``None`` if they do.
+
+    Every ``theta`` in ``[0, T]`` (``T = 2 max y``) with every pass/drop pattern of the row's witness entries
+    (``y``, in the certificates' entry order) must lie in a node whose certified value reaches ``bound`` (its
+    passing entries pass, its dropped ones drop, ``theta`` in its interval) or in an empty node (a separation
+    proof); ``theta >= T`` costs at least ``sum y^2``, which must reach ``bound`` (exact). Regions are split on
+    the entry or interval endpoint that most of the nodes inside them decide (the search tree's own branching),
+    comparing the stored float64 values exactly. Returns the first region no node covers, in words.
+    """
+    if bound <= 0:
+        return None  # every row costs >= 0
+    if Fraction(bound) > sum((Fraction(v) ** 2 for v in y), Fraction(0)):
+        return f"bound {bound!r} above the cost sum y^2 of thresholds theta >= T"
+    n = len(y)
+    B = _row_boxes(certificates, row, n, bound)
+    free = np.zeros(n, bool)
+    stack = [(free, free, 0.0, 2.0 * float(np.max(y)), np.arange(len(B.t0)))]
+    while stack:
+        P, D, a, b, idx = stack.pop()
+        # the nodes meeting the region (a < b always: splits fall strictly inside)
+        idx = idx[~(B.P[idx] & D).any(1) & ~(B.D[idx] & P).any(1) & (B.t0[idx] < b) & (B.t1[idx] > a)]
+        inside = ~(B.P[idx] & ~P).any(1) & ~(B.D[idx] & ~D).any(1) & (B.t0[idx] <= a) & (B.t1[idx] >= b)
+        if inside.any():
+            continue
+        refine = (B.P[idx] | B.D[idx]) & ~(P | D)
+        ends = np.concatenate([B.t0[idx], B.t1[idx]])
+        ends = ends[(ends > a) & (ends < b)]
+        if not refine.any() and not len(ends):
+            where = (f"passing {np.flatnonzero(P).tolist()}, dropped {np.flatnonzero(D).tolist()}, "
+                     f"theta in [{a!r}, {b!r}]")
+            return f"no certified node covers the region {where}"
+        counts = refine.sum(0)
+        pts, pt_counts = np.unique(ends, return_counts=True) if len(ends) else (np.zeros(1), np.zeros(1, int))
+        if counts.max() >= pt_counts.max():
+            t = int(np.argmax(counts))
+            on = np.zeros(n, bool)
+            on[t] = True
+            stack += [(P | on, D, a, b, idx), (P, D | on, a, b, idx)]
+        else:
+            m = float(pts[np.argmax(pt_counts)])
+            stack += [(P, D, a, m, idx), (P, D, m, b, idx)]
+    return None
+
+
+def coverage_failures(result, codes: np.ndarray) -> tuple[list[str], int]:
+    """:func:`uncovered_region` for every row of a JumpReLU ``BoundResult`` (``keep_certificates=True``) on its
+    witness ``codes``: one line per row its nodes do not cover, and the number of rows covered."""
+    failures, covered = [], 0
+    for r in result.rows:
+        s = codes[:, r.row]
+        y = s[np.concatenate([np.flatnonzero(s > 0), np.flatnonzero(s == 0)])]  # the search's entry order
+        why = uncovered_region(result.certificates, r.row, y, r.bound)
+        if why is None:
+            covered += 1
+        else:
+            failures.append(f"row {r.row}: {why}")
+    return failures, covered

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import scipy.linalg
 
 
 def to_integers(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -26,20 +27,44 @@ def integer_solve(B: list[list[int]], b: list[int]) -> tuple[list[int], int] | N
     """``(num, den)`` with ``x = num / den`` (``den > 0``) solving ``B x = b`` for an integer ``m x n`` matrix of full
     column rank, by fraction-free Bareiss elimination and back substitution (every division exact).
 
-    Returns ``None`` if ``B`` is column-rank-deficient or the system is inconsistent.
+    With more equations than unknowns, ``n`` equations that float pivoting finds independent are solved and
+    the others checked exactly (the solution of a nonsingular square part is the only candidate); the full
+    elimination is the fallback when that part is singular. Returns ``None`` if ``B`` is
+    column-rank-deficient or the system is inconsistent.
     """
     m, n = len(B), len(B[0]) if B else 0
-    rows = [list(B[i]) + [b[i]] for i in range(m)]
+    if m > n > 0:
+        try:
+            order = scipy.linalg.qr(np.array(B, dtype=float).T, pivoting=True, mode="r")[1]
+        except (OverflowError, ValueError):  # entries beyond float range: eliminate everything
+            order = None
+        if order is not None:
+            sq = order[:n].tolist()
+            sol = _bareiss([list(B[i]) + [b[i]] for i in sq], n)
+            if sol is not None:
+                num, den = sol
+                chosen = set(sq)
+                rest = (i for i in range(m) if i not in chosen)
+                if any(sum(v * x for v, x in zip(B[i], num)) != b[i] * den for i in rest):
+                    return None
+                return sol
+    return _bareiss([list(B[i]) + [b[i]] for i in range(m)], n)
+
+
+def _bareiss(rows: list[list[int]], n: int) -> tuple[list[int], int] | None:
+    """:func:`integer_solve` on the augmented rows ``[B | b]`` (modified in place), by elimination on all of them."""
+    m = len(rows)
     prev = 1
     for k in range(n):
         p = next((i for i in range(k, m) if rows[i][k] != 0), None)
         if p is None:
             return None
         rows[k], rows[p] = rows[p], rows[k]
-        piv, rk = rows[k][k], rows[k]
+        piv, rk = rows[k][k], rows[k][k + 1:]
         for i in range(k + 1, m):
             a, ri = rows[i][k], rows[i]
-            rows[i] = [(v * piv - w * a) // prev for v, w in zip(ri, rk)]  # exact division (Bareiss)
+            # exact division (Bareiss); columns <= k of the rows below become 0 and are not read again
+            ri[k + 1:] = [(v * piv - w * a) // prev for v, w in zip(ri[k + 1:], rk)]
         prev = piv
     if any(rows[i][n] != 0 for i in range(n, m)):
         return None
