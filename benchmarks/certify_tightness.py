@@ -14,7 +14,9 @@ best JumpReLU encoder found by any means (``ratio_jumprelu_best_found``): the tr
 its own branch and bound returns (its rows, thresholds by exact search, error by the SAE forward pass).
 Results are checkpointed per dictionary (resume by re-running) and written atomically as JSON; ``--reuse``
 takes the trained errors and ReLU/linear-gated bounds of an earlier panel (same protocol) and recomputes
-only the JumpReLU bound.
+only the JumpReLU bound; ``--topk-only`` (with ``--reuse``) computes only the TopK class bound
+(``encoder_class="topk"``, k = K) instead, and compares it with the trained TopK encoders and with the TopK
+encoder the bound's own rows form (no training steps).
 
     python benchmarks/certify_tightness.py --out results/certify_tightness --n-dicts 20
 """
@@ -42,6 +44,24 @@ def atomic_write(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
+
+
+def evaluate_topk(seed: int, design: str, K: int, N: int, M: int, reuse: dict) -> dict:
+    """One dictionary, TopK class only: the TopK bound (k = K) against ``reuse``'s trained TopK encoders and the
+    TopK encoder formed by the bound's own rows (SAE forward pass, no training)."""
+    D = random_dictionary(M, N, seed, dtype=torch.float64)
+    codes = witness_codes(N, K, design)
+    c0, t0 = time.process_time(), time.perf_counter()
+    res = lower_bound(D, codes, "topk", topk_k=K)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    rows_err, _ = fit_encoder(D, codes, "topk", k=K, restarts=1, steps=0, seed=seed, init=res.weights)
+    trained = reuse["trained"]["topk"]
+    best = min(trained, rows_err)
+    return {"seed": seed, "design": design, "K": K, "n_codes": len(codes), "reused_from": reuse["_path"],
+            "bound_topk": res.bound, "bound_linear_gated": reuse["bound_linear_gated"], "trained_topk": trained,
+            "topk_rows_error": rows_err, "cpu_seconds_topk_bound": cpu, "seconds_topk_bound": wall,
+            "ratio_topk": res.bound / trained, "ratio_topk_best_found": res.bound / best,
+            "ratio_topk_linear_gated": reuse["bound_linear_gated"] / trained, "valid": bool(res.bound <= best)}
 
 
 def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int, reuse: dict | None) -> dict:
@@ -97,7 +117,8 @@ def summarise(rows: list[dict]) -> dict:
             continue
         entry = {"n": len(sel), "all_valid": all(r["valid"] for r in sel),
                  "jumprelu_optimal": sum(bool(r.get("optimal_jumprelu")) for r in sel)}
-        for key in ("ratio_relu", "ratio_jumprelu", "ratio_jumprelu_best_found", "ratio_topk", "ratio_linear_gated"):
+        for key in ("ratio_relu", "ratio_jumprelu", "ratio_jumprelu_best_found", "ratio_topk", "ratio_linear_gated",
+                    "ratio_topk_best_found", "ratio_topk_linear_gated", "cpu_seconds_topk_bound"):
             v = np.array([r[key] for r in sel if key in r])  # runs from before the JumpReLU bound lack it
             if len(v) == 0:
                 continue
@@ -120,7 +141,11 @@ def main() -> None:
                    "recompute the JumpReLU bound")
     p.add_argument("--designs", nargs="+", default=[f"{d}:{k}" for d, k in PANEL],
                    help="design:K pairs to evaluate (default: pairs:2 exact:2 exact:3)")
+    p.add_argument("--topk-only", action="store_true",
+                   help="with --reuse: compute only the TopK class bound (k = K) against the reused trained TopK errors")
     args = p.parse_args()
+    if args.topk_only and args.reuse is None:
+        p.error("--topk-only needs --reuse (the trained TopK errors of an earlier panel)")
     torch.set_num_threads(1)
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -136,7 +161,11 @@ def main() -> None:
         if args.reuse is not None:
             old = Path(args.reuse) / "runs" / ck.name
             reuse = dict(json.loads(old.read_text()), _path=str(old)) if old.exists() else None
-        r = evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps, reuse)
+        if args.topk_only and reuse is None:
+            print(f"skipping {ck.name}: not in --reuse {args.reuse}")
+            continue
+        r = (evaluate_topk(seed, design, K, args.N, args.M, reuse) if args.topk_only
+             else evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps, reuse))
         atomic_write(ck, r)
         rows.append(r)
     result = {"config": vars(args), "summary": summarise(rows), "runs": rows}

@@ -19,6 +19,12 @@ for every encoder ``f(x) = g(W x + b)`` of the class:
     a variable, over every witness entry's gate, pruning gate patterns no row realises
     (:mod:`gapbound.theory.separation`). Never below the linear-gated bound, never above
     the ReLU one (``theta = 0``).
+``"topk"``
+    TopK(k) encoders (the ``k`` largest pre-activations of each sample kept, with or without a
+    ReLU) for every ``k >= topk_k`` (:mod:`gapbound.theory.topk`): the ranking is charged to the
+    rows (an unselected active entry costs at least its ReLU cost, and a code with ``m < k``
+    non-zeros pays for its ``k - m`` largest inactive entries, spread over the rows by weights),
+    each row bounded by the ReLU branch and bound. A relaxation: never reported optimal.
 ``"relu"``
     ``f = relu(W x + b)``. An inactive entry costs ``relu(z)^2`` and an active
     entry is dropped (cost ``s^2``, hard constraint ``z <= 0``) exactly when ``z <= 0``.
@@ -43,6 +49,7 @@ from ..utils.validation import check_int
 from .drops import _drop_search
 from .jumprelu import _jumprelu_row_bnb, best_threshold, jumprelu_row_cost
 from .relu import _relu_row_bnb
+from .topk import _topk_row_bnb, choose_weights
 from .witness import as_dictionary64, check_codes, witness_inputs
 
 # A row is reported optimal when its certified bound is within this relative distance of the witness
@@ -50,15 +57,20 @@ from .witness import as_dictionary64, check_codes, witness_inputs
 # up to that tolerance (the ReLU branch and bound settles nodes within 1e-7 of its incumbent).
 OPTIMAL_RTOL = 1e-6
 
-EncoderClass = Literal["linear-gated", "jumprelu", "relu"]
-_CLASSES = ("linear-gated", "jumprelu", "relu")
+EncoderClass = Literal["linear-gated", "jumprelu", "relu", "topk"]
+_CLASSES = ("linear-gated", "jumprelu", "relu", "topk")
 _COVERS = {
     "linear-gated": "every linear-gated encoder g(Wx+b) whose outputs are each either the pre-activation or 0 "
     "(ReLU, JumpReLU with any thresholds, TopK with any k, BatchTopK)",
     "jumprelu": "JumpReLU encoders z 1[z > theta_i] with z = Wx+b and any per-latent thresholds theta_i >= 0 "
     "(includes ReLU, theta = 0)",
     "relu": "ReLU encoders relu(Wx+b)",
+    "topk": "TopK encoders (the k largest entries of Wx+b kept, with or without a ReLU) for every k at least "
+    "the witness codes' sparsity (certify: k >= K)",
 }
+# Why a TopK row is never reported as the class optimum (proofs/02_witness_bound.md 2.5).
+_TOPK_RELAXED = ("TopK bound: a relaxation (the ranking charged to rows with fixed sample weights), "
+                 "not the class optimum")
 
 
 @dataclass
@@ -123,14 +135,15 @@ def class_cost(z: np.ndarray, s: np.ndarray, encoder_class: str) -> float:
     if encoder_class == "linear-gated":
         act = s > 0
         return float(np.minimum((z[act] - s[act]) ** 2, s[act] ** 2).sum())
-    if encoder_class == "relu":
-        return float(((np.maximum(z, 0.0) - s) ** 2).sum())
+    if encoder_class in ("relu", "topk"):  # topk: the relaxed row's active terms (its weighted terms aside)
+        act = s > 0 if encoder_class == "topk" else np.ones(len(s), dtype=bool)
+        return float(((np.maximum(z[act], 0.0) - s[act]) ** 2).sum())
     return float(jumprelu_row_cost(z, s))
 
 
 def _row_bound(
     row: int, A: np.ndarray, codes: np.ndarray, encoder_class: str, max_subproblems: int,
-    record: list | None = None,
+    record: list | None = None, topk_sw: np.ndarray | None = None,
 ) -> RowBound:
     """Certified row bound for the class (module docstring; ``proofs/02_witness_bound.md``)."""
     active = np.flatnonzero(codes[:, row] > 0)
@@ -145,6 +158,11 @@ def _row_bound(
     elif encoder_class == "relu":
         res, complete = _relu_row_bnb(Aa, y, Bi, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
+    elif encoder_class == "topk":  # weighted relu(z)^2 on the inactive entries of codes with m < k only
+        weighted = np.flatnonzero(topk_sw > 0)
+        tag.update(inactive=inactive[:0], weighted=weighted)
+        res, complete = _topk_row_bnb(Aa, y, A[weighted], topk_sw[weighted], max_subproblems, record=record, tag=tag)
+        best_res, bound, solved = res, res.value, res.solved
     else:  # every witness entry has a gate: actives first, so drop sets index into ``active``
         order = np.concatenate([active, inactive])
         tag.update(active=order, inactive=inactive[:0])
@@ -157,12 +175,14 @@ def _row_bound(
     bound = max(0.0, bound)
     upper = class_cost(A @ u, codes[:, row], encoder_class)
     truncated = None
-    if encoder_class in ("relu", "jumprelu") and not complete:
+    if encoder_class in ("relu", "jumprelu", "topk") and not complete:
         truncated = (f"branch and bound stopped after {solved} nodes (max_subproblems={max_subproblems}); "
                      "the smallest open node decides")
     elif encoder_class == "linear-gated" and best_res.tail <= bound:
         truncated = (f"drop enumeration stopped at {best_res.k_done + 1} drops (max_subproblems={max_subproblems}); "
                      f"the tail bound {best_res.tail:.6g} decides")
+    elif encoder_class == "topk":
+        truncated = _TOPK_RELAXED
     elif upper > bound + OPTIMAL_RTOL * upper:
         why = ("a leaf's gate pattern was neither separated nor proven unrealisable, or the best row found "
                "misses its closure value" if encoder_class == "jumprelu"
@@ -193,6 +213,7 @@ class BoundResult:
     optimum of the class on the witness set, up to ``OPTIMAL_RTOL``. ``scale_exponent``: the
     bound was computed for ``D * 2**-scale_exponent`` (exact in floating point; the class
     optimum does not change when ``D`` is scaled, an encoder absorbs the scale).
+    ``topk_k``: ``"topk"`` only, the bound covers TopK(k) for every ``k >= topk_k``.
     ``certificates``: with ``keep_certificates=True``, every certified subproblem batch
     (:class:`~gapbound.theory.duality.Certificate`) for :func:`gapbound.theory.exact.verify_exact`.
     """
@@ -202,6 +223,7 @@ class BoundResult:
     rows: list[RowBound]
     scale_exponent: int = 0
     certificates: list = field(default_factory=list)
+    topk_k: int | None = None
 
     @property
     def optimal(self) -> bool:
@@ -222,7 +244,7 @@ class BoundResult:
 
 def lower_bound(
     D: Any, codes: Any, encoder_class: EncoderClass = "linear-gated", max_subproblems: int = 20000,
-    jumprelu_budget: int | None = None, keep_certificates: bool = False,
+    jumprelu_budget: int | None = None, keep_certificates: bool = False, topk_k: int | None = None,
 ) -> BoundResult:
     """Certified lower bound on ``sum_t ||f(x_t) - s_t||^2`` over the witness set, for every ``f`` in the class.
 
@@ -233,7 +255,7 @@ def lower_bound(
     codes : array-like
         ``n x N`` non-negative witness codes; inputs are ``x_t = D s_t`` in float64
         (:func:`witness_inputs`).
-    encoder_class : {"linear-gated", "jumprelu", "relu"}
+    encoder_class : {"linear-gated", "jumprelu", "relu", "topk"}
         Which encoders the bound covers (module docstring).
     max_subproblems : int
         Per-row budget of convex subproblems (``"relu"``: branch-and-bound nodes); beyond it the
@@ -245,6 +267,9 @@ def lower_bound(
     keep_certificates : bool
         Keep every certified subproblem (problem data, multipliers, certified
         components) in ``BoundResult.certificates`` for exact re-verification.
+    topk_k : int, optional
+        ``"topk"`` only: the bound covers TopK(k) for every ``k >= topk_k``; at least the largest
+        number of non-zeros of a witness code (the default).
 
     Returns
     -------
@@ -261,11 +286,20 @@ def lower_bound(
     S = check_codes(codes, Dn.shape[1])
     A = np.hstack([witness_inputs(Dn, S), np.ones((len(S), 1))])
     record: list | None = [] if keep_certificates else None
-    rows = [_row_bound(i, A, S, encoder_class, max_subproblems, record=record)
+    sw, k = None, None
+    if encoder_class == "topk":
+        sparsity = int((S > 0).sum(1).max())
+        k = sparsity if topk_k is None else check_int("topk_k", topk_k, minimum=1)
+        if k < sparsity:
+            raise ValueError(f"topk_k={k} is below the witness codes' sparsity {sparsity}: the TopK bound needs "
+                             "k >= the number of non-zeros of every code (use encoder_class='linear-gated' for any k)")
+        sw = choose_weights(A, S, k, max_subproblems).sw
+    rows = [_row_bound(i, A, S, encoder_class, max_subproblems, record=record,
+                       topk_sw=None if sw is None else sw[:, i])
             for i in range(Dn.shape[1])]
     total = np.nextafter(math.fsum(r.bound for r in rows), -np.inf)  # fsum is correctly rounded: one ulp down
     return BoundResult(bound=max(0.0, float(total)), encoder_class=encoder_class, rows=rows, scale_exponent=e,
-                       certificates=record or [])
+                       certificates=record or [], topk_k=k)
 
 
 def normalise_scale(D: np.ndarray) -> tuple[np.ndarray, int]:

@@ -116,8 +116,8 @@ def certify(
         Sparsity, ``1 <= K <= N``.
     design : {"pairs", "exact"}
         Witness set (:func:`witness_codes`).
-    encoder_class : {"linear-gated", "jumprelu", "relu"}
-        Encoders covered (module docstring).
+    encoder_class : {"linear-gated", "jumprelu", "relu", "topk"}
+        Encoders covered (module docstring; ``"topk"``: TopK(k) for every ``k >= K``).
     max_partners : int, optional
         Passed to :func:`witness_codes`; defaults to all pairs for ``N <= 24`` and ``2 M`` beyond.
     max_subproblems : int
@@ -164,7 +164,8 @@ def certify(
         reason = ("hypothesis fails: K = 1; the existence argument needs two active sources per code, and "
                   "1-sparse codes can be exactly recoverable by a linear-gated encoder")
         return CertifyResult(lower_bound=0.0, hypotheses_hold=False, reason=reason, **base)
-    res = lower_bound(Dn, codes, encoder_class, max_subproblems, jumprelu_budget)
+    res = lower_bound(Dn, codes, encoder_class, max_subproblems, jumprelu_budget,
+                      topk_k=K if encoder_class == "topk" else None)  # TopK(k) for every k >= K
     recovered = dec.error <= 1e-8 * max(1.0, float((codes**2).sum()))
     parts = [f"K={K} >= 2", f"rank(D)={rank} < N={N}",
              f"witness codes are {k_w}-sparse (design '{design}'"

@@ -37,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--K", type=int, required=True, help="sparsity K (>= 2 for a gap)")
     p.add_argument("--seed", type=int, default=0, help="dictionary seed (default 0)")
     p.add_argument("--design", choices=["pairs", "exact"], default="pairs", help="witness set design (default pairs)")
-    p.add_argument("--encoder-class", choices=["linear-gated", "jumprelu", "relu"], default="linear-gated",
+    p.add_argument("--encoder-class", choices=["linear-gated", "jumprelu", "relu", "topk"], default="linear-gated",
                    help="encoders the bound covers (default linear-gated: ReLU, JumpReLU, TopK; "
-                   "jumprelu: JumpReLU with any thresholds, a tighter bound for that class; relu)")
+                   "jumprelu: JumpReLU with any thresholds, a tighter bound for that class; relu; "
+                   "topk: TopK(k) with or without ReLU for every k >= K)")
     p.add_argument("--jumprelu-budget", type=int, default=None,
                    help="ignored (kept for old scripts): the jumprelu bound is a branch and bound of its own")
     p.add_argument("--max-partners", type=int, default=None, help="partners per source in the witness set")

@@ -117,6 +117,9 @@ def _check_rows(rep: ExactReport, row: Any, name: str, idx: Any, X: np.ndarray, 
 def _check_inputs(rep: ExactReport, cert: Certificate, qc: dict, Dq: np.ndarray, Sq: np.ndarray, Dabs: np.ndarray) -> None:
     for name, key in (("Aa", "active"), ("Bi", "inactive")):
         _check_rows(rep, cert.tag.get("row"), name, cert.tag.get(key), qc[name], Dq, Sq, Dabs)
+    if "weighted" in cert.tag:  # TopK: the weighted inactive entries' rows follow the relu class's 2 n rows
+        _check_rows(rep, cert.tag.get("row"), "weighted rows", cert.tag["weighted"], qc["L"][2 * len(cert.y):],
+                    Dq, Sq, Dabs)
 
 
 def _check_relaxation(rep: ExactReport, cert: Certificate, encoder_class: str) -> None:
@@ -128,13 +131,49 @@ def _check_relaxation(rep: ExactReport, cert: Certificate, encoder_class: str) -
         ok = ok and np.isinf(cert.tau) and not cert.sw.any() and np.array_equal(drop, 1.0 - keep)
     else:  # relu branch and bound: inactive relu(z)^2; dropped: hard z <= 0; free: relu(z - y)^2; kept: (z - y)^2
         free = 1.0 - keep - drop
-        ok = (len(cert.L) == 2 * n and np.array_equal(cert.L[:n], cert.Aa) and np.array_equal(cert.L[n:], cert.Aa)
-              and not cert.c[:n].any() and np.array_equal(cert.c[n:], cert.y) and cert.tau == 0.0)
+        n_w = len(cert.tag.get("weighted", ())) if encoder_class == "topk" else 0
+        ok = (len(cert.L) == 2 * n + n_w and np.array_equal(cert.L[:n], cert.Aa)
+              and np.array_equal(cert.L[n:2 * n], cert.Aa)
+              and not cert.c[:n].any() and np.array_equal(cert.c[n:2 * n], cert.y) and cert.tau == 0.0)
+        if encoder_class == "topk":  # no inactive term but the weighted ones: offset 0, one finite weight per entry
+            sw_w = cert.sw[:, 2 * n:]
+            ok = ok and len(cert.Bi) == 0 and not cert.c[2 * n:].any() and bool(np.isfinite(sw_w).all())
+            ok = ok and bool((sw_w >= 0).all()) and bool((sw_w == sw_w[:1]).all())
+        cert_sw = cert.sw[:, :2 * n]
         ok = ok and bool(np.isin(keep, (0.0, 1.0)).all() and np.isin(drop, (0.0, 1.0)).all() and (free >= 0).all())
-        ok = ok and np.array_equal(np.isinf(cert.sw[:, :n]), drop > 0) and not cert.sw[:, :n][drop == 0].any()
-        ok = ok and np.array_equal(cert.sw[:, n:], free)
+        ok = ok and np.array_equal(np.isinf(cert_sw[:, :n]), drop > 0) and not cert_sw[:, :n][drop == 0].any()
+        ok = ok and np.array_equal(cert_sw[:, n:], free)
     if not ok:
         rep.failures.append(f"row {row}: subproblem is not the {encoder_class} relaxation")
+
+
+def _check_topk_weights(rep: ExactReport, result: BoundResult, codes: np.ndarray) -> None:
+    """TopK (``proofs/02_witness_bound.md`` 2.5): every weighted entry is inactive in a code with ``m_t < k``
+    non-zeros, its weight ``sw^2 <= 1``, and the weights of each code over all rows sum to at most ``k - m_t``
+    (exactly; a row's weight is the largest any of its certificates uses)."""
+    k = result.topk_k
+    if k is None:
+        rep.failures.append("topk bound without its k")
+        return
+    budget = [k - int(m) for m in (codes > 0).sum(1)]
+    used: dict[tuple[int, int], Fraction] = {}
+    for cert in result.certificates:
+        if isinstance(cert, SeparationProof):
+            continue
+        row, idx = cert.tag.get("row"), cert.tag.get("weighted", ())
+        sw = cert.sw[:, 2 * len(cert.y):]
+        for j, t in enumerate(idx):
+            w = max((Fraction(v) ** 2 for v in sw[:, j]), default=Fraction(0))
+            if codes[t, row] != 0 or budget[t] <= 0 or w > 1:
+                rep.failures.append(f"row {row}: weighted entry {int(t)} is not an inactive entry of a code with "
+                                    f"fewer than k={k} non-zeros, or its weight exceeds 1")
+            used[(int(t), row)] = max(used.get((int(t), row), Fraction(0)), w)
+    per_code: dict[int, Fraction] = {}
+    for (t, _), w in used.items():
+        per_code[t] = per_code.get(t, Fraction(0)) + w
+    for t, total in per_code.items():
+        if total > budget[t]:
+            rep.failures.append(f"code {t}: TopK weights sum to {float(total)!r} > k - m_t = {int(budget[t])}")
 
 
 def _check_jumprelu_relaxation(rep: ExactReport, cert: Certificate) -> None:
@@ -360,6 +399,8 @@ def verify_exact(D: Any, codes: Any, result: BoundResult, check_optimum: bool = 
     else:  # every (gate pattern, threshold) in a certified node or a separation proof
         failures, rep.n_rows_covered = jumprelu_coverage(result, S)
         rep.failures += failures
+    if result.encoder_class == "topk":
+        _check_topk_weights(rep, result, S)
     if Fraction(result.bound) > sum((Fraction(r.bound) for r in result.rows), Fraction(0)):
         rep.failures.append("total bound above the exact sum of the row bounds")
     return rep

@@ -1,0 +1,149 @@
+"""The TopK class bound (``encoder_class="topk"``): exact re-verification, planted faults, no counterexample.
+
+``proofs/02_witness_bound.md`` 2.5. Each fault replaces one step of the pipeline the way a bug would; the
+exact verifier (:func:`gapbound.theory.exact.verify_exact`) or the charging check (``proofs/check_topk.py``)
+must name it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gapbound.models.activations import topk_relu
+from gapbound.theory import bounds, duality, lower_bound, relu, topk, witness_codes
+from gapbound.theory.exact import verify_exact
+from gapbound.training.witness import fit_encoder
+from proofs import check_topk
+
+RATIONAL_D = np.array([[1, 0, 1, 1, 2], [0, 1, 1, -1, 1], [1, 1, 0, 2, -1]], dtype=float) / 4
+
+
+def _dictionary(seed, M: int = 3, N: int = 5) -> np.ndarray:
+    if seed == "rational":
+        return RATIONAL_D
+    D = np.random.default_rng(seed).normal(size=(M, N))
+    return D / np.linalg.norm(D, axis=0)
+
+
+@pytest.mark.parametrize("seed", ["rational", 0, 1])
+def test_topk_certificates_verify_exactly(seed):
+    """certified <= exact dual value <= exact optimum per node, every drop set covered, weights within budget."""
+    D = _dictionary(seed)
+    codes = witness_codes(5, 2, "pairs")
+    res = lower_bound(D, codes, "topk", keep_certificates=True)
+    rep = verify_exact(D, codes, res)
+    assert rep.ok, rep.failures[:5]
+    assert rep.n_rows_covered == 5 and rep.n_optimum_unresolved == rep.n_unresolved_with_exact_g
+    assert rep.n_optimum_checked >= rep.n_subproblems // 3
+    # between the free gate and the ReLU optimum (weights <= 1 on a subset of ReLU's inactive terms)
+    gated, relu_b = lower_bound(D, codes, "linear-gated").bound, lower_bound(D, codes, "relu").bound
+    assert gated < res.bound <= relu_b * (1 + 1e-9)
+    assert res.topk_k == 2 and not res.optimal
+    assert all("relaxation" in why for _, why in res.truncated_rows)
+
+
+def test_exactly_K_design_verifies_exactly():
+    """Exactly-K codes (m = k): no sample weights, only the charged active entries."""
+    D = _dictionary(2)
+    codes = witness_codes(5, 3, "exact")
+    res = lower_bound(D, codes, "topk", keep_certificates=True, topk_k=3)
+    rep = verify_exact(D, codes, res)
+    assert rep.ok, rep.failures[:5]
+    assert res.bound >= lower_bound(D, codes, "linear-gated").bound * (1 - 1e-9)  # equal up to rounding
+
+
+def test_no_counterexample_trained_and_random_topk_encoders():
+    """TopK(k) encoders, with and without ReLU, trained on the witness error (warm and cold) or random, for
+    k = 2 and 3, never beat the bound computed for k = 2 (valid for every k >= 2)."""
+    M, N = 4, 8
+    D = _dictionary(5, M, N)
+    codes = witness_codes(N, 2, "pairs")
+    res = lower_bound(D, codes, "topk")
+    for k in (2, 3):
+        for init in (res.weights, None):
+            err, _ = fit_encoder(D, codes, "topk", k=k, restarts=1, steps=200, seed=k, init=init)
+            assert err >= res.bound, (k, err, res.bound)
+    X, S = torch.from_numpy(codes @ D.T), torch.from_numpy(codes)
+    rng = np.random.default_rng(0)
+    W = torch.from_numpy(rng.normal(size=(1000, N, M)))
+    b = torch.from_numpy(rng.normal(size=(1000, 1, N)))
+    W[0], b[0] = torch.from_numpy(res.weights[:, :M]), torch.from_numpy(res.weights[:, M])
+    Z = torch.einsum("rnm,tm->rtn", W, X) + b
+    for k in (2, 3):
+        plain = torch.zeros_like(Z).scatter(-1, Z.topk(k, dim=-1).indices, Z.topk(k, dim=-1).values)
+        for out in (topk_relu(Z, k), plain):
+            assert float(((out - S) ** 2).sum((1, 2)).min()) >= res.bound
+
+
+def test_charging_check_passes_and_catches_a_larger_budget(monkeypatch):
+    check_topk.check()
+    original = topk.sample_budgets
+    monkeypatch.setattr(topk, "sample_budgets", lambda codes, k: original(codes, k) + 1)
+    with pytest.raises(AssertionError, match="charged bound"):
+        check_topk.check_charging(ks=(1,))
+
+
+# ------------------------------------------------------------------ planted faults
+
+
+def _sign_flip(lam, y, mu, sw, c, conj):
+    t = ORIGINAL["dual_terms"](lam, y, mu, sw, c, conj)
+    t[:, lam.shape[1]:2 * lam.shape[1]] *= -1  # -lam^2 becomes +lam^2
+    return t
+
+
+def _skip_dropped_child(states, branch):
+    kids = ORIGINAL["_children"](states, branch)
+    kids[1::2] = kids[0::2]
+    return kids
+
+
+class _ShiftedWeightedRow(topk._TopKRow):
+    """The weighted inactive terms relu(z + 1/2)^2 instead of relu(z)^2 (above what the charging proves)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.c[2 * len(self.y):] = -0.5
+
+
+ORIGINAL = {"dual_terms": duality.dual_terms, "_children": relu._children, "witness_inputs": bounds.witness_inputs,
+            "sample_budgets": topk.sample_budgets, "weight_roots": topk.weight_roots}
+
+FAULTS = {
+    "sign flip in a dual term": (duality, "dual_terms", _sign_flip, "dual"),
+    "dropped rounding term": (duality, "_sum_error", lambda t: 0.0 * t[:, 0], "dual"),
+    "wrong drop cost": (duality, "drop_cost", lambda dropped, y: (1 - dropped) @ (y * y), "drop cost"),
+    "perturbed witness input (+1e-9)": (bounds, "witness_inputs", lambda D, S: ORIGINAL["witness_inputs"](D, S) + 1e-9,
+                                        "witness inputs"),
+    "skipped branch": (relu, "_children", _skip_dropped_child, "neither certified"),
+    "sample budget k - m + 1": (topk, "sample_budgets", lambda c, k: ORIGINAL["sample_budgets"](c, k) + 1,
+                                "weighted entry"),
+    "weights 1.5x over budget": (topk, "weight_roots", lambda w, b: 1.5 * ORIGINAL["weight_roots"](w, b),
+                                 "TopK weights sum"),
+    "weighted term shifted (relu(z + 1/2)^2)": (topk, "_TopKRow", _ShiftedWeightedRow, "not the topk relaxation"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_planted_fault_is_caught(fault, monkeypatch):
+    module, name, faulty, message = FAULTS[fault]
+    monkeypatch.setattr(module, name, faulty)
+    caught = []
+    for seed in (0, 1):
+        D = _dictionary(seed)
+        codes = witness_codes(5, 2, "pairs")
+        res = lower_bound(D, codes, "topk", keep_certificates=True)
+        caught += [f for f in verify_exact(D, codes, res, check_optimum=False).failures if message in f]
+        if caught:
+            break
+    assert caught, f"{fault} was not caught"
+
+
+def test_bad_k_is_a_one_line_error():
+    D, codes = _dictionary(0), witness_codes(5, 2, "pairs")
+    with pytest.raises(ValueError, match="topk_k=1 is below the witness codes' sparsity 2"):
+        lower_bound(D, codes, "topk", topk_k=1)
+    with pytest.raises(TypeError, match="topk_k"):
+        lower_bound(D, codes, "topk", topk_k=2.5)
