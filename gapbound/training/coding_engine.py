@@ -185,8 +185,9 @@ def batched_nn_lasso(D: torch.Tensor, X: torch.Tensor, lam: float, init: torch.T
     if D.device.type == "cpu":  # the compiled kernel (4.1x the torch version per training step's inference)
         codes = torch.zeros(B, n, N, dtype=X.dtype)
         ok = torch.zeros(B, n, dtype=torch.bool)
-        warm_active_set(D.detach().numpy(), X.detach().numpy(), init.detach().numpy(), float(lam), _tol(lam), rounds,
-                        codes.numpy(), ok.numpy())
+        # contiguous inputs: one compiled signature (a minibatch is a strided view; each layout compiles anew, ~3-8 s)
+        D_, X_, init_ = (t.detach().contiguous().numpy() for t in (D, X, init))
+        warm_active_set(D_, X_, init_, float(lam), _tol(lam), rounds, codes.numpy(), ok.numpy())
     else:
         D64 = D.double()
         G64 = torch.bmm(D64.transpose(1, 2), D64)
