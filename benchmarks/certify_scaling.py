@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--M", type=int, default=8)
     p.add_argument("--K", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--encoder-class", default="linear-gated", choices=["linear-gated", "relu", "jumprelu"])
+    p.add_argument("--encoder-class", default="linear-gated", choices=["linear-gated", "relu", "jumprelu", "topk"])
     p.add_argument("--max-subproblems", type=int, default=20000, help="per-row budget (drop sets; relu/jumprelu: branch-and-bound nodes)")
     args = p.parse_args()
     torch.set_num_threads(1)
