@@ -12,8 +12,8 @@ N = 16 (measured 184-207 steps/s per model) against microseconds of arithmetic.
 Here the inference of all ``B`` models runs as one batched active set
 (:func:`batched_nn_lasso`) from each sample's stored code: on the CPU the
 compiled :func:`~gapbound.training.coding_kernel.warm_active_set` (sample by
-sample, exact Cholesky solves on the support; 4.1x the torch version's speed
-per step, ``docs/scale.md``), on other devices :func:`_active_set` (every round
+sample, exact Cholesky solves on the support; 3.8-5.4x the torch version's
+speed per step's inference, ``docs/scale.md``), on other devices :func:`_active_set` (every round
 solves all open samples' support systems as one batch of small dense float64
 systems). Both suit small dictionaries (at most 256 atoms: an ``N x N`` Gram
 matrix per model). Samples they do not certify (KKT in float64) go to
@@ -23,7 +23,7 @@ so each model's run equals its one-at-a-time run up to floating-point order
 :func:`gapbound.inference.active_set.lawson_hanson` in place of
 :func:`_active_set` gave the same codes but took 1.9x the time per step's
 inference, and its compiled :func:`gapbound.inference.compiled.active_set`
-3.8x the kernel's (measured; ``docs/scale.md`` says why), so neither is used here.
+4.1-4.4x the kernel's (measured; ``docs/scale.md`` says why), so neither is used here.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def batched_nn_lasso(D: torch.Tensor, X: torch.Tensor, lam: float, init: torch.T
 
     B, n, N = init.shape
     rounds = 2 * N if rounds is None else rounds
-    if D.device.type == "cpu":  # the compiled kernel (4.1x the torch version per training step's inference)
+    if D.device.type == "cpu":  # the compiled kernel (3.8-5.4x the torch version's speed, docs/scale.md)
         codes = torch.zeros(B, n, N, dtype=X.dtype)
         ok = torch.zeros(B, n, dtype=torch.bool)
         # contiguous inputs: one compiled signature (a minibatch is a strided view; each layout compiles anew, ~3-8 s)
