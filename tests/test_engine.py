@@ -160,6 +160,17 @@ def test_compiled_and_torch_active_sets_agree(start):
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)  # the torch version's 1e-10 ridge moves it by ~1e-7
 
 
+def test_kernel_does_not_certify_non_finite_samples():
+    from gapbound.training.coding_engine import _tol
+    from gapbound.training.coding_kernel import warm_active_set
+
+    D, X, S, _ = _lasso_case(3)
+    X[0, 5, 2], X[1, 7, 0], S[2, 9, :] = float("nan"), float("inf"), 0.5  # two bad samples, one good dense start
+    codes, ok = torch.zeros_like(S), torch.zeros(S.shape[:2], dtype=torch.bool)
+    warm_active_set(D.numpy(), X.numpy(), S.numpy(), 4e-3, _tol(4e-3), 32, codes.numpy(), ok.numpy())
+    assert not ok[0, 5] and not ok[1, 7] and int(ok.sum()) == ok.numel() - 2
+
+
 def test_uncertified_samples_go_to_the_solver():
     """A sample the kernel does not certify (here: too few rounds) is solved by solve() and still exact."""
     from gapbound.inference import solve

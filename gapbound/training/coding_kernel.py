@@ -105,7 +105,10 @@ def warm_active_set(D: np.ndarray, X: np.ndarray, init: np.ndarray, lam: float, 
                 for j in range(N):
                     if not inW[j] and r[j] > worst:
                         worst, jw = r[j], j
-                if jw < 0 or worst - lam <= tol:
+                if jw < 0:  # no atom off the support compared: all on it, or correlations that are not numbers (NaN)
+                    done = k == N
+                    break
+                if worst - lam <= tol:
                     done = True
                     break
                 W[k], s[k] = jw, 0.0
