@@ -18,8 +18,8 @@ entries as in the ReLU class, no term on inactive entries except the weighted on
 the ReLU branch and bound (:mod:`gapbound.theory.relu`) with the weighted entries as hinge rows of
 penalty weight ``w`` (certified like every other hinge row). Any feasible ``w`` gives a valid bound;
 the weights are chosen by a few Frank-Wolfe steps on the concave dual ``w -> sum of row minima``
-(the best response of a sample puts its budget on its largest ``relu(z)^2``). Only the final
-weights' row problems are certified. The bound is a relaxation: it is never reported as the class
+(the best response of a sample puts its budget on its largest ``relu(z)^2``; the search's nodes take their
+float values there). Only the final weights' row problems are certified. The bound is a relaxation: it is never reported as the class
 optimum.
 """
 
@@ -48,15 +48,22 @@ class _TopKRow(_ReluRow):
     """
 
     def __init__(self, Aa: np.ndarray, y: np.ndarray, Bw: np.ndarray, sw: np.ndarray, record: list | None,
-                 tag: dict | None):
+                 tag: dict | None, certified: bool = True):
         super().__init__(Aa, y, Aa[:0], record, tag)
         n = len(y)
-        self.Bw, self.sw_w = Bw, sw
+        self.Bw, self.sw_w, self.certified = Bw, sw, certified
         self.L = np.vstack([Aa, Aa, Bw])
         self.c = np.concatenate([np.zeros(n), y, np.zeros(len(Bw))])
 
     def _penalty(self, u: np.ndarray) -> np.ndarray:
         return (self.sw_w**2 * np.maximum(u @ self.Bw.T, 0.0) ** 2).sum(1)
+
+    def _estimate(self, states: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The node relaxation's float value at ``u`` (no certificate)."""
+        keep, drop, free = self._masks(states)
+        za, y = u @ self.Aa.T, self.y
+        return ((keep * (za - y) ** 2).sum(1) + drop @ (y * y) + (free * np.maximum(za - y, 0.0) ** 2).sum(1)
+                + self._penalty(u))
 
     def solve(self, states: np.ndarray, u0: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """Newton point, the row's relaxed cost there, relaxation estimate and per-entry relaxation gap."""
@@ -64,22 +71,25 @@ class _TopKRow(_ReluRow):
         keep, drop, free = self._masks(states)
         W = np.broadcast_to(self.sw_w**2, (len(states), len(self.sw_w)))
         u = _newton(Aa, y, self.L, self.c, keep, np.hstack([_DROP_PENALTY * drop, free, W]), self.Bi, 0.0, u0=u0)
-        za, pen = u @ Aa.T, self._penalty(u)
-        est = ((keep * (za - y) ** 2).sum(1) + drop @ (y * y) + (free * np.maximum(za - y, 0.0) ** 2).sum(1) + pen)
+        za = u @ Aa.T
         gap = free * ((np.maximum(za, 0.0) - y) ** 2 - np.maximum(za - y, 0.0) ** 2)
-        return u, ((np.maximum(za, 0.0) - y) ** 2).sum(1) + pen, est, gap
+        return u, ((np.maximum(za, 0.0) - y) ** 2).sum(1) + self._penalty(u), self._estimate(states, u), gap
 
     def certify(self, states: np.ndarray, u: np.ndarray, needed: float | None) -> np.ndarray:
+        if not self.certified:  # the weight search only needs the value (float estimate, not a bound)
+            return self._estimate(states, u)
         keep, drop, free = self._masks(states)
         sw = np.hstack([np.where(drop > 0, np.inf, 0.0), free, np.broadcast_to(self.sw_w, (len(states), len(self.sw_w)))])
         return _certify_recorded(self, keep, sw, u, needed, dropped=drop)
 
 
 def _topk_row_bnb(Aa: np.ndarray, y: np.ndarray, Bw: np.ndarray, sw: np.ndarray, max_nodes: int,
-                  record: list | None = None, tag: dict | None = None) -> tuple[_Search, bool]:
-    """Certified lower bound on one row's relaxed TopK problem (module docstring) by the ReLU branch and bound."""
+                  record: list | None = None, tag: dict | None = None, certified: bool = True) -> tuple[_Search, bool]:
+    """Certified lower bound on one row's relaxed TopK problem (module docstring) by the ReLU branch and bound;
+    ``certified=False``: the same search with float node values (the weight search; not a bound)."""
     n = len(y)
-    bound, _, best_u, root, solved, complete = _best_first(_TopKRow(Aa, y, Bw, sw, record, tag), max_nodes)
+    problem = _TopKRow(Aa, y, Bw, sw, record, tag, certified)
+    bound, _, best_u, root, solved, complete = _best_first(problem, max_nodes)
     drop_set = [int(t) for t in np.flatnonzero(Aa @ best_u <= 0.0)]
     return _Search(bound, drop_set, best_u, root, n if complete else -1, math.inf if complete else bound, solved), complete
 
@@ -126,7 +136,8 @@ class TopKWeights:
 
 
 def choose_weights(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, steps: int = _FW_STEPS) -> TopKWeights:
-    """Frank-Wolfe on ``w -> sum_i (row i's relaxed minimum)`` (concave; float, uncertified): the best weights seen.
+    """Frank-Wolfe on ``w -> sum_i (row i's relaxed minimum)`` (concave; float node values, nothing certified):
+    the best weights seen.
 
     A sample's best response puts weight 1 on its ``k - m_t`` largest ``relu(z_ti)^2`` at the rows' minimisers.
     Any weights in the budget are valid; these only make the bound tighter.
@@ -141,7 +152,7 @@ def choose_weights(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, ste
         total, V, U = 0.0, np.zeros((n, N)), np.zeros((N, A.shape[1]))
         for i in range(N):
             act, inw = np.flatnonzero(codes[:, i] > 0), np.flatnonzero(cand[:, i])
-            res, _ = _topk_row_bnb(A[act], codes[act, i], A[inw], sw[inw, i], max_nodes)
+            res, _ = _topk_row_bnb(A[act], codes[act, i], A[inw], sw[inw, i], max_nodes, certified=False)
             total += res.value
             U[i] = res.u
             V[inw, i] = np.maximum(A[inw] @ res.u, 0.0) ** 2
