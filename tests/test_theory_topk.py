@@ -147,3 +147,17 @@ def test_bad_k_is_a_one_line_error():
         lower_bound(D, codes, "topk", topk_k=1)
     with pytest.raises(TypeError, match="topk_k"):
         lower_bound(D, codes, "topk", topk_k=2.5)
+
+
+def test_certify_and_cli_use_k_equal_K(capsys):
+    """``certify(..., encoder_class="topk")`` bounds TopK(k) for k >= K; the CLI prints it and the relaxation reason."""
+    from gapbound.theory import certify
+    from gapbound.theory.cli import main
+
+    D = _dictionary(3, 4, 8)
+    res = certify(D, 3, encoder_class="topk")
+    assert res.lower_bound == lower_bound(D, witness_codes(8, 3, "pairs"), "topk", topk_k=3).bound
+    assert not res.optimal
+    assert main(["--N", "8", "--M", "4", "--K", "2", "--encoder-class", "topk"]) == 0
+    out = capsys.readouterr().out
+    assert "TopK encoders" in out and "relaxation" in out
