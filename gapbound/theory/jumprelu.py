@@ -286,7 +286,10 @@ def uncovered_region(certificates: list, row: int, y: np.ndarray, bound: float) 
                      f"theta in [{a!r}, {b!r}]")
             return f"no certified node covers the region {where}"
         counts = refine.sum(0)
-        pts, pt_counts = np.unique(ends, return_counts=True) if len(ends) else (np.zeros(1), np.zeros(1, int))
+        # a point separates the nodes lying wholly on one side of it (a split of the search tree separates all)
+        pts = np.unique(ends) if len(ends) else np.zeros(1)
+        pt_counts = (np.searchsorted(np.sort(B.t1[idx]), pts, side="right")
+                     + len(idx) - np.searchsorted(np.sort(B.t0[idx]), pts, side="left")) if len(ends) else np.zeros(1, int)
         if counts.max() >= pt_counts.max():
             t = int(np.argmax(counts))
             on = np.zeros(n, bool)
