@@ -160,3 +160,39 @@ def test_rank_deficient_kept_sets_use_exact_multipliers():
     c.exact[z] = ([v + (i == t) * v / 1000 for i, v in enumerate(lam)], m, nu)
     rep = verify_exact(D, codes, res, check_optimum=False)
     assert any("g exactly 0" in f for f in rep.failures)
+
+
+def test_integer_solve_matches_exact_gauss_jordan():
+    """``rational.integer_solve`` (a square part chosen by float pivoting, the other equations checked exactly,
+    the full elimination as fallback) against ``Fraction`` Gauss-Jordan on random over-determined integer
+    systems: consistent ones, inconsistent ones (one right-hand side moved by 1), rank-deficient ones, and
+    ones whose first rows are singular (the fallback); 68-bit entries as in the multiplier correction."""
+    from fractions import Fraction
+
+    from gapbound.theory.rational import integer_solve, rational_solve
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 7))
+        m = n + int(rng.integers(0, 6))
+        scale = 2**68 if trial % 3 == 0 else 4
+        B = [[int(rng.integers(-2**31, 2**31)) * (scale >> 31 or 1) + int(rng.integers(-4, 4)) for _ in range(n)]
+             for _ in range(m)]
+        if trial % 5 == 1 and n > 1:  # a repeated column: rank-deficient, integer_solve must refuse
+            for r in B:
+                r[-1] = r[0]
+        if trial % 5 == 2 and m > n:  # the first rows repeat one row: a square part of them is singular
+            B[:n] = [list(B[0]) for _ in range(n)]
+        x = [int(v) for v in rng.integers(-9, 9, size=n)]
+        b = [sum(a * c for a, c in zip(row, x)) for row in B]
+        if trial % 4 == 3:
+            b[int(rng.integers(0, m))] += 1
+        got = integer_solve(B, b)
+        ref = rational_solve([[Fraction(v) for v in r] for r in B], [Fraction(v) for v in b])
+        full_rank = np.linalg.matrix_rank(np.array(B, dtype=float)) == n
+        if ref is None or not full_rank:
+            assert got is None or not full_rank and all(
+                sum(Fraction(a) * Fraction(v, got[1]) for a, v in zip(r, got[0])) == c for r, c in zip(B, b))
+        else:
+            num, den = got
+            assert den > 0 and [Fraction(v, den) for v in num] == ref
