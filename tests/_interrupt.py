@@ -27,8 +27,11 @@ def interrupt(args: Sequence[str], ready: Callable[[], bool], *, start_timeout: 
 
     Raises ``AssertionError`` if the command ends, or ``start_timeout`` seconds pass, before ``ready()``.
     """
+    # SIGINT back to its default in the child: a pytest started in the background by a non-interactive
+    # shell ignores SIGINT, and an ignored disposition is inherited across exec (a terminal's does not apply)
     proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env or {**os.environ, "OMP_NUM_THREADS": "1"},
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + start_timeout
     try:
         while not ready():
