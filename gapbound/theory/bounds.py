@@ -293,7 +293,7 @@ def lower_bound(
         if k < sparsity:
             raise ValueError(f"topk_k={k} is below the witness codes' sparsity {sparsity}: the TopK bound needs "
                              "k >= the number of non-zeros of every code (use encoder_class='linear-gated' for any k)")
-        sw = choose_weights(A, S, k, max_subproblems).sw
+        sw = choose_weights(A, S, k, max_subproblems)
     rows = [_row_bound(i, A, S, encoder_class, max_subproblems, record=record,
                        topk_sw=None if sw is None else sw[:, i])
             for i in range(Dn.shape[1])]

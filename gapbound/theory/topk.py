@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -125,19 +124,9 @@ def weight_roots(w: np.ndarray, budget: np.ndarray) -> np.ndarray:
     return sw
 
 
-@dataclass
-class TopKWeights:
-    """The sample weights of a TopK bound: ``sw[t, i]``, penalty weight ``sw^2`` on ``relu(z_ti)^2``."""
-
-    sw: np.ndarray
-    budget: np.ndarray
-    trace: list
-    rows: np.ndarray
-
-
-def choose_weights(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, steps: int = _FW_STEPS) -> TopKWeights:
+def choose_weights(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, steps: int = _FW_STEPS) -> np.ndarray:
     """Frank-Wolfe on ``w -> sum_i (row i's relaxed minimum)`` (concave; float node values, nothing certified):
-    the best weights seen.
+    ``sw`` (``n x N``, penalty weight ``sw^2`` on ``relu(z_ti)^2``) of the best weights seen.
 
     A sample's best response puts weight 1 on its ``k - m_t`` largest ``relu(z_ti)^2`` at the rows' minimisers.
     Any weights in the budget are valid; these only make the bound tighter.
@@ -146,22 +135,20 @@ def choose_weights(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, ste
     budget = sample_budgets(codes, k)
     cand = (codes == 0) & (budget[:, None] > 0)
     w = np.where(cand, budget[:, None] / np.maximum(cand.sum(1, keepdims=True), 1), 0.0)
-    best, best_w, trace, rows = -math.inf, w, [], np.zeros((N, A.shape[1]))
+    best, best_w = -math.inf, w
     for it in range(steps):
         sw = weight_roots(w, budget)
-        total, V, U = 0.0, np.zeros((n, N)), np.zeros((N, A.shape[1]))
+        total, V = 0.0, np.zeros((n, N))
         for i in range(N):
             act, inw = np.flatnonzero(codes[:, i] > 0), np.flatnonzero(cand[:, i])
             res, _ = _topk_row_bnb(A[act], codes[act, i], A[inw], sw[inw, i], max_nodes, certified=False)
             total += res.value
-            U[i] = res.u
             V[inw, i] = np.maximum(A[inw] @ res.u, 0.0) ** 2
-        trace.append(total)
         if total > best:
-            best, best_w, rows = total, w, U
+            best, best_w = total, w
         target = np.zeros_like(w)  # the best response: each sample's budget on its largest relu(z)^2
         order = np.argsort(-np.where(cand, V, -1.0), axis=1)
         for t in np.flatnonzero(budget > 0):
             target[t, order[t, : budget[t]]] = 1.0
         w = w + 2.0 / (it + 3.0) * (target - w)
-    return TopKWeights(weight_roots(best_w, budget), budget, trace, rows)
+    return weight_roots(best_w, budget)
