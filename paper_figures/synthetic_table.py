@@ -4,8 +4,8 @@
 
 Reads ``<setting>.json`` (known_z, known_d, unknown) from each folder given, in
 order (a later folder's setting replaces an earlier one's), and prints a
-markdown table: mean +- std over seeds of the test MCC, the reference value of
-``../shared/paper.md`` (the authors' released result files) in parentheses, and,
+markdown table: mean +- std over seeds of the test MCC, the paper's reference value
+(``REFERENCE``: the authors' released result files, as the paper reports them) in parentheses, and,
 for the unknown setting, a dictionary-MCC row. ``tests/test_readme.py`` checks
 that the README's table is exactly this output for the committed results.
 """
