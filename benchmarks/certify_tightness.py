@@ -1,24 +1,20 @@
-"""Tightness of the certified witness bound over a fixed panel of random dictionaries.
+"""Tightness of the certified witness bounds over a fixed panel of random dictionaries.
 
-For each dictionary (N=16, M=8, seeds 0..n-1) and witness design, compute the
-certified bounds of both encoder classes and the best witness-set error that
-trained SAEs reach on the same codes (ReLU, JumpReLU, TopK; several restarts,
-the first warm-started from the bound's own minimising rows), and report
+For each dictionary (N=16, M=8, seeds ``--seed`` onwards) and witness design, compute the certified bound of
+every encoder class (``relu``, ``jumprelu``, ``topk`` with k = K, ``linear-gated``) and the best witness-set
+error of encoders of each class trained on the same codes (:func:`gapbound.training.witness.fit_encoder`:
+smoothed gates, best iterate, per-latent best rows for ReLU and JumpReLU), two ways:
 
-    ratio = certified bound / best trained error   (<= 1 by validity)
+* ``cold``: ``--restarts`` random initialisations only;
+* ``best``: the cold encoder's rows plus warm starts from the bounds' own minimising rows (ReLU: the ReLU
+  bound's; JumpReLU: the JumpReLU and ReLU bounds'; TopK: the ReLU, JumpReLU and TopK bounds'), so the
+  best encoder of the class found by any means here, evaluated by its own forward pass;
 
-for the ReLU class (vs the best ReLU), the JumpReLU class (vs the best
-JumpReLU), TopK (the linear-gated bound, its only bound, vs the best TopK) and the
-linear-gated class (vs the best of all three activations). The JumpReLU bound is also compared with the
-best JumpReLU encoder found by any means (``ratio_jumprelu_best_found``): the trained one or the encoder
-its own branch and bound returns (its rows, thresholds by exact search, error by the SAE forward pass).
-Results are checkpointed per dictionary (resume by re-running) and written atomically as JSON; ``--reuse``
-takes the trained errors and ReLU/linear-gated bounds of an earlier panel (same protocol) and recomputes
-only the JumpReLU bound; ``--topk-only`` (with ``--reuse``) computes only the TopK class bound
-(``encoder_class="topk"``, k = K) instead, and compares it with the trained TopK encoders and with the TopK
-encoder the bound's own rows form (no training steps).
+and report ``ratio = bound / error`` (<= 1 by validity) against both, per class (linear-gated: against the
+best of the three classes). Results are checkpointed per dictionary (resume by re-running) and written
+atomically as JSON.
 
-    python benchmarks/certify_tightness.py --out results/certify_tightness --n-dicts 20
+    OMP_NUM_THREADS=1 python benchmarks/certify_tightness.py --out results/certify_tightness_s7 --seed 100 --n-dicts 20
 """
 
 from __future__ import annotations
@@ -38,6 +34,8 @@ from gapbound.theory import lower_bound, witness_codes
 from gapbound.training.witness import fit_encoder
 
 PANEL = [("pairs", 2), ("exact", 2), ("exact", 3)]  # (design, K): 'pairs' serves every K >= 2; 'exact' has exactly K non-zeros
+# each trained class and the bounds whose rows warm-start it
+WARM = {"relu": ("relu",), "jumprelu": ("jumprelu", "relu"), "topk": ("relu", "jumprelu", "topk")}
 
 
 def atomic_write(path: Path, obj: dict) -> None:
@@ -46,67 +44,39 @@ def atomic_write(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def evaluate_topk(seed: int, design: str, K: int, N: int, M: int, reuse: dict) -> dict:
-    """One dictionary, TopK class only: the TopK bound (k = K) against ``reuse``'s trained TopK encoders and the
-    TopK encoder formed by the bound's own rows (SAE forward pass, no training)."""
-    D = random_dictionary(M, N, seed, dtype=torch.float64)
-    codes = witness_codes(N, K, design)
-    c0, t0 = time.process_time(), time.perf_counter()
-    res = lower_bound(D, codes, "topk", topk_k=K)
-    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    rows_err, _ = fit_encoder(D, codes, "topk", k=K, restarts=1, steps=0, seed=seed, init=res.weights)
-    trained = reuse["trained"]["topk"]
-    best = min(trained, rows_err)
-    return {"seed": seed, "design": design, "K": K, "n_codes": len(codes), "reused_from": reuse["_path"],
-            "bound_topk": res.bound, "bound_linear_gated": reuse["bound_linear_gated"], "trained_topk": trained,
-            "topk_rows_error": rows_err, "cpu_seconds_topk_bound": cpu, "seconds_topk_bound": wall,
-            "ratio_topk": res.bound / trained, "ratio_topk_best_found": res.bound / best,
-            "ratio_topk_linear_gated": reuse["bound_linear_gated"] / trained, "valid": bool(res.bound <= best)}
+def _rows(enc: torch.nn.Module) -> np.ndarray:
+    """An SAE encoder's rows ``(w_i, b_i)`` as an ``N x (M+1)`` array (a start for :func:`fit_encoder`)."""
+    return np.hstack([enc.linear.weight.detach().numpy(), enc.linear.bias.detach().numpy()[:, None]])
 
 
-def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int, reuse: dict | None) -> dict:
-    """One dictionary: the bounds, the trained encoders' errors (or ``reuse``'s, same protocol) and the error
-    of the JumpReLU encoder the JumpReLU bound's own rows form (evaluated by the SAE forward pass)."""
+def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int) -> dict:
+    """One dictionary: every class's certified bound, its time and flags, and its cold and best trained errors."""
     D = random_dictionary(M, N, seed, dtype=torch.float64)
     codes = witness_codes(N, K, design)
-    if reuse is None:
-        t0 = time.perf_counter()
-        relu_b = lower_bound(D, codes, "relu")
-        t1 = time.perf_counter()
-        gated_b = lower_bound(D, codes, "linear-gated")
-        t2 = time.perf_counter()
-        trained = {}
-        for act, k in (("relu", None), ("jumprelu", None), ("topk", K)):
-            err, _ = fit_encoder(D, codes, act, k=k, restarts=restarts, steps=steps, seed=seed, init=relu_b.weights)
-            trained[act] = err
-        base = {"bound_relu": relu_b.bound, "bound_linear_gated": gated_b.bound, "seconds_relu_bound": t1 - t0,
-                "seconds_gated_bound": t2 - t1, "trained": trained, "optimal_relu": relu_b.optimal,
-                "optimal_linear_gated": gated_b.optimal}
-    else:
-        base = {k: reuse[k] for k in ("bound_relu", "bound_linear_gated", "seconds_relu_bound", "seconds_gated_bound",
-                                      "trained", "optimal_relu", "optimal_linear_gated")}
-        base["reused_from"] = reuse["_path"]
-    trained = base["trained"]
+    out: dict = {"seed": seed, "design": design, "K": K, "n_codes": len(codes)}
+    bounds = {}
+    for cls in ("linear-gated", "relu", "jumprelu", "topk"):
+        c0, t0 = time.process_time(), time.perf_counter()
+        bounds[cls] = lower_bound(D, codes, cls, topk_k=K if cls == "topk" else None)
+        out[f"bound_{cls}"] = bounds[cls].bound
+        out[f"cpu_seconds_{cls}"], out[f"seconds_{cls}"] = time.process_time() - c0, time.perf_counter() - t0
+        out[f"optimal_{cls}"] = bounds[cls].optimal
+        out[f"truncated_{cls}"] = len(bounds[cls].truncated_rows)
     c0 = time.process_time()
-    t3 = time.perf_counter()
-    jump_b = lower_bound(D, codes, "jumprelu")
-    t4 = time.perf_counter()
-    c1 = time.process_time()
-    # the bound's own rows as a JumpReLU encoder: no training steps, thresholds by exact 1-D search, SAE forward
-    rows_err, _ = fit_encoder(D, codes, "jumprelu", restarts=1, steps=0, seed=seed, init=jump_b.weights)
-    best_jump = min(trained["jumprelu"], rows_err)
-    best_all = min(min(trained.values()), rows_err)
-    return {
-        "seed": seed, "design": design, "K": K, "n_codes": len(codes), **base,
-        "bound_jumprelu": jump_b.bound, "optimal_jumprelu": jump_b.optimal,
-        "truncated_jumprelu": len(jump_b.truncated_rows), "seconds_jumprelu_bound": t4 - t3,
-        "cpu_seconds_jumprelu_bound": c1 - c0, "jumprelu_rows_error": rows_err, "best_trained": min(trained.values()),
-        "ratio_relu": base["bound_relu"] / trained["relu"], "ratio_linear_gated": base["bound_linear_gated"] / best_all,
-        "ratio_jumprelu": jump_b.bound / trained["jumprelu"], "ratio_jumprelu_best_found": jump_b.bound / best_jump,
-        "ratio_topk": base["bound_linear_gated"] / trained["topk"],
-        "valid": bool(base["bound_relu"] <= trained["relu"] and base["bound_linear_gated"] <= best_all
-                      and jump_b.bound <= best_jump),
-    }
+    for cls, warm in WARM.items():
+        k = K if cls == "topk" else None
+        cold, enc = fit_encoder(D, codes, cls, k=k, restarts=restarts, steps=steps, seed=seed)
+        starts = [bounds[b].weights for b in warm] + [_rows(enc)]
+        best, _ = fit_encoder(D, codes, cls, k=k, restarts=len(starts), steps=steps, seed=seed, init=starts)
+        out[f"trained_cold_{cls}"], out[f"trained_best_{cls}"] = cold, min(best, cold)
+        out[f"ratio_{cls}"] = out[f"bound_{cls}"] / out[f"trained_best_{cls}"]
+        out[f"ratio_cold_{cls}"] = out[f"bound_{cls}"] / cold
+    out["cpu_seconds_training"] = time.process_time() - c0
+    best_all = min(out[f"trained_best_{c}"] for c in WARM)
+    out["ratio_linear-gated"] = out["bound_linear-gated"] / best_all
+    out["valid"] = bool(all(out[f"bound_{c}"] <= out[f"trained_best_{c}"] for c in WARM)
+                        and out["bound_linear-gated"] <= best_all)
+    return out
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -115,14 +85,13 @@ def summarise(rows: list[dict]) -> dict:
         sel = [r for r in rows if r["design"] == design and r["K"] == K]
         if not sel:
             continue
-        entry = {"n": len(sel), "all_valid": all(r["valid"] for r in sel),
-                 "jumprelu_optimal": sum(bool(r.get("optimal_jumprelu")) for r in sel)}
-        for key in ("ratio_relu", "ratio_jumprelu", "ratio_jumprelu_best_found", "ratio_topk", "ratio_linear_gated",
-                    "ratio_topk_best_found", "ratio_topk_linear_gated", "cpu_seconds_topk_bound"):
-            v = np.array([r[key] for r in sel if key in r])  # runs from before the JumpReLU bound lack it
-            if len(v) == 0:
-                continue
-            entry[key] = {"n": len(v), "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+        entry: dict = {"n": len(sel), "all_valid": all(r["valid"] for r in sel)}
+        for cls in ("relu", "jumprelu", "topk", "linear-gated"):
+            entry[f"optimal_{cls}"] = sum(bool(r[f"optimal_{cls}"]) for r in sel)
+            for key in (f"ratio_{cls}", f"ratio_cold_{cls}", f"cpu_seconds_{cls}"):
+                v = np.array([r[key] for r in sel if key in r])
+                if len(v):
+                    entry[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
         out[f"{design}_K{K}"] = entry
     return out
 
@@ -130,25 +99,27 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="results/certify_tightness", help="output directory")
-    p.add_argument("--n-dicts", type=int, default=20, help="dictionaries in the panel (seeds 0..n-1)")
+    p.add_argument("--n-dicts", type=int, default=20, help="dictionaries in the panel (seeds --seed onwards)")
     p.add_argument("--N", type=int, default=16)
     p.add_argument("--M", type=int, default=8)
-    p.add_argument("--restarts", type=int, default=4, help="encoder restarts per activation")
-    p.add_argument("--steps", type=int, default=2000, help="full-batch Adam steps per restart")
+    p.add_argument("--restarts", type=int, default=16, help="random restarts per class (cold)")
+    p.add_argument("--steps", type=int, default=1500, help="full-batch Adam steps per restart")
     p.add_argument("--seed", type=int, default=0, help="first dictionary seed")
-    p.add_argument("--reuse", default=None,
-                   help="earlier panel folder: take its trained errors and ReLU/linear-gated bounds (same protocol), "
-                   "recompute the JumpReLU bound")
-    p.add_argument("--designs", nargs="+", default=[f"{d}:{k}" for d, k in PANEL],
-                   help="design:K pairs to evaluate (default: pairs:2 exact:2 exact:3)")
-    p.add_argument("--topk-only", action="store_true",
-                   help="with --reuse: compute only the TopK class bound (k = K) against the reused trained TopK errors")
+    p.add_argument("--designs", nargs="+", default=["pairs:2"],
+                   help="design:K pairs to evaluate (e.g. pairs:2 exact:2 exact:3)")
     args = p.parse_args()
-    if args.topk_only and args.reuse is None:
-        p.error("--topk-only needs --reuse (the trained TopK errors of an earlier panel)")
+    for x in args.designs:
+        d, _, k = x.partition(":")
+        if (d, int(k) if k.isdigit() else None) not in PANEL:
+            p.error(f"--designs: {x!r} is not one of {[f'{a}:{b}' for a, b in PANEL]}")
     torch.set_num_threads(1)
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "n_dicts")}
+    saved = out / "config.json"
+    if saved.exists() and json.loads(saved.read_text()) != config:  # resumed checkpoints must share the protocol
+        p.error(f"--out {out} holds a panel made with {saved.read_text().strip()}; use another --out or the same options")
+    atomic_write(saved, config)
     panel = [(d, int(k)) for d, k in (x.split(":") for x in args.designs)]
     jobs = [(s, d, K) for s in range(args.seed, args.seed + args.n_dicts) for d, K in panel]
     rows = []
@@ -157,15 +128,7 @@ def main() -> None:
         if ck.exists():
             rows.append(json.loads(ck.read_text()))
             continue
-        reuse = None
-        if args.reuse is not None:
-            old = Path(args.reuse) / "runs" / ck.name
-            reuse = dict(json.loads(old.read_text()), _path=str(old)) if old.exists() else None
-        if args.topk_only and reuse is None:
-            print(f"skipping {ck.name}: not in --reuse {args.reuse}")
-            continue
-        r = (evaluate_topk(seed, design, K, args.N, args.M, reuse) if args.topk_only
-             else evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps, reuse))
+        r = evaluate(seed, design, K, args.N, args.M, args.restarts, args.steps)
         atomic_write(ck, r)
         rows.append(r)
     result = {"config": vars(args), "summary": summarise(rows), "runs": rows}
