@@ -11,8 +11,8 @@ smoothed gates, best iterate, per-latent best rows for ReLU and JumpReLU), two w
   best encoder of the class found by any means here, evaluated by its own forward pass;
 
 and report ``ratio = bound / error`` (<= 1 by validity) against both, per class (linear-gated: against the
-best of the three classes). Results are checkpointed per dictionary (resume by re-running) and written
-atomically as JSON.
+best of the three classes). Results are checkpointed per dictionary (resume by re-running with the same
+options) and written atomically as JSON (``tightness.json``) with the tables as Markdown (``tightness.md``).
 
     OMP_NUM_THREADS=1 python benchmarks/certify_tightness.py --out results/certify_tightness_s7 --seed 100 --n-dicts 20
 """
@@ -96,6 +96,29 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(rows: list[dict]) -> str:
+    """Per-dictionary table (bounds, best and cold trained errors, ratios) and the per-class summary."""
+    lines = ["| design | seed | class | bound | trained (best) | trained (cold) | bound / best | bound / cold | CPU s (bound) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for cls in ("jumprelu", "topk"):
+            lines.append(f"| {r['design']}:{r['K']} | {r['seed']} | {cls} | {r[f'bound_{cls}']:.3f} | "
+                         f"{r[f'trained_best_{cls}']:.3f} | {r[f'trained_cold_{cls}']:.3f} | {r[f'ratio_{cls}']:.3f} | "
+                         f"{r[f'ratio_cold_{cls}']:.3f} | {r[f'cpu_seconds_{cls}']:.1f} |")
+    lines += ["", "| design | class | bound / best: mean (min - max) | >= 0.7 | bound / cold: mean (min - max) | optimal |",
+              "|---|---|---|---|---|---|"]
+    for design, K in PANEL:
+        sel = [r for r in rows if r["design"] == design and r["K"] == K]
+        for cls in ("relu", "jumprelu", "topk", "linear-gated") if sel else ():
+            v = np.array([r[f"ratio_{cls}"] for r in sel])
+            cold = (lambda c: f"{c.mean():.3f} ({c.min():.3f} - {c.max():.3f})")(
+                np.array([r[f"ratio_cold_{cls}"] for r in sel])) if cls != "linear-gated" else "-"
+            lines.append(f"| {design}:{K} | {cls} | {v.mean():.3f} ({v.min():.3f} - {v.max():.3f}) | "
+                         f"{int((v >= 0.7).sum())} / {len(v)} | {cold} | "
+                         f"{sum(bool(r[f'optimal_{cls}']) for r in sel)} / {len(sel)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="results/certify_tightness", help="output directory")
@@ -133,6 +156,7 @@ def main() -> None:
         rows.append(r)
     result = {"config": vars(args), "summary": summarise(rows), "runs": rows}
     atomic_write(out / "tightness.json", result)
+    (out / "tightness.md").write_text(markdown(rows))
     print(json.dumps(result["summary"], indent=1))
 
 
