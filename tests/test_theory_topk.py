@@ -7,6 +7,8 @@ must name it.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,16 @@ def test_charging_check_passes_and_catches_a_larger_budget(monkeypatch):
     monkeypatch.setattr(topk, "sample_budgets", lambda codes, k: original(codes, k) + 1)
     with pytest.raises(AssertionError, match="charged bound"):
         check_topk.check_charging(ks=(1,))
+
+
+@pytest.mark.parametrize("fault", [{"cap_factor": Fraction(22, 5)}, {"mu_share": Fraction(9, 10)},
+                                   {"delta": Fraction(5, 2), "amplitudes": (1,)}])
+def test_hinge_charge_check_catches_each_loosened_condition(fault):
+    """proofs/02 2.5.1 (derived, not built): caps 4.4 delta, sum mu < sum lam and delta > 2 min y each have
+    counterexamples; the stated conditions hold at other deltas and at the boundary delta = 2 min y."""
+    with pytest.raises(AssertionError, match="hinge charge"):
+        check_topk.check_hinge_charge(**fault)
+    check_topk.check_hinge_charge(Fraction(2), amplitudes=(1,))
 
 
 # ------------------------------------------------------------------ planted faults
