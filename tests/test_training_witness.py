@@ -89,3 +89,5 @@ def test_bad_input_is_refused():
         fit_encoder(D, codes, "topk")
     with pytest.raises(ValueError, match="init"):
         fit_encoder(D, codes, "relu", init=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="restarts"):
+        fit_encoder(D, codes, "relu", restarts=1, init=[_rows(0, *D.shape), _rows(1, *D.shape)])

@@ -65,7 +65,8 @@ def best_thresholds(Z: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 @torch.no_grad()
-def _hard_errors(Z: torch.Tensor, S: torch.Tensor, activation: str, k: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _hard_errors(Z: torch.Tensor, S: torch.Tensor, activation: str,
+                 k: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The actual encoder's error per latent (ReLU, JumpReLU with its best thresholds) or in total (TopK, one entry)."""
     if activation == "jumprelu":
         theta, err = best_thresholds(Z, S)
@@ -78,19 +79,22 @@ def _hard_errors(Z: torch.Tensor, S: torch.Tensor, activation: str, k: int | Non
 
 
 def _starts(init: Any, restarts: int, M: int, N: int, activation: str, k: int | None, seed: int) -> list[np.ndarray]:
-    """The ``restarts`` starting rows ``N x (M+1)``: the given ``init`` arrays first, then random SAE initialisations."""
+    """The ``restarts`` starting rows ``N x (M+1)``: the given ``init`` arrays first, then random initialisations."""
     from ..models import SAE
 
     given = [] if init is None else [init] if isinstance(init, np.ndarray) else list(init)
+    if len(given) > restarts:
+        raise ValueError(f"init has {len(given)} starting arrays but restarts={restarts}; "
+                         "pass restarts >= the number of init arrays")
     rows = []
-    for r, W in enumerate(given[:restarts]):
+    for r, W in enumerate(given):
         W = np.asarray(W, dtype=np.float64)
         if W.shape != (N, M + 1):
             raise ValueError(f"init[{r}] must have shape (N, M+1) = ({N}, {M + 1}) (rows w_i, b_i), got {W.shape}")
         rows.append(W)
     for r in range(len(rows), restarts):
         enc = seeded(seed * 1000 + r, lambda: SAE(M, N, activation=activation, k=k, threshold=0.1))
-        rows.append(np.hstack([enc.linear.weight.detach().double().numpy(), enc.linear.bias.detach().double().numpy()[:, None]]))
+        rows.append(torch.cat([enc.linear.weight, enc.linear.bias[:, None]], 1).detach().double().numpy())
     return rows
 
 
