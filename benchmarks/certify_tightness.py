@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from gapbound.synthetic.data import random_dictionary
 from gapbound.theory import lower_bound, witness_codes
-from gapbound.training.witness import fit_encoder
+from gapbound.training.witness import encoder_rows, fit_encoder
 
 PANEL = [("pairs", 2), ("exact", 2), ("exact", 3)]  # (design, K): 'pairs' serves every K >= 2; 'exact' has exactly K non-zeros
 # each trained class and the bounds whose rows warm-start it
@@ -42,11 +42,6 @@ def atomic_write(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
-
-
-def _rows(enc: torch.nn.Module) -> np.ndarray:
-    """An SAE encoder's rows ``(w_i, b_i)`` as an ``N x (M+1)`` array (a start for :func:`fit_encoder`)."""
-    return np.hstack([enc.linear.weight.detach().numpy(), enc.linear.bias.detach().numpy()[:, None]])
 
 
 def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, steps: int) -> dict:
@@ -66,7 +61,7 @@ def evaluate(seed: int, design: str, K: int, N: int, M: int, restarts: int, step
     for cls, warm in WARM.items():
         k = K if cls == "topk" else None
         cold, enc = fit_encoder(D, codes, cls, k=k, restarts=restarts, steps=steps, seed=seed)
-        starts = [bounds[b].weights for b in warm] + [_rows(enc)]
+        starts = [bounds[b].weights for b in warm] + [encoder_rows(enc)]
         best, _ = fit_encoder(D, codes, cls, k=k, restarts=len(starts), steps=steps, seed=seed, init=starts)
         out[f"trained_cold_{cls}"], out[f"trained_best_{cls}"] = cold, min(best, cold)
         out[f"ratio_{cls}"] = out[f"bound_{cls}"] / out[f"trained_best_{cls}"]

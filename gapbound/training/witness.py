@@ -78,6 +78,11 @@ def _hard_errors(Z: torch.Tensor, S: torch.Tensor, activation: str,
     return ((topk_relu(Z, k) - S) ** 2).sum().reshape(1), None
 
 
+def encoder_rows(enc: torch.nn.Module) -> np.ndarray:
+    """An SAE encoder's rows ``(w_i, b_i)`` as an ``N x (M+1)`` float64 array: a start for :func:`fit_encoder`."""
+    return torch.cat([enc.linear.weight, enc.linear.bias[:, None]], 1).detach().double().cpu().numpy()
+
+
 def _starts(init: Any, restarts: int, M: int, N: int, activation: str, k: int | None, seed: int) -> list[np.ndarray]:
     """The ``restarts`` starting rows ``N x (M+1)``: the given ``init`` arrays first, then random initialisations."""
     from ..models import SAE
@@ -94,7 +99,7 @@ def _starts(init: Any, restarts: int, M: int, N: int, activation: str, k: int | 
         rows.append(W)
     for r in range(len(rows), restarts):
         enc = seeded(seed * 1000 + r, lambda: SAE(M, N, activation=activation, k=k, threshold=0.1))
-        rows.append(torch.cat([enc.linear.weight, enc.linear.bias[:, None]], 1).detach().double().numpy())
+        rows.append(encoder_rows(enc))
     return rows
 
 
