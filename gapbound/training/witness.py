@@ -23,7 +23,8 @@ import torch
 
 from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
-from ..theory.witness import as_dictionary64, check_codes
+from ..theory.jumprelu import best_threshold
+from ..theory.witness import as_dictionary64, check_codes, witness_inputs
 
 # Smoothed gates: temperature from _T_START to _T_END (times the mean non-zero code amplitude), geometric.
 _T_START, _T_END = 0.3, 1e-4
@@ -42,26 +43,20 @@ def _smoothed_output(Z: torch.Tensor, activation: str, k: int | None, theta: tor
     return torch.sigmoid((Z - theta) / temp) * torch.relu(Z)
 
 
-@torch.no_grad()
-def best_thresholds(Z: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per latent, the threshold ``theta >= 0`` minimising ``sum_t (z_t 1[z_t > theta] - s_t)^2`` for fixed ``Z``.
+def _jumprelu_errors(Z: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per latent, the JumpReLU error with the best threshold and a threshold reaching it, for fixed ``Z``.
 
-    The error is piecewise constant in ``theta`` and changes only at the values ``relu(z_t)``, so the
-    search over 0 and the midpoints between consecutive sorted values ``relu(z_t)`` (and one above them
-    all) is exact. Midpoints, not the values themselves: a threshold equal to some ``z_t`` would decide
-    that sample by the last bit of ``z_t``, which the encoder's own forward pass may round differently.
-    Returns ``(theta, error)`` per latent.
+    The search is :func:`gapbound.theory.jumprelu.best_threshold` (exact); its threshold is a data value
+    ``z_t``, which would decide that sample by the last bit of ``z_t``, and the encoder's own forward pass
+    may round it the other way. The threshold is moved to the middle of the interval between it and the
+    next larger ``relu(z)`` (the same samples pass anywhere inside).
     """
-    zs = Z.clamp_min(0).sort(0).values
-    cands = torch.cat([torch.zeros_like(zs[:1]), 0.5 * (zs[1:] + zs[:-1]), 2 * zs[-1:] + 1], 0)
-    best = torch.full((Z.shape[1],), math.inf, dtype=Z.dtype, device=Z.device)
-    best_th = torch.zeros(Z.shape[1], dtype=Z.dtype, device=Z.device)
-    for c in range(cands.shape[0]):
-        err = ((Z * (Z > cands[c]) - S) ** 2).sum(0)
-        better = err < best
-        best = torch.where(better, err, best)
-        best_th = torch.where(better, cands[c], best_th)
-    return best_th, best
+    z, y = Z.T.detach().cpu().numpy(), S.T.detach().cpu().numpy()
+    cost, theta = np.array([best_threshold(zi, yi) for zi, yi in zip(z, y)]).T  # one latent at a time: its own y
+    above = np.where(np.maximum(z, 0.0) > theta[:, None], z, np.inf).min(1)
+    theta = np.where(np.isfinite(above), 0.5 * (theta + above), theta + 1.0)
+    return (torch.as_tensor(cost, dtype=Z.dtype, device=Z.device),
+            torch.as_tensor(theta, dtype=Z.dtype, device=Z.device))
 
 
 @torch.no_grad()
@@ -69,8 +64,7 @@ def _hard_errors(Z: torch.Tensor, S: torch.Tensor, activation: str,
                  k: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The actual encoder's error per latent (ReLU, JumpReLU with its best thresholds) or in total (TopK, one entry)."""
     if activation == "jumprelu":
-        theta, err = best_thresholds(Z, S)
-        return err, theta
+        return _jumprelu_errors(Z, S)
     if activation == "relu":
         return ((torch.relu(Z) - S) ** 2).sum(0), None
     from ..models.activations import topk_relu
@@ -161,7 +155,7 @@ def fit_encoder(
     check_float("lr", lr, minimum=0.0, strict_minimum=True)
     dev = resolve_device(device)
     S_np = check_codes(codes, N)
-    X = torch.from_numpy(S_np @ Dn.T).to(dev)
+    X = torch.from_numpy(witness_inputs(Dn, S_np)).to(dev)
     S = torch.from_numpy(S_np).to(dev)
     scale = float(S_np[S_np > 0].mean()) if (S_np > 0).any() else 1.0
     separable = activation != "topk"
@@ -169,9 +163,12 @@ def fit_encoder(
     best_W = torch.zeros(N, M + 1, dtype=torch.float64, device=dev)
     best_th = torch.zeros(N, dtype=torch.float64, device=dev)
 
+    def pre(Wb: torch.Tensor) -> torch.Tensor:
+        return X @ Wb[:, :M].T + Wb[:, M]
+
     def consider(Wb: torch.Tensor) -> None:
         """Keep the rows (separable classes) or the encoder (TopK) wherever this iterate is better."""
-        err, theta = _hard_errors(X @ Wb[:, :M].T + Wb[:, M], S, activation, k)
+        err, theta = _hard_errors(pre(Wb), S, activation, k)
         better = err < best_err
         best_err.copy_(torch.where(better, err, best_err))
         mask = better if separable else better.expand(N)
@@ -188,7 +185,7 @@ def fit_encoder(
         for it in range(steps):
             temp = scale * _T_START * (_T_END / _T_START) ** (it / max(steps - 1, 1))
             opt.zero_grad()
-            out = _smoothed_output(X @ Wb[:, :M].T + Wb[:, M], activation, k, theta, temp)
+            out = _smoothed_output(pre(Wb), activation, k, theta, temp)
             ((out - S) ** 2).sum().backward()
             opt.step()
             sched.step()
