@@ -86,13 +86,14 @@ def summarise(rows: list[dict]) -> dict:
             for key in (f"ratio_{cls}", f"ratio_cold_{cls}", f"cpu_seconds_{cls}"):
                 v = np.array([r[key] for r in sel if key in r])
                 if len(v):
-                    entry[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+                    entry[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
+                                  "at_least_0.7": int((v >= 0.7).sum())}
         out[f"{design}_K{K}"] = entry
     return out
 
 
-def markdown(rows: list[dict]) -> str:
-    """Per-dictionary table (bounds, best and cold trained errors, ratios) and the per-class summary."""
+def markdown(rows: list[dict], summary: dict) -> str:
+    """Per-dictionary table (bounds, best and cold trained errors, ratios) and the per-class ``summary``."""
     lines = ["| design | seed | class | bound | trained (best) | trained (cold) | bound / best | bound / cold | CPU s (bound) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -102,15 +103,16 @@ def markdown(rows: list[dict]) -> str:
                          f"{r[f'ratio_cold_{cls}']:.3f} | {r[f'cpu_seconds_{cls}']:.1f} |")
     lines += ["", "| design | class | bound / best: mean (min - max) | >= 0.7 | bound / cold: mean (min - max) | optimal |",
               "|---|---|---|---|---|---|"]
-    for design, K in PANEL:
-        sel = [r for r in rows if r["design"] == design and r["K"] == K]
-        for cls in ("relu", "jumprelu", "topk", "linear-gated") if sel else ():
-            v = np.array([r[f"ratio_{cls}"] for r in sel])
-            cold = (lambda c: f"{c.mean():.3f} ({c.min():.3f} - {c.max():.3f})")(
-                np.array([r[f"ratio_cold_{cls}"] for r in sel])) if cls != "linear-gated" else "-"
-            lines.append(f"| {design}:{K} | {cls} | {v.mean():.3f} ({v.min():.3f} - {v.max():.3f}) | "
-                         f"{int((v >= 0.7).sum())} / {len(v)} | {cold} | "
-                         f"{sum(bool(r[f'optimal_{cls}']) for r in sel)} / {len(sel)} |")
+
+    def spread(stat: dict | None) -> str:
+        return "-" if stat is None else f"{stat['mean']:.3f} ({stat['min']:.3f} - {stat['max']:.3f})"
+
+    for panel, entry in summary.items():
+        design = panel.replace("_K", ":")
+        for cls in ("relu", "jumprelu", "topk", "linear-gated"):
+            best = entry[f"ratio_{cls}"]
+            lines.append(f"| {design} | {cls} | {spread(best)} | {best['at_least_0.7']} / {entry['n']} | "
+                         f"{spread(entry.get(f'ratio_cold_{cls}'))} | {entry[f'optimal_{cls}']} / {entry['n']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +153,7 @@ def main() -> None:
         rows.append(r)
     result = {"config": vars(args), "summary": summarise(rows), "runs": rows}
     atomic_write(out / "tightness.json", result)
-    (out / "tightness.md").write_text(markdown(rows))
+    (out / "tightness.md").write_text(markdown(rows, result["summary"]))
     print(json.dumps(result["summary"], indent=1))
 
 
