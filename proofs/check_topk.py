@@ -9,18 +9,31 @@ form (``sum_l w_l v_l <= `` the ``r`` largest ``v`` for ``0 <= w <= 1``, ``sum w
 the weight set. ``check()`` raises ``AssertionError`` with the first counterexample; a budget of
 ``k - m + 1`` (planted) has counterexamples.
 
-Also checked: the linear-hinge charge of proofs/02 section 2.5.1 on codes with ``m = k`` (derived and
-estimated, not yet used by the library): the active entries' ReLU cost plus
+Also checked: the linear-hinge charge of proofs/02 section 2.5.1 on codes with ``m = k``
+(:mod:`gapbound.theory.charge`): the active entries' ReLU cost plus
 ``sum_l lam_l relu(z_l - delta) - sum_a mu_a relu(z_a - delta)`` for every ``(lam, mu)`` with
 ``0 <= lam, mu <= 4 delta``, ``sum mu >= sum lam`` and ``0 < delta <= 2 min y`` (:func:`hinge_charge` takes
 the largest over that set, so one comparison per ``z`` covers them all). Planted: caps ``4.4 delta``,
 ``sum mu = 0.9 sum lam``, ``delta > 2 min y``; each has counterexamples.
+
+:func:`check_charged_pieces` checks the relaxation of that charge in the row problems (proofs/02 section
+2.5.2) on :mod:`gapbound.theory.charge`'s own functions, in sympy and exact rationals: the identity behind
+``charge_constant``, the dropped and kept states, ``kept_conjugate`` as a supremum over all ``z``, the |u|
+bound, the free envelope (needs ``delta <= y``) and the linear hinge's multiplier box ``[0, lam/2]``. Planted
+(its parameters): ``+mu^2/4`` in the constant, the kept conjugate without its max term, ``delta > y``,
+``rho`` up to ``3 lam / 5``; each fails.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+
+from gapbound.theory.charge import CAP_FACTOR, charge_constant, charged_active_cost, kept_conjugate
 
 GRID = [Fraction(v, 2) for v in (-2, 0, 1, 2, 3, 4)]
 
@@ -96,10 +109,212 @@ def check_hinge_charge(delta: Fraction = Fraction(1, 2), n: int = 4, k: int = 2,
             assert worst >= lb, f"TopK({k}) cost {worst} < hinge charge {lb} at z={z}, s={s}, delta={delta}"
 
 
+# ------------------------------------------------- 2.5.2: the charge's pieces in the row problems (certified)
+Constant = Callable[[Any, Any, Any], Any]
+Conjugate = Callable[[Any, Any, Any, Any], Any]
+
+
+def _relu(x: Any) -> Any:
+    """``max(x, 0)`` for Fractions, and for sympy expressions whose sign the assumptions decide (else raises)."""
+    if not isinstance(x, sp.Basic):
+        return max(x, 0 * x)
+    if x.is_nonpositive:
+        return sp.Integer(0)
+    assert x.is_nonnegative, f"the sign of {x} is undecided"
+    return x
+
+
+def _kept_min(z: Any, y: Any, mu: Any, delta: Any, constant: Constant) -> Any:
+    """``min(P1, P2)(z)``, ``P1 = (z - y)^2``, ``P2 = (z - y - mu/2)^2 + C``: the kept state's lower function."""
+    return min((z - y) ** 2, (z - y - mu / 2) ** 2 + constant(mu, y, delta))
+
+
+def _free_envelope(z: Any, y: Any, mu: Any, delta: Any, constant: Constant) -> Any:
+    """``relu(z - y - mu/2)^2 + C``: the free state's term (a hinge row with offset ``y + mu/2``, plus ``C``)."""
+    return _relu(z - y - mu / 2) ** 2 + constant(mu, y, delta)
+
+
+def _grid(delta_over_y: Fraction = Fraction(1)):
+    """``(y, delta, mu)`` with ``0 < delta <= delta_over_y * y`` and ``0 <= mu <= CAP_FACTOR * delta``, and the ``z`` to
+    test at: a grid plus the pieces' break points ``0, delta, y, y + mu/2`` and points next to them."""
+    eps = Fraction(1, 1000)
+    for y in (Fraction(3, 10), Fraction(1), Fraction(2)):
+        for j in range(1, 5):
+            delta = delta_over_y * y * Fraction(j, 4)
+            for i in range(9):
+                mu = CAP_FACTOR * delta * Fraction(i, 8)
+                breaks = {Fraction(0), delta, y, y + mu / 2}
+                zs = {Fraction(k, 10) for k in range(-5, 46)} | {b + d for b in breaks for d in (-eps, 0, eps)}
+                yield y, delta, mu, sorted(zs)
+
+
+def check_charge_identity(constant: Constant = charge_constant) -> None:
+    """``(z - y)^2 - mu (z - delta) == (z - y - mu/2)^2 + C`` for symbolic ``z, y, mu, delta``; ``C = 0`` at
+    ``mu = 0``."""
+    z, y, mu, delta = sp.symbols("z y mu delta", real=True)
+    diff = sp.expand((z - y) ** 2 - mu * (z - delta) - ((z - y - mu / 2) ** 2 + constant(mu, y, delta)))
+    assert diff == 0, f"charge constant: (z - y)^2 - mu (z - delta) - (z - y - mu/2)^2 - C = {diff}, not 0"
+    assert sp.expand(constant(0, y, delta)) == 0, "charge constant: C != 0 at mu = 0"
+
+
+def check_dropped_kept(constant: Constant = charge_constant) -> None:
+    """The library's ``g`` is ``y^2`` on ``z <= 0``, ``P1`` on ``(0, delta]`` (where ``P1 <= P2``) and ``P2`` above
+    (where ``P2 <= P1``), so ``g = min(P1, P2)`` on ``z > 0``: symbolically on each piece (``delta > 0``,
+    ``mu >= 0``, any ``y``)."""
+    y = sp.Symbol("y", real=True)
+    delta, zp, r = sp.symbols("delta zp r", positive=True)
+    mu, r0 = sp.symbols("mu r0", nonnegative=True)
+    dropped = charged_active_cost(-r0, y, mu, delta)  # z = -r0 <= 0
+    assert sp.expand(dropped - y**2) == 0, f"dropped: g(z) = {dropped} on z <= 0, not y^2"
+    for z, d, piece in ((zp, zp + r0, 0), (delta + r, delta, 1)):  # 0 < z <= delta: P1; z > delta: P2
+        g = charged_active_cost(z, y, mu, d)
+        parts = [(z - y) ** 2, (z - y - mu / 2) ** 2 + constant(mu, y, d)]
+        lower, upper = parts[piece], parts[1 - piece]
+        assert sp.expand(g - lower) == 0, f"kept: g(z) = {g} is not {lower} at z = {z}, delta = {d}"
+        assert sp.expand(upper - lower).is_nonnegative, f"kept: min(P1, P2) is not {lower} at z = {z}, delta = {d}"
+
+
+def check_kept_conjugate(constant: Constant = charge_constant, conjugate: Conjugate = kept_conjugate) -> None:
+    """``conjugate(lam, y, mu, C) == sup_z [2 lam z - min(P1, P2)(z)]`` over all real ``z`` and ``lam``.
+
+    The supremum of a pointwise maximum is the larger supremum; each ``2 lam z - P`` is a concave parabola (second
+    derivative -2), maximised where its derivative vanishes. Symbolically for any ``C``, split by the sign of
+    ``lam mu - C`` (which decides the larger); then exactly on a rational grid (negative ``lam`` included) with the
+    library's ``C``, where both maximisers must attain the library's value and no grid ``z`` may exceed it
+    (Fenchel-Young), and the library's ``g`` must equal ``y^2`` (``z <= 0``) and ``min(P1, P2)`` (``z > 0``)."""
+    z, lam, y, mu = sp.symbols("z lam y mu", real=True)
+    s, s0 = sp.Symbol("s", positive=True), sp.Symbol("s0", nonnegative=True)
+    for C, larger in ((lam * mu - s, 1), (lam * mu + s0, 0)):  # lam mu - C = s > 0 / = -s0 <= 0
+        sups = []
+        for p in ((z - y) ** 2, (z - y - mu / 2) ** 2 + C):
+            f = 2 * lam * z - p
+            assert sp.diff(f, z, 2) == -2, f"kept: 2 lam z - {p} is not a concave parabola"
+            (crit,) = sp.solve(sp.diff(f, z), z)
+            sups.append(sp.expand(f.subs(z, crit)))
+        gap = sp.expand(sups[larger] - sups[1 - larger])
+        assert gap.is_nonnegative, f"kept: the conjugates {sups} are not ordered as lam mu - C says"
+        lib = conjugate(lam, y, mu, C)
+        assert sp.expand(lib - sups[larger]) == 0, (f"kept conjugate {lib} != sup_z [2 lam z - min(P1, P2)] "
+                                                    f"= {sups[larger]} (lam mu - C = {sp.expand(lam * mu - C)})")
+    lams = [Fraction(v) for v in (-3, -1, Fraction(-1, 2), Fraction(-1, 7), 0, Fraction(1, 3), 1, Fraction(5, 2))]
+    for yq in (Fraction(1, 2), Fraction(1), Fraction(2)):
+        for dq in (Fraction(1, 4), Fraction(1), Fraction(3)):
+            for mq in (CAP_FACTOR * dq * Fraction(i, 4) for i in range(5)):
+                zs = [Fraction(k, 4) for k in range(-8, 33)] + [dq, dq + Fraction(1, 1000)]
+                for zq in zs:
+                    g = charged_active_cost(zq, yq, mq, dq)
+                    want = yq**2 if zq <= 0 else _kept_min(zq, yq, mq, dq, constant)
+                    assert g == want, f"kept: g({zq}) = {g}, not {want} (y={yq}, mu={mq}, delta={dq})"
+                for lq in lams:
+                    conj = conjugate(lq, yq, mq, constant(mq, yq, dq))
+                    # the two parabolas' maximisers first, then the grid
+                    values = [2 * lq * zq - _kept_min(zq, yq, mq, dq, constant)
+                              for zq in [yq + lq, yq + mq / 2 + lq] + zs]
+                    where = f"lam={lq}, y={yq}, mu={mq}, delta={dq}"
+                    assert max(values[:2]) == conj, f"kept conjugate {conj} != sup {max(values[:2])} at {where}"
+                    assert max(values) <= conj, f"kept conjugate {conj} below 2 lam z - min(P1, P2) at {where}"
+
+
+def check_free_envelope(constant: Constant = charge_constant, delta_over_y: Fraction = Fraction(1)) -> None:
+    """``relu(z - y - mu/2)^2 + C <= g(z)`` for every real ``z`` when ``0 < delta <= y``, ``mu >= 0``.
+
+    Symbolically on the four pieces ``z <= 0``, ``0 < z <= delta``, ``delta < z <= y + mu/2``, ``z > y + mu/2`` (each
+    written with non-negative slack symbols, so the difference is a polynomial sympy decides: non-negative
+    coefficients, or a square; equality on the last piece); then exactly on the rational grid of :func:`_grid` with
+    ``delta`` up to ``delta_over_y * y`` (``delta_over_y > 1`` plants the fault: the envelope then exceeds ``g``)."""
+    delta, zp, r, q = sp.symbols("delta zp r q", positive=True)
+    mu, e, r0, q0 = sp.symbols("mu e r0 q0", nonnegative=True)
+    pieces = {  # name: (z, y, delta) with the piece's constraints built in; y >= delta where the proof needs it
+        "z <= 0": (-r0, delta + e, delta),
+        "0 < z <= delta": (zp, zp + r0 + e, zp + r0),
+        "delta < z <= y + mu/2": (delta + r, delta + r + q0 - mu / 2, delta),
+        "z > y + mu/2": (delta + e + mu / 2 + q, delta + e, delta),
+    }
+    for name, (z, y, d) in pieces.items():
+        gap = sp.factor(sp.expand(charged_active_cost(z, y, mu, d) - _free_envelope(z, y, mu, d, constant)))
+        assert gap.is_nonnegative, f"free envelope: g - envelope = {gap} not provably >= 0 on {name}"
+        assert name != "z > y + mu/2" or gap == 0, f"free envelope: g - envelope = {gap} on {name}, not 0"
+    for yq, dq, mq, zs in _grid(delta_over_y):
+        for zq in zs:
+            env, g = _free_envelope(zq, yq, mq, dq, constant), charged_active_cost(zq, yq, mq, dq)
+            assert env <= g, f"free envelope {env} > g = {g} at z={zq}, y={yq}, delta={dq}, mu={mq}"
+
+
+def check_u_bound(constant: Constant = charge_constant, delta_over_y: Fraction = Fraction(1)) -> None:
+    """``min(P1, P2)(z) >= ((|z - y| - mu/2)_+)^2 + C`` and ``C <= 0`` for ``0 < delta <= y``, ``mu >= 0``: symbolically
+    (``y = delta + e``, ``z = y + s`` with ``|s|`` below or above ``mu/2``, both signs of ``s``) and on the grid."""
+    delta = sp.Symbol("delta", positive=True)
+    mu, e, a, v, w = sp.symbols("mu e a v w", nonnegative=True)
+    y = delta + e
+    C = sp.expand(constant(mu, y, delta))
+    assert C.is_nonpositive, f"|u| bound: C = {C} not provably <= 0 for delta <= y"
+    cases = [(sgn * a, {mu: 2 * a + 2 * v}) for sgn in (1, -1)]  # |s| = a <= mu/2
+    cases += [(sgn * (mu / 2 + w), {}) for sgn in (1, -1)]  # |s| = mu/2 + w
+    for s, sub in cases:
+        m = mu.subs(sub)
+        hinge = _relu(sp.Abs(s.subs(sub)) - m / 2) ** 2 + constant(m, y, delta)
+        for p in (s.subs(sub) ** 2, (s.subs(sub) - m / 2) ** 2 + constant(m, y, delta)):
+            gap = sp.expand(p - hinge)
+            assert gap.is_nonnegative, f"|u| bound: {p} - ((|s| - mu/2)_+)^2 - C = {gap} not provably >= 0 (s = {s})"
+    for yq, dq, mq, zs in _grid(delta_over_y):
+        cq = constant(mq, yq, dq)
+        assert cq <= 0, f"|u| bound: C = {cq} > 0 at y={yq}, delta={dq}, mu={mq}"
+        for zq in zs:
+            low = _relu(abs(zq - yq) - mq / 2) ** 2 + cq
+            assert _kept_min(zq, yq, mq, dq, constant) >= low, f"|u| bound fails at z={zq}, y={yq}, delta={dq}, mu={mq}"
+
+
+def _sup_linear(expr: sp.Expr, z: sp.Symbol, lo: sp.Expr, hi: sp.Expr) -> sp.Expr:
+    """Exact supremum of ``expr``, affine in ``z``, over ``[lo, hi]`` (one end may be infinite). The slope's sign must
+    follow from the symbols' assumptions: an undecided sign raises rather than guessing the supremum finite."""
+    slope = sp.diff(expr, z)
+    assert z not in slope.free_symbols, f"{expr} is not affine in {z}"
+    if slope.is_positive and not hi.is_finite or slope.is_negative and not lo.is_finite:
+        return sp.oo
+    if slope.is_nonnegative and hi.is_finite:
+        return expr.subs(z, hi)
+    if slope.is_nonpositive and lo.is_finite:
+        return expr.subs(z, lo)
+    raise AssertionError(f"linear hinge: the sign of the slope {slope} of {expr} is undecided")
+
+
+def _hinge_sup(rho: sp.Expr, lam: sp.Expr, delta: sp.Expr) -> sp.Expr:
+    """``sup_z [2 rho z - lam relu(z - delta)]``, piece by piece: ``2 rho z`` on ``z <= delta``, minus
+    ``lam (z - delta)`` above."""
+    z = sp.Symbol("z", real=True)
+    return sp.Max(_sup_linear(2 * rho * z, z, -sp.oo, delta),
+                  _sup_linear(2 * rho * z - lam * (z - delta), z, delta, sp.oo))
+
+
+def check_linear_hinge(rho_over_lam: Fraction = Fraction(1, 2)) -> None:
+    """``sup_z [2 rho z - lam relu(z - delta)] == 2 rho delta`` for ``0 <= rho <= lam/2`` (all of the box: ``lam = 2 rho
+    + f``, ``f >= 0``; and at its vertices ``0`` and ``rho_over_lam * lam``, the planted fault's entry), ``+oo`` for
+    ``rho > lam/2`` and for ``rho < 0``."""
+    delta, lam, f = sp.symbols("delta lam f", positive=True)
+    rho, f0, lam0 = sp.symbols("rho f0 lam0", nonnegative=True)
+    for r, l in ((rho, 2 * rho + f0), (sp.Integer(0), lam), (sp.Rational(rho_over_lam) * lam, lam)):
+        sup = _hinge_sup(r, l, delta)
+        assert sp.simplify(sup - 2 * r * delta) == 0, f"linear hinge: sup = {sup}, not 2 rho delta (rho={r}, lam={l})"
+    for r in (lam0 / 2 + f, -f):
+        assert _hinge_sup(r, lam0, delta) == sp.oo, f"linear hinge: sup finite at rho = {r} outside [0, lam/2]"
+
+
+def check_charged_pieces(constant: Constant = charge_constant, conjugate: Conjugate = kept_conjugate,
+                         delta_over_y: Fraction = Fraction(1), rho_over_lam: Fraction = Fraction(1, 2)) -> None:
+    """proofs/02 section 2.5.2 on :mod:`gapbound.theory.charge`; the parameters plant faults (module docstring)."""
+    check_charge_identity(constant)
+    check_dropped_kept(constant)
+    check_kept_conjugate(constant, conjugate)
+    check_free_envelope(constant, delta_over_y)
+    check_u_bound(constant, delta_over_y)
+    check_linear_hinge(rho_over_lam)
+
+
 def check() -> None:
     check_weighted()
     check_charging()
     check_hinge_charge()
+    check_charged_pieces()
 
 
 if __name__ == "__main__":
