@@ -50,8 +50,8 @@ def test_existence_catches_a_false_claim():
 _REAL_DUAL_TERMS = duality.dual_terms
 
 
-def _flip_lam_sq(lam, y, mu, sw, c, conj):
-    t = _REAL_DUAL_TERMS(lam, y, mu, sw, c, conj)
+def _flip_lam_sq(lam, y, mu, sw, c, conj, excess=None):
+    t = _REAL_DUAL_TERMS(lam, y, mu, sw, c, conj, excess)
     n = np.shape(lam)[1]
     t[:, n:2 * n] = -t[:, n:2 * n]  # -lam^2 becomes +lam^2
     return t

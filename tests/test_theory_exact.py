@@ -76,8 +76,8 @@ def test_jumprelu_certificates_verify_exactly():
 # ------------------------------------------------------------------ planted faults
 
 
-def _sign_flip(lam, y, mu, sw, c, conj):
-    t = ORIGINAL_DUAL_TERMS(lam, y, mu, sw, c, conj)
+def _sign_flip(lam, y, mu, sw, c, conj, excess=None):
+    t = ORIGINAL_DUAL_TERMS(lam, y, mu, sw, c, conj, excess)
     n = lam.shape[1]
     t[:, n:2 * n] *= -1  # the -lam^2 column becomes +lam^2
     return t

@@ -100,8 +100,8 @@ def test_hinge_charge_check_catches_each_loosened_condition(fault):
 # ------------------------------------------------------------------ planted faults
 
 
-def _sign_flip(lam, y, mu, sw, c, conj):
-    t = ORIGINAL["dual_terms"](lam, y, mu, sw, c, conj)
+def _sign_flip(lam, y, mu, sw, c, conj, excess=None):
+    t = ORIGINAL["dual_terms"](lam, y, mu, sw, c, conj, excess)
     t[:, lam.shape[1]:2 * lam.shape[1]] *= -1  # -lam^2 becomes +lam^2
     return t
 

@@ -45,7 +45,31 @@ def kept_conjugate(lam: Any, y: Any, mu: Any, C: Any) -> Any:
     The conjugate of a minimum is the maximum of the conjugates: ``P1* (2 lam) = lam^2 + 2 lam y`` and
     ``P2* (2 lam) = lam^2 + 2 lam (y + mu/2) - C``. Works elementwise on numpy arrays and on scalars.
     """
-    return lam * lam + 2 * lam * y + _positive_part(lam * mu - C)
+    return lam * lam + 2 * lam * y + conjugate_excess(lam, mu, C)
+
+
+def conjugate_excess(lam: Any, mu: Any, C: Any) -> Any:
+    """``max(0, lam mu - C)``: what the charge adds to a kept residual's conjugate ``lam^2 + 2 lam y``."""
+    return _positive_part(lam * mu - C)
+
+
+def kept_multiplier(d: Any, mu: Any, C: Any) -> Any:
+    """Half the slope of the convex envelope of ``min(P1, P2)`` at residual ``d = z - y`` (float arrays).
+
+    The envelope is ``P1`` up to ``d = C / mu``, then its tangent there, then ``P2`` from ``d = C / mu + mu / 2``:
+    the slope's half is ``clip(C / mu, d - mu / 2, d)`` (``d`` where ``mu = 0``), the KKT multiplier of a
+    kept entry.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        knee = np.where(mu > 0, C / np.where(mu > 0, mu, 1.0), np.inf)
+    return d - np.clip(d - knee, 0.0, mu / 2)
+
+
+def kept_envelope(d: Any, mu: Any, C: Any) -> tuple[Any, Any, Any]:
+    """The convex envelope of ``min(P1, P2)`` at residual ``d = z - y``: ``(value, half slope, curvature / 2)``."""
+    lam = kept_multiplier(d, mu, C)
+    value = np.where(lam == d, d * d, np.where(lam == d - mu / 2, (d - mu / 2) ** 2 + C, lam * lam + 2 * lam * (d - lam)))
+    return value, lam, ((lam == d) | (lam == d - mu / 2)).astype(float)
 
 
 def _positive_part(x: Any) -> Any:

@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.linalg
 
+from .charge import conjugate_excess
 from .duality import _down, _hard, hinge_multiplier
 from .rational import integer_solve, to_integers
 
@@ -32,7 +33,8 @@ def _integer_rows(Aa: np.ndarray, L: np.ndarray, Bi: np.ndarray) -> tuple[list, 
 def exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
                  Bi: np.ndarray, tau: float, lam: np.ndarray, mu: np.ndarray, nu: np.ndarray,
                  dropped: np.ndarray, attempts: int = 4,
-                 keep_multipliers: bool = True) -> tuple[float, tuple[list, list, list] | None] | None:
+                 keep_multipliers: bool = True,
+                 charge: tuple | None = None) -> tuple[float, tuple[list, list, list] | None] | None:
     """Certified value of one subproblem whose kept rows are rank-deficient, by an exact multiplier correction.
 
     The weak-duality bound needs ``g = 0`` or a bound on ``|u|``, and a rank-deficient kept set
@@ -41,8 +43,8 @@ def exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, kee
     ``p`` independent rows among those with a free-sign or positive multiplier
     (kept residuals, active hinges, active envelopes) so that ``g`` is exactly 0; then
     ``f(u) >= dual`` for every ``u`` and the value ``drop cost + dual`` is exact (rounded down once).
-    A multiplier the correction would make negative is set to 0 and its row left out (a few
-    attempts). Returns ``(value, (lam, sw mu, nu))`` (the corrected multipliers as ``Fraction``
+    A multiplier the correction would make negative (or a linear hinge's above its cap) is set to 0 and its
+    row left out (a few attempts). ``charge``: TopK's charge (:class:`~gapbound.theory.duality.Certificate`). Returns ``(value, (lam, sw mu, nu))`` (the corrected multipliers as ``Fraction``
     lists, or ``None`` without ``keep_multipliers``), or ``None`` when no correction is found.
     """
     Q = Fraction
@@ -83,7 +85,9 @@ def exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, kee
         for d, r in zip(num, sel):
             new[r] += d
         n_k, n_h = len(kept_idx), len(hinge_idx)
-        bad_h = {int(hinge_idx[i]) for i in range(n_h) if new[n_k + i] < 0}
+        cap = [Fraction(-sw[j]) / 2 * (det << eM) if sw[j] < 0 else None for j in hinge_idx]
+        bad_h = {int(hinge_idx[i]) for i in range(n_h)
+                 if new[n_k + i] < 0 or (cap[i] is not None and new[n_k + i] > cap[i])}
         bad_e = {int(env_idx[i]) for i in range(len(env_idx)) if new[n_k + n_h + i] < 0}
         if not bad_h and not bad_e:
             break
@@ -103,6 +107,10 @@ def exact_value(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, kee
             dual -= (0 if hard[j] else (m / Q(sw[j])) ** 2) + 2 * m * Q(c[j])
     dual -= Q(sum(a * a for a in nu_n), den * den)  # conjugates of relu(v)^2: nu^2
     drops = Q(sum(int(y_int[t]) ** 2 for t in np.flatnonzero(dropped > 0)), 1 << (2 * ey))
+    if charge is not None:  # free entries' constants, kept entries' conjugate excess
+        mu_c, C_c = charge
+        drops += sum((Q(C_c[t]) for t in np.flatnonzero((keep == 0) & (dropped == 0))), Q(0))
+        dual -= sum((conjugate_excess(Q(a, den), Q(mu_c[t]), Q(C_c[t])) for a, t in zip(lam_n, kept_idx)), Q(0))
     value = float(_down(float(drops + dual)))
     if not keep_multipliers:
         return value, None

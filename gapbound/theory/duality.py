@@ -15,12 +15,16 @@ from typing import Any
 
 import numpy as np
 
+from .charge import conjugate_excess, kept_envelope
+
 
 _UNIT_ROUNDOFF = 2.0**-53
 # LAPACK's symmetric eigensolvers are backward stable: the computed eigenvalues of G are exact for
 # G + E with ||E|| <= p(n) eps ||G||, p(n) a modest function of n. We take p(n) = 64 n; this constant
 # is the one assumption of the certificate that is not derived (the exact verifier checks it).
 _EIGVALSH_FACTOR = 64
+# Linear hinges are smoothed over this width for Newton's point (the certificate holds at any point).
+_LIN_EPS = 1e-3
 
 
 def _gamma(n: int) -> float:
@@ -59,8 +63,22 @@ def _gram(w: np.ndarray, outer: np.ndarray, p: int) -> np.ndarray:
     return (w @ outer).reshape(len(w), p, p)
 
 
+def _kept(d: np.ndarray, charge: tuple | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kept entries' term at residual ``d = z - y``: ``(value, half slope, half curvature)``; ``(mu, C)``:
+    the charged envelope (:func:`gapbound.theory.charge.kept_envelope`), else ``d^2``."""
+    return kept_envelope(d, *charge) if charge is not None else (d * d, d, np.ones_like(d))
+
+
+def _huber(v: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``slope relu(v)`` smoothed over ``[0, _LIN_EPS]`` (Newton's point only): ``(value, half slope, half curvature)``."""
+    t = np.clip(v / _LIN_EPS, 0.0, 1.0)
+    value = slope * np.where(v > _LIN_EPS, v - _LIN_EPS / 2, t * v / 2)
+    return value, slope * t / 2, slope * ((v > 0) & (v < _LIN_EPS)) / (2 * _LIN_EPS)
+
+
 def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, Wt: np.ndarray,
-            Bi: np.ndarray, tau: float, iters: int = 100, u0: np.ndarray | None = None) -> np.ndarray:
+            Bi: np.ndarray, tau: float, iters: int = 100, u0: np.ndarray | None = None,
+            charge: tuple | None = None, lin: np.ndarray | None = None) -> np.ndarray:
     """Batched damped Newton for the convex problem of each drop set.
 
     ``f(u) = ||keep*(Aa u - y)||^2 + sum_j Wt_j relu(L_j.u - c_j)^2 + sum_t e(B_t.u)``
@@ -73,7 +91,10 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
     ``f`` decreases.
     Converged problems leave the batch. The iterate only needs to be good:
     the certificate is valid for any ``u``. ``u0`` (``n_Z x p``): warm starts (e.g. a branch
-    and bound node's parent) instead of the kept rows' least squares.
+    and bound node's parent) instead of the kept rows' least squares. ``charge = (mu, C)`` (one per
+    active entry): kept entries pay the charged envelope of :mod:`gapbound.theory.charge` instead of
+    ``(z - y)^2``; ``lin`` (one per ``L`` row, 0 elsewhere): linear hinges ``lin_j relu(L_j.u - c_j)``,
+    smoothed here (:func:`_huber`).
     """
     p = Aa.shape[1]
     if math.isinf(tau):
@@ -84,15 +105,16 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
         u_all = np.array(u0, dtype=np.float64)
     else:
         u_all = np.linalg.solve(_gram(keep, AA, p) + ridge, ((keep * y) @ Aa)[..., None])[..., 0]
-    if u0 is None and not Wt.any() and len(Bi) == 0:
+    lin = np.zeros(L.shape[0]) if lin is None else lin
+    if u0 is None and not Wt.any() and len(Bi) == 0 and charge is None and not lin.any():
         return u_all  # plain least squares: one solve is exact
 
     C = np.broadcast_to(c, (len(keep), L.shape[0]))  # one c for all subproblems, or one row each
 
     def objective(u: np.ndarray, kp: np.ndarray, wt: np.ndarray, cz: np.ndarray) -> np.ndarray:
         za, zl = u @ Aa.T, u @ L.T - cz
-        return ((kp * (za - y) ** 2).sum(1) + (wt * np.maximum(zl, 0.0) ** 2).sum(1)
-                + _envelope(u @ Bi.T)[0].sum(1))
+        return ((kp * _kept(za - y, charge)[0]).sum(1) + (wt * np.maximum(zl, 0.0) ** 2).sum(1)
+                + _huber(zl, lin)[0].sum(1) + _envelope(u @ Bi.T)[0].sum(1))
 
     todo = np.arange(len(keep))
     f_all = objective(u_all, keep, Wt, C)
@@ -101,10 +123,11 @@ def _newton(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: n
             break
         u, kp, wt, f, cz = u_all[todo], keep[todo], Wt[todo], f_all[todo], C[todo]
         za, zl, zb = u @ Aa.T, u @ L.T - cz, u @ Bi.T
-        hl = wt * np.maximum(zl, 0.0)
+        _, ka, ca = _kept(za - y, charge)
+        _, hg, hc = _huber(zl, lin)
         _, eb, cb = _envelope(zb)
-        grad = (kp * (za - y)) @ Aa + hl @ L + eb @ Bi
-        H = _gram(kp, AA, p) + _gram(wt * (zl > 0), LL, p) + _gram(cb, BB, p)
+        grad = (kp * ka) @ Aa + (wt * np.maximum(zl, 0.0) + hg) @ L + eb @ Bi
+        H = _gram(kp * ca, AA, p) + _gram(wt * (zl > 0) + hc, LL, p) + _gram(cb, BB, p)
         try:
             d = -np.linalg.solve(H + 1e-9 * np.eye(p), grad[..., None])[..., 0]
         except np.linalg.LinAlgError:  # stiff penalties can swamp the ridge: a least-squares step instead
@@ -139,9 +162,16 @@ def envelope_conjugate(nu: Any) -> Any:
 
 
 def _hard(sw: Any) -> Any:
-    """Rows with ``sw = inf``: hard constraints ``L_j.u <= c_j`` (False everywhere for symbolic arrays)."""
+    """Rows without a quadratic term: hard constraints ``L_j.u <= c_j`` (``sw = inf``) and linear hinges
+    ``-sw_j relu(L_j.u - c_j)`` (``sw < 0``, multiplier at most ``-sw_j / 2``). False everywhere for symbolic arrays."""
     arr = np.asarray(sw)
-    return np.isinf(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
+    return (np.isinf(arr) | (arr < 0)) if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
+
+
+def _multiplier_cap(sw: np.ndarray) -> np.ndarray:
+    """The largest multiplier of each row: ``-sw / 2`` for a linear hinge (its conjugate is finite only up to
+    there, ``proofs/02_witness_bound.md`` 2.5.2), unbounded otherwise."""
+    return np.where(sw < 0, -sw / 2, np.inf)
 
 
 def hinge_multiplier(mu: Any, sw: Any) -> Any:
@@ -152,18 +182,21 @@ def hinge_multiplier(mu: Any, sw: Any) -> Any:
     return np.where(hard, mu, np.where(hard, 0.0, sw) * mu)
 
 
-def dual_terms(lam: Any, y: Any, mu: Any, sw: Any, c: Any, conj: Any) -> Any:
+def dual_terms(lam: Any, y: Any, mu: Any, sw: Any, c: Any, conj: Any, excess: Any = None) -> Any:
     """The summands of the weak-duality constant (``proofs/02_witness_bound.md`` 2.3), one column each.
 
     With ``lam`` (kept residuals), ``mu >= 0`` (penalty hinges ``(sw relu(L u - c))^2``, or for
     ``sw = inf`` the multiplier of the hard constraint ``L u <= c``, which has no quadratic term) and
     ``conj = e*(2 nu)`` (inactive envelopes), every ``u`` satisfying the hard constraints has
-    ``f(u) >= 2 u.g + sum(dual_terms)``, ``g = stationarity(...)``. Works on float
+    ``f(u) >= 2 u.g + sum(dual_terms)``, ``g = stationarity(...)``. A linear hinge (``sw < 0``, ``mu`` at
+    most ``-sw / 2``) has the hard row's terms and holds for every ``u``. ``excess`` (charged kept entries):
+    ``keep * conjugate_excess(lam, mu, C)``, the rest of their conjugate. Works on float
     arrays and on object arrays of sympy expressions (the symbolic check uses it).
     """
     hard = _hard(sw)
     quad = np.where(hard, 0.0, mu * mu) if hard.any() else mu * mu
-    return np.concatenate([-2 * lam * y, -(lam * lam), -quad, -2 * hinge_multiplier(mu, sw) * c, -conj], axis=1)
+    cols = [-2 * lam * y, -(lam * lam), -quad, -2 * hinge_multiplier(mu, sw) * c, -conj]
+    return np.concatenate(cols if excess is None else cols + [-excess], axis=1)
 
 
 def stationarity(lam: Any, Aa: Any, smu: Any, L: Any, nu: Any, Bi: Any) -> Any:
@@ -186,20 +219,24 @@ def drop_cost(dropped: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def multipliers(Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
-                Bi: np.ndarray, tau: float, u: np.ndarray,
-                hard_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                Bi: np.ndarray, tau: float, u: np.ndarray, hard_weight: float = 0.0,
+                charge: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dual multipliers read off a primal point: ``lam`` = kept residuals, ``mu = sw relu(L u - c)``, ``nu = e'(B u) / 2``.
 
     Any values with ``mu, nu >= 0`` give a valid certificate; these are the KKT
     multipliers at the optimum, so the certificate is tight there. Hard rows (``sw = inf``)
     get ``mu = hard_weight relu(L u - c)``: ``u`` minimised the penalty ``hard_weight relu^2``
     standing in for the constraint, whose multiplier this is (it tends to the constraint's
-    KKT multiplier as the weight grows).
+    KKT multiplier as the weight grows). Linear hinges (``sw < 0``) get the smoothed hinge's
+    (:func:`_huber`), charged kept entries the envelope's (:func:`gapbound.theory.charge.kept_multiplier`).
     """
-    lam = keep * (u @ Aa.T - y)
-    viol = np.maximum(u @ L.T - c, 0.0)
+    lam = keep * _kept(u @ Aa.T - y, charge)[1]
+    v = u @ L.T - c
+    viol = np.maximum(v, 0.0)
     hard = _hard(sw)
     mu = np.where(hard, hard_weight * viol, np.where(hard, 0.0, sw) * viol) if hard.any() else sw * viol
+    if (sw < 0).any():
+        mu = np.where(sw < 0, _huber(v, np.maximum(-sw, 0.0))[1], mu)
     nu = _envelope(u @ Bi.T)[1]
     return lam, mu, nu
 
@@ -223,6 +260,14 @@ class Certificate:
     subproblems in ``exact`` (``z -> (lam, sw mu, nu)`` as ``Fraction`` lists, see :func:`gapbound.theory.correction.exact_value`),
     ``value <= drop cost + dual`` of those multipliers, whose ``g`` is exactly 0;
     :mod:`gapbound.theory.exact` re-checks each in rational arithmetic.
+
+    TopK's charge (``proofs/02_witness_bound.md`` 2.5.2): rows with ``sw_zj < 0`` are linear hinges
+    ``-sw_zj relu(L_j.u - c_j)`` with ``0 <= mu_j <= -sw_zj / 2``; ``charge = (mu_a, C)`` (one per active entry)
+    makes a kept entry's term ``min((z - y)^2, (z - y - mu_a/2)^2 + C)`` (the dual gains ``-keep *
+    conjugate_excess``) and adds ``C`` to the constant of every free entry (whose hinge offset is
+    ``y + mu_a/2``): then ``drops_lo`` bounds the constant ``drop cost + sum_free C``, ``y_hi >= |y_kept| +
+    |mu_kept| / 2``, ``floor_lo <= constant + sum_kept C`` (what every point pays) takes ``drops_lo``'s
+    place in ``U_hi`` and in the fallback ``max(floor_lo, ...)``.
     """
 
     Aa: np.ndarray
@@ -249,6 +294,8 @@ class Certificate:
     exact: dict = field(default_factory=dict)
     drop: np.ndarray | None = None
     box: np.ndarray | None = None
+    charge: tuple | None = None
+    floor_lo: np.ndarray | None = None
 
     @property
     def dropped(self) -> np.ndarray:
@@ -264,7 +311,7 @@ def _polish(Aa: np.ndarray, L: np.ndarray, Bi: np.ndarray, keep: np.ndarray, sw:
     The stiff gate penalties leave ``|g|`` ~1e-3 at Newton's point, and ``2 |g| U`` can then cost a node most
     of its value; the minimal-norm correction ``R^T d = -g`` (one ``p x p`` solve per subproblem) removes it.
     """
-    hard = _hard(sw)
+    hard, cap = _hard(sw), _multiplier_cap(sw)
     m = hinge_multiplier(mu, sw)
     ka, on_l, on_b = keep > 0, (m > 0) & (hard | (sw > 0)), nu > 0
     outers, p = (_outer(Aa), _outer(L), _outer(Bi)), Aa.shape[1]
@@ -275,7 +322,7 @@ def _polish(Aa: np.ndarray, L: np.ndarray, Bi: np.ndarray, keep: np.ndarray, sw:
         ridge = 1e-13 * np.trace(G, axis1=1, axis2=2)[:, None, None] * np.eye(p) + 1e-300 * np.eye(p)
         v = np.linalg.solve(G + ridge, -g[..., None])[..., 0]
         lam = lam + ka * (v @ Aa.T)
-        m = np.maximum(m + on_l * (v @ L.T), 0.0)
+        m = np.minimum(np.maximum(m + on_l * (v @ L.T), 0.0), cap)
         nu = np.maximum(nu + on_b * (v @ Bi.T), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = np.where(hard, m, np.where(sw > 0, m / np.where(sw > 0, sw, 1.0), 0.0))
@@ -286,7 +333,7 @@ def _certify_batch(
     Aa: np.ndarray, y: np.ndarray, L: np.ndarray, c: np.ndarray, keep: np.ndarray, sw: np.ndarray,
     Bi: np.ndarray, tau: float, u: np.ndarray, record: list | None = None,
     dropped: np.ndarray | None = None, hard_weight: float = 0.0, exact_correction: bool = True,
-    needed: float | None = None, box: np.ndarray | None = None,
+    needed: float | None = None, box: np.ndarray | None = None, charge: tuple | None = None,
 ) -> np.ndarray:
     """Certified lower bounds on ``drops(Z) + min_u (convex problem of Z)`` for a batch of subsets.
 
@@ -303,7 +350,8 @@ def _certify_batch(
     subproblems whose value is below ``needed`` and whose float dual reaches it. ``box`` (one per
     subproblem): the last coordinate of ``u`` has no kept-row term (a threshold) and its hard rows
     keep ``|u_last| <= box``; then ``U`` bounds the other coordinates through the kept rows and
-    ``sqrt(U^2 + box^2)`` bounds ``|u|``. ``c`` may be ``n_Z x n_L`` (one per subproblem). Rounding: every float64 sum and product is widened by
+    ``sqrt(U^2 + box^2)`` bounds ``|u|``. ``c`` may be ``n_Z x n_L`` (one per subproblem). Linear hinges
+    (``sw < 0``) and ``charge = (mu, C)``: TopK's charge (:class:`Certificate`). Rounding: every float64 sum and product is widened by
     Higham's ``gamma_n`` for its own number of roundings, and the final combination is
     rounded outwards one ulp per operation (``proofs/02_witness_bound.md`` 2.3). With ``record``
     a :class:`Certificate` of the batch is appended to it.
@@ -313,8 +361,17 @@ def _certify_batch(
     n_a, n_L, n_B, p = Aa.shape[0], L.shape[0], Bi.shape[0], Aa.shape[1]
     # drop cost: n_a products (y^2, exact mask) summed: gamma_{n_a + 1}
     drop_mask = 1.0 - keep if dropped is None else dropped
-    drops = drop_cost(drop_mask, y)
-    drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
+    if charge is None:
+        drops = drop_cost(drop_mask, y)
+        drops_lo = _down(drops * (1.0 - _gamma(n_a + 2)))
+        floor_lo = drops_lo
+    else:  # the constant: dropped y^2 and free entries' C (may be < 0); what every point pays adds kept C
+        mu_c, C_c = charge
+        const = np.hstack([drop_mask * (y * y), (1.0 - keep - drop_mask) * C_c])
+        drops = const.sum(1)
+        drops_lo = _down(drops - 2.0 * _gamma(2 * n_a + 2) * np.abs(const).sum(1))
+        every = np.hstack([const, keep * C_c])
+        floor_lo = _down(every.sum(1) - 2.0 * _gamma(3 * n_a + 2) * np.abs(every).sum(1))
     # sigma_min^2 of the kept rows: eigvalsh of the float Gram matrix, minus the Gram matrix's rounding
     # error (Weyl) and the eigensolver's backward error (_EIGVALSH_FACTOR)
     Ak = Aa if box is None else Aa[:, :-1]  # the threshold coordinate is bounded by the box instead
@@ -326,11 +383,14 @@ def _certify_batch(
              * np.linalg.norm(G, axis=(1, 2))) * 1.01
     sig_lo = _down(eig_min - slack)
     y_hi = _up(np.sqrt((keep * y * y).sum(1)) * (1.0 + _gamma(n_a + 4)))
+    if charge is not None:  # kept terms >= ((|z - y| - mu/2)_+)^2 + C: |z_kept - y_kept| <= |mu_kept| / 2 + sqrt(r)
+        y_hi = _up(y_hi + _up(np.sqrt((keep * mu_c * mu_c).sum(1)) * (0.5 + _gamma(n_a + 4))))
 
     def assemble(lam: np.ndarray, mu: np.ndarray, nu: np.ndarray) -> tuple[np.ndarray, ...]:
         """The multiplier-dependent components and the certified value (``dual, dual_lo, g_hi, cap, U_hi, value``)."""
         # dual: each summand takes <= 3 roundings, the sum n - 1 more (_sum_error)
-        terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu))
+        excess = None if charge is None else keep * conjugate_excess(lam, mu_c, C_c)
+        terms = dual_terms(lam, y, mu, sw, c, envelope_conjugate(nu), excess)
         dual = terms.sum(1)
         dual_lo = _down(dual - _sum_error(terms))
         # g: three dot products of total length n_a + n_L + n_B, two additions, and sw * mu: gamma_{n + 3}
@@ -341,17 +401,18 @@ def _certify_batch(
         # any cap is valid; this one keeps U small while staying above the values that matter
         cap = _up(drops + np.maximum(dual, 0.0) + 1.0)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            r_hi = _up(cap - drops_lo)
+            r_hi = _up(cap - floor_lo)
             U_hi = np.where(sig_lo > 0, _up((y_hi + np.sqrt(r_hi)) / np.sqrt(np.maximum(sig_lo, 1e-300)) * (1.0 + 16 * eps)), np.inf)
             if box is not None:  # |u|^2 <= U^2 + box^2: three roundings and a square root, widened by 8 eps
                 U_hi = _up(np.sqrt(U_hi * U_hi + box * box) * (1.0 + 8 * eps))
             bound = _down(_down(drops_lo + dual_lo) - _up(2.0 * g_hi * U_hi))
-        # the convex part is >= 0: the drop cost alone is always a bound (e.g. when U is infinite)
+        # the convex part is >= 0 (charged: >= the kept C): floor_lo is always a bound (e.g. when U is infinite)
         bound = np.where(np.isfinite(bound), bound, -np.inf)
-        return dual, dual_lo, g_hi, cap, U_hi, np.maximum(np.minimum(bound, cap), np.maximum(drops_lo, 0.0))
+        floor = np.maximum(floor_lo, 0.0) if charge is None else floor_lo
+        return dual, dual_lo, g_hi, cap, U_hi, np.maximum(np.minimum(bound, cap), floor)
 
     # the multipliers read off u, and the same corrected towards g = 0 (_polish): each node keeps the better
-    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, u, hard_weight)
+    lam, mu, nu = multipliers(Aa, y, L, c, keep, sw, Bi, tau, u, hard_weight, charge)
     parts = assemble(lam, mu, nu)
     lam2, mu2, nu2 = _polish(Aa, L, Bi, keep, sw, lam, mu, nu)
     parts2 = assemble(lam2, mu2, nu2)
@@ -368,11 +429,12 @@ def _certify_batch(
         want &= (value < needed) & (drops + dual >= needed)
     for z in np.flatnonzero(want):
         res = exact_value(Aa, y, L, c if c.ndim == 1 else c[z], keep[z], sw[z], Bi, tau, lam[z], mu[z], nu[z],
-                           drop_mask[z],
-                           keep_multipliers=record is not None)
+                           drop_mask[z], keep_multipliers=record is not None,
+                           charge=charge)
         if res is not None and res[0] > value[z]:
             value[z], exact[int(z)] = res
     if record is not None:
         record.append(Certificate(Aa, y, L, c, Bi, tau, keep, sw, u, lam, mu, nu, drops_lo, dual_lo, g_hi,
-                                  sig_lo, y_hi, U_hi, cap, value, exact=exact, drop=drop_mask, box=box))
+                                  sig_lo, y_hi, U_hi, cap, value, exact=exact, drop=drop_mask, box=box,
+                                  charge=charge, floor_lo=None if charge is None else floor_lo))
     return value
