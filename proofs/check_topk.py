@@ -18,8 +18,9 @@ the largest over that set, so one comparison per ``z`` covers them all). Planted
 
 :func:`check_charged_pieces` checks the relaxation of that charge in the row problems (proofs/02 section
 2.5.2) on :mod:`gapbound.theory.charge`'s own functions, in sympy and exact rationals: the identity behind
-``charge_constant``, the dropped and kept states, ``kept_conjugate`` as a supremum over all ``z``, the |u|
-bound, the free envelope (needs ``delta <= y``) and the linear hinge's multiplier box ``[0, lam/2]``. Planted
+``charge_constant``, the dropped and kept states, ``kept_conjugate`` as a supremum over all ``z``, the kept
+state's convex envelope (``kept_envelope``, Newton's term, in float), the |u| bound, the free envelope (needs
+``delta <= y``) and the linear hinge's multiplier box ``[0, lam/2]``. Planted
 (its parameters): ``+mu^2/4`` in the constant, the kept conjugate without its max term, ``delta > y``,
 ``rho`` up to ``3 lam / 5``; each fails.
 """
@@ -31,9 +32,10 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
-from gapbound.theory.charge import CAP_FACTOR, charge_constant, charged_active_cost, kept_conjugate
+from gapbound.theory.charge import CAP_FACTOR, charge_constant, charged_active_cost, kept_conjugate, kept_envelope
 
 GRID = [Fraction(v, 2) for v in (-2, 0, 1, 2, 3, 4)]
 
@@ -215,6 +217,39 @@ def check_kept_conjugate(constant: Constant = charge_constant, conjugate: Conjug
                     assert max(values) <= conj, f"kept conjugate {conj} below 2 lam z - min(P1, P2) at {where}"
 
 
+def check_kept_envelope(constant: Constant = charge_constant) -> None:
+    """The kept state's convex envelope (Newton's term; validity does not depend on it): in residual ``d = z - y``,
+    ``P1 = d^2`` up to ``k = C / mu``, the common tangent ``2 k d - k^2`` on ``[k, k + mu/2]``, ``P2`` above.
+
+    Symbolically (``mu > 0``, any ``C = k mu``): the tangent is below ``P1`` and ``P2`` by squares, touching them at
+    ``k`` and ``k + mu/2``, and ``P1 <= P2`` left of ``k``, ``P2 <= P1`` right of ``k + mu/2``; so this ``C^1``
+    function with non-decreasing slope is the largest convex minorant. Then the library's float
+    :func:`~gapbound.theory.charge.kept_envelope` (value, half slope, half curvature) against it on a grid."""
+    d, k = sp.symbols("d k", real=True)
+    mu = sp.Symbol("mu", positive=True)
+    s0 = sp.Symbol("s0", nonnegative=True)
+    p1, p2, tangent = d**2, (d - mu / 2) ** 2 + k * mu, 2 * k * d - k**2
+    assert sp.expand(p1 - tangent - (d - k) ** 2) == 0 and sp.expand(p2 - tangent - (d - k - mu / 2) ** 2) == 0, \
+        "kept envelope: 2 k d - k^2 is not the common tangent of P1 and P2"
+    assert sp.expand((p2 - p1).subs(d, k - s0)).is_nonnegative, "kept envelope: P1 > P2 left of k"
+    assert sp.expand((p1 - p2).subs(d, k + mu / 2 + s0)).is_nonnegative, "kept envelope: P2 > P1 right of k + mu/2"
+    for yq, dq, mq, _ in _grid():
+        cq = constant(mq, yq, dq)
+        ds = [Fraction(j, 16) for j in range(-48, 49)]
+        value, half_slope, curv = kept_envelope(np.array([float(v) for v in ds]), float(mq), float(cq))
+        for dv, val, lam, cu in zip(ds, value, half_slope, curv):
+            if mq == 0 or dv <= cq / mq:
+                want = (dv * dv, dv, 1.0)
+            elif dv >= cq / mq + mq / 2:
+                want = ((dv - mq / 2) ** 2 + cq, dv - mq / 2, 1.0)
+            else:
+                want = (2 * (cq / mq) * dv - (cq / mq) ** 2, cq / mq, 0.0)
+            near_knee = mq > 0 and min(abs(dv - cq / mq), abs(dv - cq / mq - mq / 2)) < Fraction(1, 10**9)
+            ok = abs(val - float(want[0])) <= 1e-12 * (1 + abs(float(want[0]))) and abs(lam - float(want[1])) <= 1e-12
+            assert ok and (near_knee or cu == want[2]), (f"kept_envelope({float(dv)}, mu={float(mq)}, C={float(cq)}) = "
+                                                         f"{(val, lam, cu)}, not {tuple(float(w) for w in want)}")
+
+
 def check_free_envelope(constant: Constant = charge_constant, delta_over_y: Fraction = Fraction(1)) -> None:
     """``relu(z - y - mu/2)^2 + C <= g(z)`` for every real ``z`` when ``0 < delta <= y``, ``mu >= 0``.
 
@@ -305,6 +340,7 @@ def check_charged_pieces(constant: Constant = charge_constant, conjugate: Conjug
     check_charge_identity(constant)
     check_dropped_kept(constant)
     check_kept_conjugate(constant, conjugate)
+    check_kept_envelope(constant)
     check_free_envelope(constant, delta_over_y)
     check_u_bound(constant, delta_over_y)
     check_linear_hinge(rho_over_lam)

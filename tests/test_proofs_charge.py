@@ -2,15 +2,18 @@
 
 ``proofs/check_topk.check_charged_pieces`` checks :mod:`gapbound.theory.charge`'s own functions (sympy and exact
 rationals); each planted fault (a wrong constant, a conjugate without its max term, ``delta > y``, a multiplier
-box past ``lam/2``) must make it fail, and the wrong constant must fail every check that uses the constant.
+box past ``lam/2``, a kept envelope whose tangent runs too far) must make it fail, and the wrong constant must fail
+every check that proves something about the constant.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
+from gapbound.theory import charge
 from gapbound.theory.charge import charge_constant, charged_active_cost
 from proofs import check_topk
 
@@ -52,8 +55,8 @@ def test_each_check_using_the_constant_catches_a_wrong_one(check, match):
 
 
 def test_the_conditions_are_needed():
-    """The brief's counterexample to the free envelope at ``delta > y``, and ``C > 0`` there (the |u| bound's
-    premise); the kept conjugate's max term matters where ``lam mu > C``."""
+    """delta <= y is needed: a counterexample to the free envelope at ``delta > y`` (proofs/02 2.5.2), ``C > 0``
+    there, and the |u| bound's check fails on a grid reaching ``delta = 5 y / 3``."""
     y, delta, mu = Fraction(3, 10), Fraction(1, 2), Fraction(1, 10)
     z = Fraction(2, 5)
     env = check_topk._free_envelope(z, y, mu, delta, charge_constant)
@@ -61,5 +64,16 @@ def test_the_conditions_are_needed():
     assert charge_constant(mu, y, delta) > 0
     with pytest.raises(AssertionError, match="C = "):
         check_topk.check_u_bound(delta_over_y=Fraction(5, 3))
-    with pytest.raises(AssertionError, match="kept conjugate"):
-        check_topk.check_kept_conjugate(conjugate=_p1_conjugate_only)
+
+
+def _multiplier_tangent_too_long(d, mu, C):
+    """Fault: the envelope's tangent piece runs to ``C / mu + mu`` instead of ``C / mu + mu / 2``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        knee = np.where(mu > 0, C / np.where(mu > 0, mu, 1.0), np.inf)
+    return d - np.clip(d - knee, 0.0, mu)
+
+
+def test_kept_envelope_check_catches_a_too_long_tangent(monkeypatch):
+    monkeypatch.setattr(charge, "kept_multiplier", _multiplier_tangent_too_long)
+    with pytest.raises(AssertionError, match="kept_envelope"):
+        check_topk.check_charged_pieces()
