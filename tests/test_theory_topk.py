@@ -38,12 +38,48 @@ def test_topk_certificates_verify_exactly(seed):
     rep = verify_exact(D, codes, res)
     assert rep.ok, rep.failures[:5]
     assert rep.n_rows_covered == 5 and rep.n_optimum_unresolved == rep.n_unresolved_with_exact_g
-    assert rep.n_optimum_checked >= rep.n_subproblems // 3
+    charged = [(c, z) for c in res.certificates for z in range(len(c.keep)) if c.charge is not None]
+    assert charged and rep.n_optimum_skipped == len(charged)  # every row of the pairs design carries a charge
+    assert rep.n_optimum_checked + rep.n_optimum_trivial + rep.n_optimum_skipped >= rep.n_subproblems // 2
+    # the charged nodes' optimum (linear pieces: not computed exactly) by a conic solver, in float
+    for cert, z in charged:
+        opt = _node_optimum(cert, z)
+        assert cert.value[z] <= opt + 1e-6 * (1 + abs(opt)), (cert.value[z], opt)
     # between the free gate and the ReLU optimum (weights <= 1 on a subset of ReLU's inactive terms)
     gated, relu_b = lower_bound(D, codes, "linear-gated").bound, lower_bound(D, codes, "relu").bound
     assert gated < res.bound <= relu_b * (1 + 1e-9)
     assert res.topk_k == 2 and not res.optimal
     assert all("relaxation" in why for _, why in res.truncated_rows)
+
+
+def _node_optimum(cert, z: int) -> float:
+    """The charged node relaxation's minimum by cvxpy (``proofs/02_witness_bound.md`` 2.5.2): a kept entry's
+    envelope of ``min(P1, P2)`` is ``min over 0 <= s <= mu/2 of (z - y - s)^2 + 2 (C / mu) s``."""
+    import cvxpy as cp
+
+    Aa, y, (mu, C) = cert.Aa, cert.y, cert.charge
+    u = cp.Variable(Aa.shape[1])
+    keep, drop = cert.keep[z] > 0, cert.dropped[z] > 0
+    free = ~keep & ~drop
+    terms, cons = [float((y[drop] ** 2).sum() + C[free].sum())], []
+    for t in np.flatnonzero(keep):
+        if mu[t] > 0:
+            s = cp.Variable()
+            terms.append(cp.square(Aa[t] @ u - y[t] - s) + 2 * C[t] / mu[t] * s)
+            cons += [s >= 0, s <= mu[t] / 2]
+        else:
+            terms.append(cp.square(Aa[t] @ u - y[t]))
+    c = cert.c if cert.c.ndim == 1 else cert.c[z]
+    for j, w in enumerate(cert.sw[z]):
+        if np.isinf(w):
+            cons.append(cert.L[j] @ u <= c[j])
+        elif w < 0:
+            terms.append(-w * cp.pos(cert.L[j] @ u - c[j]))
+        elif w > 0:
+            terms.append(w**2 * cp.square(cp.pos(cert.L[j] @ u - c[j])))
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.hstack(terms))), cons)
+    prob.solve(solver="CLARABEL")
+    return float(prob.value)
 
 
 def test_exactly_K_design_verifies_exactly():
@@ -120,8 +156,24 @@ class _ShiftedWeightedRow(topk._TopKRow):
         self.c[2 * len(self.y):] = -0.5
 
 
+class _QuarterOffsetRow(topk._TopKRow):
+    """Free charged entries' hinge offset y + mu/4 instead of y + mu/2 (above the convex envelope of g)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        n = len(self.y)
+        self.c[n:2 * n] = self.y + self.ch.mu / 4
+
+
 ORIGINAL = {"dual_terms": duality.dual_terms, "_children": relu._children, "witness_inputs": bounds.witness_inputs,
-            "sample_budgets": topk.sample_budgets, "weight_roots": topk.weight_roots}
+            "sample_budgets": topk.sample_budgets, "weight_roots": topk.weight_roots,
+            "_exact_charge": topk._exact_charge, "charge_constant": topk.charge_constant,
+            "multipliers": duality.multipliers}
+
+
+def _loose_hinge_multipliers(*args, **kw):
+    lam, mu, nu = ORIGINAL["multipliers"](*args, **kw)
+    return lam, np.where(args[5] < 0, -args[5], mu), nu  # linear hinges at their full slope, not half of it
 
 FAULTS = {
     "sign flip in a dual term": (duality, "dual_terms", _sign_flip, "dual"),
@@ -135,6 +187,14 @@ FAULTS = {
     "weights 1.5x over budget": (topk, "weight_roots", lambda w, b: 1.5 * ORIGINAL["weight_roots"](w, b),
                                  "TopK weights sum"),
     "weighted term shifted (relu(z + 1/2)^2)": (topk, "_TopKRow", _ShiftedWeightedRow, "not the topk relaxation"),
+    "charge: kept conjugate without its excess": (duality, "conjugate_excess", lambda lam, mu, C: 0 * lam, "dual"),
+    "charge: sum lam 1.2x sum mu": (topk, "_exact_charge",
+                                    lambda c, la, m, d: (lambda r: (1.2 * r[0],) + r[1:])(ORIGINAL["_exact_charge"](c, la, m, d)),
+                                    "charge"),
+    "charge: C + 1/64": (topk, "charge_constant", lambda m, y, d: ORIGINAL["charge_constant"](m, y, d) + 1 / 64,
+                         "C above charge_constant"),
+    "charge: free offset y + mu/4": (topk, "_TopKRow", _QuarterOffsetRow, "not the topk relaxation"),
+    "charge: hinge multiplier = slope": (duality, "multipliers", _loose_hinge_multipliers, "above half its slope"),
 }
 
 

@@ -49,7 +49,7 @@ from ..utils.validation import check_int
 from .drops import _drop_search
 from .jumprelu import _jumprelu_row_bnb, best_threshold, jumprelu_row_cost
 from .relu import _relu_row_bnb
-from .topk import _topk_row_bnb, choose_weights
+from .topk import TopKCharge, _topk_row_bnb, choose_charge
 from .witness import as_dictionary64, check_codes, witness_inputs
 
 # A row is reported optimal when its certified bound is within this relative distance of the witness
@@ -143,7 +143,7 @@ def class_cost(z: np.ndarray, s: np.ndarray, encoder_class: str) -> float:
 
 def _row_bound(
     row: int, A: np.ndarray, codes: np.ndarray, encoder_class: str, max_subproblems: int,
-    record: list | None = None, topk_sw: np.ndarray | None = None,
+    record: list | None = None, topk_charge: TopKCharge | None = None,
 ) -> RowBound:
     """Certified row bound for the class (module docstring; ``proofs/02_witness_bound.md``)."""
     active = np.flatnonzero(codes[:, row] > 0)
@@ -158,10 +158,11 @@ def _row_bound(
     elif encoder_class == "relu":
         res, complete = _relu_row_bnb(Aa, y, Bi, max_subproblems, record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
-    elif encoder_class == "topk":  # weighted relu(z)^2 on the inactive entries of codes with m < k only
-        weighted = np.flatnonzero(topk_sw > 0)
-        tag.update(inactive=inactive[:0], weighted=weighted)
-        res, complete = _topk_row_bnb(Aa, y, A[weighted], topk_sw[weighted], max_subproblems, record=record, tag=tag)
+    elif encoder_class == "topk":  # weighted relu(z)^2 (codes with m < k), linear hinges (m = k) on inactive entries
+        weighted, hinged, rc = topk_charge.row(A, codes, row)
+        tag.update(inactive=inactive[:0], weighted=weighted, hinged=hinged, delta=topk_charge.delta)
+        res, complete = _topk_row_bnb(Aa, y, A[weighted], topk_charge.sw[weighted, row], rc, max_subproblems,
+                                      record=record, tag=tag)
         best_res, bound, solved = res, res.value, res.solved
     else:  # every witness entry has a gate: actives first, so drop sets index into ``active``
         order = np.concatenate([active, inactive])
@@ -286,16 +287,16 @@ def lower_bound(
     S = check_codes(codes, Dn.shape[1])
     A = np.hstack([witness_inputs(Dn, S), np.ones((len(S), 1))])
     record: list | None = [] if keep_certificates else None
-    sw, k = None, None
+    charge, k = None, None
     if encoder_class == "topk":
         sparsity = int((S > 0).sum(1).max())
         k = sparsity if topk_k is None else check_int("topk_k", topk_k, minimum=1)
         if k < sparsity:
             raise ValueError(f"topk_k={k} is below the witness codes' sparsity {sparsity}: the TopK bound needs "
                              "k >= the number of non-zeros of every code (use encoder_class='linear-gated' for any k)")
-        sw = choose_weights(A, S, k, max_subproblems)
+        charge = choose_charge(A, S, k, max_subproblems)
     rows = [_row_bound(i, A, S, encoder_class, max_subproblems, record=record,
-                       topk_sw=None if sw is None else sw[:, i])
+                       topk_charge=charge)
             for i in range(Dn.shape[1])]
     total = np.nextafter(math.fsum(r.bound for r in rows), -np.inf)  # fsum is correctly rounded: one ulp down
     return BoundResult(bound=max(0.0, float(total)), encoder_class=encoder_class, rows=rows, scale_exponent=e,

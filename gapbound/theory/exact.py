@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .bounds import BoundResult, normalise_scale
+from .charge import CAP_FACTOR, charge_constant, conjugate_excess
 from .duality import Certificate
 from .exact_optimum import _q, _row_c, _Subproblem
 from .jumprelu import coverage_failures as jumprelu_coverage
@@ -93,6 +94,7 @@ class ExactReport:
     n_unresolved_with_exact_g: int = 0
     n_rows_covered: int = 0
     n_separation_proofs: int = 0
+    n_optimum_skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -117,8 +119,11 @@ def _check_rows(rep: ExactReport, row: Any, name: str, idx: Any, X: np.ndarray, 
 def _check_inputs(rep: ExactReport, cert: Certificate, qc: dict, Dq: np.ndarray, Sq: np.ndarray, Dabs: np.ndarray) -> None:
     for name, key in (("Aa", "active"), ("Bi", "inactive")):
         _check_rows(rep, cert.tag.get("row"), name, cert.tag.get(key), qc[name], Dq, Sq, Dabs)
-    if "weighted" in cert.tag:  # TopK: the weighted inactive entries' rows follow the relu class's 2 n rows
-        _check_rows(rep, cert.tag.get("row"), "weighted rows", cert.tag["weighted"], qc["L"][2 * len(cert.y):],
+    if "weighted" in cert.tag:  # TopK: the weighted and hinged inactive entries' rows follow the relu class's 2 n
+        n, n_w = len(cert.y), len(cert.tag["weighted"])
+        _check_rows(rep, cert.tag.get("row"), "weighted rows", cert.tag["weighted"], qc["L"][2 * n:2 * n + n_w],
+                    Dq, Sq, Dabs)
+        _check_rows(rep, cert.tag.get("row"), "hinged rows", cert.tag.get("hinged", ()), qc["L"][2 * n + n_w:],
                     Dq, Sq, Dabs)
 
 
@@ -132,13 +137,20 @@ def _check_relaxation(rep: ExactReport, cert: Certificate, encoder_class: str) -
     else:  # relu branch and bound: inactive relu(z)^2; dropped: hard z <= 0; free: relu(z - y)^2; kept: (z - y)^2
         free = 1.0 - keep - drop
         n_w = len(cert.tag.get("weighted", ())) if encoder_class == "topk" else 0
-        ok = (len(cert.L) == 2 * n + n_w and np.array_equal(cert.L[:n], cert.Aa)
-              and np.array_equal(cert.L[n:2 * n], cert.Aa)
-              and not cert.c[:n].any() and np.array_equal(cert.c[n:2 * n], cert.y) and cert.tau == 0.0)
-        if encoder_class == "topk":  # no inactive term but the weighted ones: offset 0, one finite weight per entry
-            sw_w = cert.sw[:, 2 * n:]
-            ok = ok and len(cert.Bi) == 0 and not cert.c[2 * n:].any() and bool(np.isfinite(sw_w).all())
+        n_h = len(cert.tag.get("hinged", ())) if encoder_class == "topk" else 0
+        ok = (len(cert.L) == 2 * n + n_w + n_h and np.array_equal(cert.L[:n], cert.Aa)
+              and np.array_equal(cert.L[n:2 * n], cert.Aa) and not cert.c[:n].any() and cert.tau == 0.0)
+        if encoder_class != "topk" or cert.charge is None:
+            ok = ok and np.array_equal(cert.c[n:2 * n], cert.y) and cert.charge is None
+        else:  # free entries' hinge offset y + mu/2, exactly (proofs/02 2.5.2)
+            ok = ok and all(Fraction(c) == Fraction(y) + Fraction(m) / 2
+                            for c, y, m in zip(cert.c[n:2 * n], cert.y, cert.charge[0]))
+        if encoder_class == "topk":  # no inactive term but the weighted (offset 0, one finite weight per entry)
+            sw_w, sw_h = cert.sw[:, 2 * n:2 * n + n_w], cert.sw[:, 2 * n + n_w:]  # and hinged ones (offset delta)
+            ok = ok and len(cert.Bi) == 0 and not cert.c[2 * n:2 * n + n_w].any() and bool(np.isfinite(sw_w).all())
             ok = ok and bool((sw_w >= 0).all()) and bool((sw_w == sw_w[:1]).all())
+            ok = ok and bool((sw_h <= 0).all()) and bool((sw_h == sw_h[:1]).all())
+            ok = ok and bool((cert.c[2 * n + n_w:] == cert.tag.get("delta")).all())
         cert_sw = cert.sw[:, :2 * n]
         ok = ok and bool(np.isin(keep, (0.0, 1.0)).all() and np.isin(drop, (0.0, 1.0)).all() and (free >= 0).all())
         ok = ok and np.array_equal(np.isinf(cert_sw[:, :n]), drop > 0) and not cert_sw[:, :n][drop == 0].any()
@@ -174,6 +186,51 @@ def _check_topk_weights(rep: ExactReport, result: BoundResult, codes: np.ndarray
     for t, total in per_code.items():
         if total > budget[t]:
             rep.failures.append(f"code {t}: TopK weights sum to {float(total)!r} > k - m_t = {int(budget[t])}")
+
+
+def _check_topk_charge(rep: ExactReport, result: BoundResult, codes: np.ndarray) -> None:
+    """TopK's linear-hinge charge (``proofs/02_witness_bound.md`` 2.5.1-2.5.2), exactly: every certificate of a row
+    carries the same charge; hinges sit on inactive entries of codes with ``m_t = k`` and active charges only on
+    those codes; one ``delta`` with ``0 < delta <=`` each charged code's smallest amplitude; ``lam, mu`` in
+    ``[0, 4 delta]``; ``sum mu >= sum lam`` per code; each stored ``C <= charge_constant(mu, y, delta)``."""
+    full = (codes > 0).sum(1) == result.topk_k
+    seen: dict[int, tuple] = {}
+    lam_sum: dict[int, Fraction] = {}
+    mu_sum: dict[int, Fraction] = {}
+    deltas, done = set(), set()
+    for cert in result.certificates:
+        if isinstance(cert, SeparationProof):
+            continue
+        row, n = cert.tag.get("row"), len(cert.y)
+        slopes = -cert.sw[0, 2 * n + len(cert.tag.get("weighted", ())):]
+        mu_c, C = cert.charge if cert.charge is not None else (np.zeros(n), np.zeros(n))
+        key = (mu_c.tobytes(), C.tobytes(), slopes.tobytes(), cert.tag.get("delta"))
+        if seen.setdefault(row, key) != key:
+            rep.failures.append(f"row {row}: its certificates carry different charges")
+        if row in done:  # one row's charge counts once
+            continue
+        done.add(row)
+        delta = Fraction(cert.tag.get("delta", 0.0))
+        cap = CAP_FACTOR * delta
+        for t, lam in zip(cert.tag.get("hinged", ()), slopes):
+            if codes[t, row] != 0 or not full[t] or not 0 <= Fraction(lam) <= cap:
+                rep.failures.append(f"row {row}: hinge on entry {int(t)} is not on an inactive entry of a code with "
+                                    f"k non-zeros, or its slope is outside [0, 4 delta]")
+            lam_sum[int(t)] = lam_sum.get(int(t), Fraction(0)) + Fraction(lam)
+        for t, m, c, y in zip(cert.tag["active"], mu_c, C, cert.y):
+            m, y = Fraction(m), Fraction(y)
+            if (m and not full[t]) or not 0 <= m <= cap or Fraction(c) > charge_constant(m, y, delta):
+                rep.failures.append(f"row {row}: active charge of code {int(t)} invalid (code with fewer than k "
+                                    "non-zeros, mu outside [0, 4 delta], or C above charge_constant)")
+            mu_sum[int(t)] = mu_sum.get(int(t), Fraction(0)) + m
+        if slopes.any() or mu_c.any():
+            deltas.add(delta)
+    if len(deltas) > 1:
+        rep.failures.append(f"rows charged with different deltas {sorted(map(float, deltas))}")
+    for t in {t for t, v in lam_sum.items() if v} | {t for t, v in mu_sum.items() if v}:
+        y_min = min(Fraction(v) for v in codes[t][codes[t] > 0])
+        if not 0 < min(deltas) <= max(deltas) <= y_min or mu_sum.get(t, 0) < lam_sum.get(t, 0):
+            rep.failures.append(f"code {t}: charge needs 0 < delta <= min y and sum mu >= sum lam")
 
 
 def _check_jumprelu_relaxation(rep: ExactReport, cert: Certificate) -> None:
@@ -223,23 +280,48 @@ def _check_separation(rep: ExactReport, proof: SeparationProof, Dq: np.ndarray, 
 
 def _check_exact_multipliers(rep: ExactReport, where: str, mults: tuple, keep: np.ndarray, y: np.ndarray,
                              sw: np.ndarray, c: np.ndarray, Aa: np.ndarray,
-                             L: np.ndarray, Bi: np.ndarray, hard: np.ndarray) -> tuple[Fraction, np.ndarray]:
-    """Check exactly corrected multipliers ``(lam, sw mu, nu)``: signs, support, ``g = 0``; return their dual and g."""
+                             L: np.ndarray, Bi: np.ndarray, hard: np.ndarray,
+                             cert: Certificate) -> tuple[Fraction, np.ndarray]:
+    """Check exactly corrected multipliers ``(lam, sw mu, nu)``: signs, support, caps, ``g = 0``; return their
+    dual (without the constant) and g."""
     lam, m, nu = (np.array(v, dtype=object) for v in mults)
     nu = nu[: len(Bi)]
     if any(v < 0 for v in m) or any(v < 0 for v in nu):
         rep.failures.append(f"{where}: negative corrected multiplier")
+    if any(m[j] > -sw[j] / 2 for j in range(len(m)) if sw[j] < 0):
+        rep.failures.append(f"{where}: corrected linear hinge multiplier above half its slope")
     if (any(lam[t] != 0 for t in range(len(lam)) if keep[t] == 0)
             or any(m[j] != 0 for j in range(len(m)) if sw[j] == 0 and not hard[j])):
         rep.failures.append(f"{where}: corrected multiplier on a term that is not in the subproblem")
     g = lam @ Aa + m @ L + (nu @ Bi if len(nu) else 0 * lam @ Aa)
     if any(v != 0 for v in g):
         rep.failures.append(f"{where}: corrected multipliers do not make g exactly 0")
-    dual = (sum(-2 * lam * y - lam * lam, Fraction(0))
+    dual = (sum(-2 * lam * y - lam * lam, Fraction(0)) - _charged_constants(cert, keep, keep * 0, lam, y)[1]
             + sum(((0 if hard[j] else -(m[j] / sw[j]) ** 2) - 2 * m[j] * c[j] for j in range(len(m)) if m[j] != 0),
                   Fraction(0))
             - sum((_conjugate(v) for v in nu), Fraction(0)))
     return dual, g
+
+
+def _charged_constants(cert: Certificate, keep: np.ndarray, dropped: np.ndarray, lam: np.ndarray,
+                       y: np.ndarray) -> tuple[Fraction, Fraction, Fraction]:
+    """Exactly, for one subproblem: its constant (dropped ``y^2``, free entries' ``C``), the kept entries'
+    conjugate excess (``proofs/02_witness_bound.md`` 2.5.2) and the kept entries' ``C`` (0, 0 uncharged)."""
+    drops = sum(dropped * y * y, Fraction(0))
+    if cert.charge is None:
+        return drops, Fraction(0), Fraction(0)
+    mu_c, C = _q(cert.charge[0]), _q(cert.charge[1])
+    free = 1 - keep - dropped
+    excess = sum((conjugate_excess(a, b, d) for a, b, d, k in zip(lam, mu_c, C, keep) if k), Fraction(0))
+    return drops + sum(free * C, Fraction(0)), excess, sum(keep * C, Fraction(0))
+
+
+def _at_least_sum_of_roots(h: Fraction | None, a: Fraction, b: Fraction) -> bool:
+    """``h >= sqrt(a) + sqrt(b)`` exactly (``a, b >= 0``): ``h >= 0``, ``t = h^2 - a - b >= 0`` and ``t^2 >= 4 a b``."""
+    if h is None or h < 0:
+        return False
+    t = h * h - a - b
+    return t >= 0 and t * t >= 4 * a * b
 
 
 def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optimum: bool) -> list[Fraction]:
@@ -257,7 +339,9 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
         box2 = Fraction(0) if cert.box is None else Fraction(cert.box[z]) ** 2
         keep, dropped = _q(cert.keep[z]), _q(cert.dropped[z])
         lam, mu, sw = _q(cert.lam[z]), _q(cert.mu[z]), _q(cert.sw[z])
-        hard = np.isinf(cert.sw[z])  # hard constraint rows: mu is the multiplier itself, no quadratic term
+        mu_c = _q(cert.charge[0]) if cert.charge is not None else None
+        # hard constraint rows and linear hinges (sw < 0): mu is the multiplier itself, no quadratic term
+        hard = np.isinf(cert.sw[z]) | (cert.sw[z] < 0)
         m = np.where(hard, mu, sw * mu)
         nu = _q(cert.nu[z]) if inactive else np.empty(0, dtype=object)
         where = f"row {row} subproblem {z} (drops {np.flatnonzero(cert.dropped[z] > 0).tolist()})"
@@ -265,8 +349,10 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
             rep.failures.append(f"{where}: negative multiplier")
         if any(lam[t] != 0 for t in range(len(lam)) if keep[t] == 0):
             rep.failures.append(f"{where}: residual multiplier on an entry that is not kept")
-        drops = sum(dropped * y * y, Fraction(0))
-        dual = (sum(-2 * lam * y - lam * lam, Fraction(0))
+        if any(mu[j] > -sw[j] / 2 for j in np.flatnonzero(cert.sw[z] < 0)):
+            rep.failures.append(f"{where}: linear hinge multiplier above half its slope")
+        drops, excess, kept_C = _charged_constants(cert, keep, dropped, lam, y)
+        dual = (sum(-2 * lam * y - lam * lam, Fraction(0)) - excess
                 + sum(np.where(hard, 0, -mu * mu) - 2 * m * c, Fraction(0))
                 - sum((_conjugate(v) for v in nu), Fraction(0)))
         g = lam @ Aa + m @ L + (nu @ Bi_used if len(nu) else 0 * lam @ Aa)
@@ -279,29 +365,39 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
             rep.failures.append(f"{where}: certified dual {float(q['dual_lo'])!r} > exact dual {float(dual)!r}")
         if q["g_hi"] is None or q["g_hi"] < 0 or q["g_hi"] ** 2 < sum(g * g, Fraction(0)):
             rep.failures.append(f"{where}: |g| bound below the exact |g|")
-        if q["y_hi"] ** 2 < sum(keep * y * y, Fraction(0)):
-            rep.failures.append(f"{where}: |y_kept| bound below the exact norm")
+        if not _at_least_sum_of_roots(q["y_hi"], sum(keep * y * y, Fraction(0)),
+                                      sum(keep * mu_c * mu_c, Fraction(0)) / 4 if cert.charge is not None else 0):
+            rep.failures.append(f"{where}: |y_kept| (+ |mu_kept| / 2) bound below the exact norm")
+        floor_lo = q["drops_lo"]
+        if cert.charge is not None:  # what every point pays: the constant and the kept entries' C
+            floor_lo = Fraction(cert.floor_lo[z])
+            if floor_lo > drops + kept_C:
+                rep.failures.append(f"{where}: certified floor {float(floor_lo)!r} > exact {float(drops + kept_C)!r}")
         assembled = None
         if q["U_hi"] is not None and q["sig_lo"] is not None and q["sig_lo"] > 0:
             if not _psd(G - q["sig_lo"] * np.eye(G.shape[0], dtype=int)):
                 rep.failures.append(f"{where}: sigma_min^2 bound {float(q['sig_lo'])!r} above the exact smallest eigenvalue")
-            r = q["cap"] - q["drops_lo"]
+            r = q["cap"] - floor_lo
             slack = (q["U_hi"] ** 2 - box2) * q["sig_lo"] - q["y_hi"] ** 2 - r
             if slack < 0 or slack * slack < 4 * q["y_hi"] ** 2 * r:
                 rep.failures.append(f"{where}: U bound too small")
             assembled = min(q["cap"], q["drops_lo"] + q["dual_lo"] - 2 * q["g_hi"] * q["U_hi"])
-        floor = max(q["drops_lo"], assembled) if assembled is not None else q["drops_lo"]
+        floor = max(floor_lo, assembled) if assembled is not None else floor_lo
         if z in cert.exact:  # rank-deficient kept set: exactly corrected multipliers with g = 0
-            dual, g = _check_exact_multipliers(rep, where, cert.exact[z], keep, y, sw, c, Aa, L, Bi_used, hard)
+            dual, g = _check_exact_multipliers(rep, where, cert.exact[z], keep, y, sw, c, Aa, L, Bi_used, hard, cert)
             floor = max(floor, drops + dual)
         if q["value"] is None:  # -inf is a valid (empty) bound; NaN is not a number at all
             if np.isnan(cert.value[z]):
                 rep.failures.append(f"{where}: certified value is NaN")
             continue
-        if q["value"] > max(floor, Fraction(0)) and q["value"] > 0:
+        # uncharged subproblems cost >= 0, so a value <= 0 needs nothing more; charged ones can cost < 0
+        trivial = Fraction(0) if cert.charge is None else floor
+        if q["value"] > max(floor, trivial) and (q["value"] > 0 or cert.charge is not None):
             rep.failures.append(f"{where}: certified value {float(q['value'])!r} above what its components give")
         values.append(q["value"])
-        if check_optimum and q["value"] <= drops:
+        if check_optimum and cert.charge is not None:
+            rep.n_optimum_skipped += 1  # linear pieces: no exact minimiser computed (the components are checked)
+        elif check_optimum and q["value"] <= drops:
             rep.n_optimum_trivial += 1  # every point of the subproblem pays its drop cost: value <= optimum
         elif check_optimum:
             sub = _Subproblem(cert, qc, z)
@@ -314,7 +410,7 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
             opt = drops + sub.value(u_star)
             if z in cert.exact:
                 dual, g = _check_exact_multipliers(ExactReport(), where, cert.exact[z], keep, y, sw, c,
-                                                   Aa, L, Bi_used, hard)
+                                                   Aa, L, Bi_used, hard, cert)
             dual_at = drops + dual + 2 * sum(g * np.array(u_star, dtype=object), Fraction(0))
             if not q["value"] <= dual_at <= opt:
                 rep.failures.append(f"{where}: not certified {float(q['value'])!r} <= exact dual value "
@@ -401,6 +497,7 @@ def verify_exact(D: Any, codes: Any, result: BoundResult, check_optimum: bool = 
         rep.failures += failures
     if result.encoder_class == "topk":
         _check_topk_weights(rep, result, S)
+        _check_topk_charge(rep, result, S)
     if Fraction(result.bound) > sum((Fraction(r.bound) for r in result.rows), Fraction(0)):
         rep.failures.append("total bound above the exact sum of the row bounds")
     return rep

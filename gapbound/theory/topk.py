@@ -26,68 +26,103 @@ optimum.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 from fractions import Fraction
 
 import numpy as np
 
+from .charge import CAP_FACTOR, charge_constant, charged_active_cost, kept_envelope
 from .drops import _DROP_PENALTY, _Search
 from .duality import _newton
 from .relu import _best_first, _certify_recorded, _ReluRow
 
-# Frank-Wolfe steps on the sample weights (each: one branch and bound per row, uncertified except the last).
-_FW_STEPS = 20
+# Steps of the charge search (each: one branch and bound per row, uncertified); the supergradient step is
+# _STEP * cap / sqrt(step + 1).
+_STEPS = 40
+_STEP = 1.0
+
+
+@dataclass
+class RowCharge:
+    """Row ``i``'s share of the linear-hinge charge (:mod:`gapbound.theory.charge`): ``mu`` per active entry
+    (0 on codes with ``m < k``), ``C = charge_constant(mu, y, delta)`` rounded down, linear hinges of slope ``lam``
+    on the rows ``Bh`` (inactive entries of codes with ``m = k``), offset ``delta``."""
+
+    mu: np.ndarray
+    C: np.ndarray
+    Bh: np.ndarray
+    lam: np.ndarray
+    delta: float
+
+    @property
+    def active(self) -> bool:
+        return bool(self.mu.any() or self.lam.any())
 
 
 class _TopKRow(_ReluRow):
-    """One row's problem: active entries as in the ReLU class, weighted ``relu(z)^2`` on the inactive entries ``Bw``.
+    """One row's problem: active entries as in the ReLU class (charged: :mod:`gapbound.theory.charge`),
+    weighted ``relu(z)^2`` on the inactive entries ``Bw`` and linear hinges on ``charge.Bh``.
 
-    ``L`` rows: ``Aa`` (dropped: hard ``z <= 0``), ``Aa`` (free: ``relu(z - y)^2``), ``Bw`` (penalty weight
-    ``sw^2``, offset 0, the same in every node).
+    ``L`` rows: ``Aa`` (dropped: hard ``z <= 0``), ``Aa`` (free: ``relu(z - y - mu/2)^2 + C``), ``Bw`` (penalty
+    weight ``sw^2``, offset 0), ``Bh`` (linear hinges ``lam relu(z - delta)``, ``sw = -lam``); the same in every node.
     """
 
-    def __init__(self, Aa: np.ndarray, y: np.ndarray, Bw: np.ndarray, sw: np.ndarray, record: list | None,
-                 tag: dict | None, certified: bool = True):
+    def __init__(self, Aa: np.ndarray, y: np.ndarray, Bw: np.ndarray, sw: np.ndarray, charge: RowCharge,
+                 record: list | None, tag: dict | None, certified: bool = True):
         super().__init__(Aa, y, Aa[:0], record, tag)
         n = len(y)
-        self.Bw, self.sw_w, self.certified = Bw, sw, certified
-        self.L = np.vstack([Aa, Aa, Bw])
-        self.c = np.concatenate([np.zeros(n), y, np.zeros(len(Bw))])
+        self.sw_w, self.ch, self.certified = sw, charge, certified
+        self.L = np.vstack([Aa, Aa, Bw, charge.Bh])
+        self.c = np.concatenate([np.zeros(n), y + charge.mu / 2, np.zeros(len(Bw)), np.full(len(charge.Bh), charge.delta)])
+        self.sw_rest = np.concatenate([sw, -charge.lam])  # the weighted and hinge rows' sw, every node
+        self.lin = np.concatenate([np.zeros(2 * n + len(Bw)), charge.lam])
+        self.charge = (charge.mu, charge.C) if charge.active else None
+        self.nw = len(Bw)
 
     def _penalty(self, u: np.ndarray) -> np.ndarray:
-        return (self.sw_w**2 * np.maximum(u @ self.Bw.T, 0.0) ** 2).sum(1)
+        n = len(self.y)
+        z = u @ self.L[2 * n:].T
+        w = self.nw
+        return ((self.sw_w**2 * np.maximum(z[:, :w], 0.0) ** 2).sum(1)
+                + (self.ch.lam * np.maximum(z[:, w:] - self.ch.delta, 0.0)).sum(1))
+
+    def _free_envelope(self, za: np.ndarray) -> np.ndarray:
+        return np.maximum(za - self.y - self.ch.mu / 2, 0.0) ** 2 + self.ch.C
 
     def _estimate(self, states: np.ndarray, u: np.ndarray) -> np.ndarray:
         """The node relaxation's float value at ``u`` (no certificate)."""
         keep, drop, free = self._masks(states)
         za, y = u @ self.Aa.T, self.y
-        return ((keep * (za - y) ** 2).sum(1) + drop @ (y * y) + (free * np.maximum(za - y, 0.0) ** 2).sum(1)
-                + self._penalty(u))
+        kept = kept_envelope(za - y, self.ch.mu, self.ch.C)[0]
+        return ((keep * kept).sum(1) + drop @ (y * y) + (free * self._free_envelope(za)).sum(1) + self._penalty(u))
 
     def solve(self, states: np.ndarray, u0: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """Newton point, the row's relaxed cost there, relaxation estimate and per-entry relaxation gap."""
+        """Newton point, the row's charged cost there, relaxation estimate and per-entry relaxation gap."""
         Aa, y = self.Aa, self.y
         keep, drop, free = self._masks(states)
-        W = np.broadcast_to(self.sw_w**2, (len(states), len(self.sw_w)))
-        u = _newton(Aa, y, self.L, self.c, keep, np.hstack([_DROP_PENALTY * drop, free, W]), self.Bi, 0.0, u0=u0)
+        rest = np.broadcast_to(np.maximum(self.sw_rest, 0.0) ** 2, (len(states), len(self.sw_rest)))
+        u = _newton(Aa, y, self.L, self.c, keep, np.hstack([_DROP_PENALTY * drop, free, rest]), self.Bi, 0.0, u0=u0,
+                    charge=self.charge, lin=self.lin)
         za = u @ Aa.T
-        gap = free * ((np.maximum(za, 0.0) - y) ** 2 - np.maximum(za - y, 0.0) ** 2)
-        return u, ((np.maximum(za, 0.0) - y) ** 2).sum(1) + self._penalty(u), self._estimate(states, u), gap
+        cost = charged_active_cost(za, y, self.ch.mu, self.ch.delta)
+        gap = free * (cost - self._free_envelope(za))
+        return u, cost.sum(1) + self._penalty(u), self._estimate(states, u), gap
 
     def certify(self, states: np.ndarray, u: np.ndarray, needed: float | None) -> np.ndarray:
-        if not self.certified:  # the weight search only needs the value (float estimate, not a bound)
+        if not self.certified:  # the charge search only needs the value (float estimate, not a bound)
             return self._estimate(states, u)
         keep, drop, free = self._masks(states)
-        sw = np.hstack([np.where(drop > 0, np.inf, 0.0), free, np.broadcast_to(self.sw_w, (len(states), len(self.sw_w)))])
-        return _certify_recorded(self, keep, sw, u, needed, dropped=drop)
+        sw = np.hstack([np.where(drop > 0, np.inf, 0.0), free, np.broadcast_to(self.sw_rest, (len(states), len(self.sw_rest)))])
+        return _certify_recorded(self, keep, sw, u, needed, dropped=drop, charge=self.charge)
 
 
-def _topk_row_bnb(Aa: np.ndarray, y: np.ndarray, Bw: np.ndarray, sw: np.ndarray, max_nodes: int,
+def _topk_row_bnb(Aa: np.ndarray, y: np.ndarray, Bw: np.ndarray, sw: np.ndarray, charge: RowCharge, max_nodes: int,
                   record: list | None = None, tag: dict | None = None, certified: bool = True) -> tuple[_Search, bool]:
     """Certified lower bound on one row's relaxed TopK problem (module docstring) by the ReLU branch and bound;
-    ``certified=False``: the same search with float node values (the weight search; not a bound)."""
+    ``certified=False``: the same search with float node values (the charge search; not a bound)."""
     n = len(y)
-    problem = _TopKRow(Aa, y, Bw, sw, record, tag, certified)
+    problem = _TopKRow(Aa, y, Bw, sw, charge, record, tag, certified)
     bound, _, best_u, root, solved, complete = _best_first(problem, max_nodes)
     drop_set = [int(t) for t in np.flatnonzero(Aa @ best_u <= 0.0)]
     return _Search(bound, drop_set, best_u, root, n if complete else -1, math.inf if complete else bound, solved), complete
@@ -124,31 +159,115 @@ def weight_roots(w: np.ndarray, budget: np.ndarray) -> np.ndarray:
     return sw
 
 
-def choose_weights(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, steps: int = _FW_STEPS) -> np.ndarray:
-    """Frank-Wolfe on ``w -> sum_i (row i's relaxed minimum)`` (concave; float node values, nothing certified):
-    ``sw`` (``n x N``, penalty weight ``sw^2`` on ``relu(z_ti)^2``) of the best weights seen.
+def _project(lam: np.ndarray, mu: np.ndarray, hcand: np.ndarray, acand: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean projection of each code's ``(lam, mu)`` onto ``0 <= lam, mu <= cap``, ``sum mu >= sum lam``
+    (``lam`` on ``hcand``, ``mu`` on ``acand``): ``mu + tau``, ``lam - tau`` clipped, ``tau >= 0`` by bisection."""
+    def clipped(tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.clip(lam - tau[:, None], 0.0, cap) * hcand, np.clip(mu + tau[:, None], 0.0, cap) * acand)
 
-    A sample's best response puts weight 1 on its ``k - m_t`` largest ``relu(z_ti)^2`` at the rows' minimisers.
-    Any weights in the budget are valid; these only make the bound tighter.
+    def short(tau: np.ndarray) -> np.ndarray:
+        la, mu_ = clipped(tau)
+        return mu_.sum(1) < la.sum(1)
+
+    lo, hi = np.zeros(len(lam)), np.full(len(lam), cap)  # tau = cap is feasible (every lam clipped to 0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        s = short(mid)
+        lo, hi = np.where(s, mid, lo), np.where(s, hi, mid)
+    return clipped(np.where(short(lo * 0.0), hi, 0.0))
+
+
+@dataclass
+class TopKCharge:
+    """The TopK bound's charge: ``sw`` (``n x N``, weight ``sw^2`` on inactive entries of codes with ``m < k``),
+    ``lam`` (hinge slopes on inactive entries of codes with ``m = k``), ``mu`` and ``C`` (active entries of those
+    codes) and ``delta``; every constraint of ``proofs/02_witness_bound.md`` 2.5-2.5.2 holds exactly."""
+
+    sw: np.ndarray
+    lam: np.ndarray
+    mu: np.ndarray
+    C: np.ndarray
+    delta: float
+
+    def row(self, A: np.ndarray, codes: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, RowCharge]:
+        """Row ``i``'s weighted entries, hinged entries and :class:`RowCharge`."""
+        act = codes[:, i] > 0
+        weighted, hinged = np.flatnonzero(self.sw[:, i] > 0), np.flatnonzero(self.lam[:, i] > 0)
+        return weighted, hinged, RowCharge(self.mu[act, i], self.C[act, i], A[hinged], self.lam[hinged, i], self.delta)
+
+
+def _exact_charge(codes: np.ndarray, lam: np.ndarray, mu: np.ndarray, delta: float) -> tuple[np.ndarray, ...]:
+    """``(lam, mu, C)`` rounded so that, exactly: ``y + mu/2`` is a float (``mu`` on a dyadic grid of step
+    ``2^-24 delta``, else 0), ``C <= charge_constant(mu, y, delta)``, caps ``4 delta`` and, per code,
+    ``sum mu >= sum lam`` (``lam`` scaled down until it holds)."""
+    if delta <= 0:  # no code with m = k: no hinge charge
+        return np.zeros_like(lam), np.zeros_like(mu), np.zeros_like(mu)
+    cap = CAP_FACTOR * delta
+    q = delta * 2.0**-24  # a power of two times delta: exact
+    mu = np.minimum(np.floor(mu / q) * q, cap)
+    lam = np.minimum(lam, cap)
+    C = np.zeros_like(mu)
+    Q = Fraction
+    for t, i in zip(*np.nonzero(mu)):
+        y, m = Q(codes[t, i]), Q(mu[t, i])
+        if Q(codes[t, i] + mu[t, i] / 2) != y + m / 2:
+            mu[t, i] = 0.0
+            continue
+        exact = charge_constant(m, y, Q(delta))
+        C[t, i] = float(exact)
+        if Q(C[t, i]) > exact:
+            C[t, i] = np.nextafter(C[t, i], -np.inf)
+    for t in np.flatnonzero(lam.any(1)):
+        total = sum(map(Q, mu[t]), Q(0))
+        if sum(map(Q, lam[t]), Q(0)) > total:  # scaled to the mu total, then down an ulp at a time
+            lam[t] = np.nextafter(lam[t] * (float(total) / lam[t].sum()), 0.0)
+        while sum(map(Q, lam[t]), Q(0)) > total:
+            lam[t] = np.nextafter(lam[t], 0.0)
+    return lam, mu, C
+
+
+def charge_delta(codes: np.ndarray, charged: np.ndarray) -> float:
+    """``delta``: half the smallest amplitude of the charged codes' active entries (2.5.2 needs ``delta <= min y``)."""
+    return 0.5 * float(codes[charged].min()) if charged.any() else 0.0
+
+
+def choose_charge(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, steps: int = _STEPS) -> TopKCharge:
+    """The charge of the TopK bound: one search over the sample weights and the hinge multipliers
+    (``proofs/02_witness_bound.md`` 2.5-2.5.2; float node values, nothing certified; any feasible charge is valid).
+
+    ``sum_i (row i's relaxed minimum)`` is concave in the charge. Weights: Frank-Wolfe (a code's best response
+    puts weight 1 on its ``k - m_t`` largest ``relu(z)^2`` at the rows' minimisers). Hinge multipliers
+    ``(lam, mu)`` on codes with ``m = k``: projected supergradient steps (``relu(z_l - delta)``, ``-relu(z_a -
+    delta)``), ``delta`` half the smallest amplitude of those codes. Returns the best charge seen.
     """
     n, N = codes.shape
     budget = sample_budgets(codes, k)
     cand = (codes == 0) & (budget[:, None] > 0)
+    full = budget == 0
+    hcand, acand = (codes == 0) & full[:, None], (codes > 0) & full[:, None]
+    delta = charge_delta(codes, acand)
+    cap = CAP_FACTOR * delta
     w = np.where(cand, budget[:, None] / np.maximum(cand.sum(1, keepdims=True), 1), 0.0)
-    best, best_w = -math.inf, w
+    lam, mu = np.zeros((n, N)), np.zeros((n, N))
+    best, best_ch = -math.inf, None
     for it in range(steps):
-        sw = weight_roots(w, budget)
-        total, V = 0.0, np.zeros((n, N))
+        ch = TopKCharge(weight_roots(w, budget), *_exact_charge(codes, lam, mu, delta), delta)
+        total, Z = 0.0, np.zeros((n, N))
         for i in range(N):
-            act, inw = np.flatnonzero(codes[:, i] > 0), np.flatnonzero(cand[:, i])
-            res, _ = _topk_row_bnb(A[act], codes[act, i], A[inw], sw[inw, i], max_nodes, certified=False)
+            act = np.flatnonzero(codes[:, i] > 0)
+            weighted, _, rc = ch.row(A, codes, i)
+            res, _ = _topk_row_bnb(A[act], codes[act, i], A[weighted], ch.sw[weighted, i], rc, max_nodes,
+                                   certified=False)
             total += res.value
-            V[inw, i] = np.maximum(A[inw] @ res.u, 0.0) ** 2
+            Z[:, i] = A @ res.u
         if total > best:
-            best, best_w = total, w
+            best, best_ch = total, ch
         target = np.zeros_like(w)  # the best response: each sample's budget on its largest relu(z)^2
-        order = np.argsort(-np.where(cand, V, -1.0), axis=1)
+        order = np.argsort(-np.where(cand, np.maximum(Z, 0.0) ** 2, -1.0), axis=1)
         for t in np.flatnonzero(budget > 0):
             target[t, order[t, : budget[t]]] = 1.0
         w = w + 2.0 / (it + 3.0) * (target - w)
-    return weight_roots(best_w, budget)
+        if cap > 0:
+            h, step = np.maximum(Z - delta, 0.0), _STEP * cap / math.sqrt(it + 1.0)
+            lam, mu = _project(ch.lam + step * h, ch.mu - step * h, hcand, acand, cap)
+    return best_ch
