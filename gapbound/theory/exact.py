@@ -23,13 +23,21 @@ be re-checked without rounding. :func:`verify_exact` checks, for a
    method accepted only at an exact KKT point), and
    ``value <= drops + dual + 2 u*.g <= drops + f(u*)``: certified float bound <=
    exact dual value <= exact optimum (``n_optimum_trivial``: the value is at most the exact drop
-   cost, which every point of the subproblem pays);
+   cost, which every point of the subproblem pays; ``n_optimum_skipped``: TopK nodes with the linear-hinge
+   charge, whose linear pieces this minimiser does not handle: their components are checked, their optimum
+   only in float, by cvxpy, in ``tests/test_theory_topk.py``);
 5. *coverage* (``"linear-gated"``, ``"relu"``): every drop set of every row is
    covered by a certified subproblem (ReLU: a branch-and-bound node whose kept and dropped
    entries agree with it) not below the row bound, or costs at least the row bound by its
    drops alone; the total is at most the exact sum of the rows. ``"jumprelu"``: every gate
    pattern and threshold in a certified node not below the row bound or in a separation proof
    (:func:`gapbound.theory.jumprelu.uncovered_region`).
+
+6. *TopK charge* (``"topk"``, ``proofs/02_witness_bound.md`` 2.5-2.5.2): across rows, the sample weights'
+   budgets and the linear-hinge charge (one charge per row, caps, ``sum mu >= sum lam`` per code,
+   ``0 < delta <= min y``, each stored ``C`` at most ``charge_constant``, free offsets ``y + mu/2`` exactly);
+   per node, linear hinge multipliers at most half their slope, the charged constants, conjugate excess
+   and floor.
 
 Each failed check adds one line to ``ExactReport.failures``.
 """

@@ -16,11 +16,21 @@ for any weights ``0 <= w_tl <= 1`` with ``sum_l w_tl <= k - m_t`` (an active ent
 at least its ReLU cost). The right side is a sum over rows of ReLU-like row problems (active
 entries as in the ReLU class, no term on inactive entries except the weighted ones), each bounded by
 the ReLU branch and bound (:mod:`gapbound.theory.relu`) with the weighted entries as hinge rows of
-penalty weight ``w`` (certified like every other hinge row). Any feasible ``w`` gives a valid bound;
-the weights are chosen by a few Frank-Wolfe steps on the concave dual ``w -> sum of row minima``
-(the best response of a sample puts its budget on its largest ``relu(z)^2``; the search's nodes take their
-float values there). Only the final weights' row problems are certified. The bound is a relaxation: it is never reported as the class
-optimum.
+penalty weight ``w`` (certified like every other hinge row).
+
+On codes with ``m_t = k`` (no budget) the *linear-hinge charge* of :mod:`gapbound.theory.charge`
+(``proofs/02_witness_bound.md`` 2.5.1-2.5.2) adds ``lam_tl relu(z_tl - delta)`` on inactive entries and
+``- mu_ta relu(z_ta - delta)`` on active ones, for any ``0 <= lam, mu <= 4 delta`` with ``sum_a mu_ta >=
+sum_l lam_tl`` and ``0 < delta <= min y``: the inactive entries pay when they come near the actives.
+In a node a charged active entry's kept term is ``min((z - y)^2, (z - y - mu/2)^2 + C)`` (certified through
+its conjugate), its free term ``relu(z - y - mu/2)^2 + C``, and the inactive hinges are linear rows of the
+certificate with multipliers in ``[0, lam / 2]``.
+
+Any feasible charge is valid; :func:`choose_charge` searches the weights (Frank-Wolfe) and the hinge
+multipliers (projected supergradient) together for 40 steps, with float node values, and keeps the best
+(the rows' exact minima are concave in it: minima of functions affine in the charge). Only the final charge's rows are certified; the charge itself
+is rounded so that every constraint holds in rational arithmetic, and ``verify_exact`` re-checks it. The
+bound is a relaxation: it is never reported as the class optimum.
 """
 
 from __future__ import annotations
