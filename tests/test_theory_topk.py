@@ -171,6 +171,11 @@ ORIGINAL = {"dual_terms": duality.dual_terms, "_children": relu._children, "witn
             "multipliers": duality.multipliers}
 
 
+def _inflated_hinges(codes, lam, mu, delta):
+    lam, mu, C = ORIGINAL["_exact_charge"](codes, lam, mu, delta)
+    return 1.2 * lam, mu, C
+
+
 def _loose_hinge_multipliers(*args, **kw):
     lam, mu, nu = ORIGINAL["multipliers"](*args, **kw)
     return lam, np.where(args[5] < 0, -args[5], mu), nu  # linear hinges at their full slope, not half of it
@@ -188,9 +193,7 @@ FAULTS = {
                                  "TopK weights sum"),
     "weighted term shifted (relu(z + 1/2)^2)": (topk, "_TopKRow", _ShiftedWeightedRow, "not the topk relaxation"),
     "charge: kept conjugate without its excess": (duality, "conjugate_excess", lambda lam, mu, C: 0 * lam, "dual"),
-    "charge: sum lam 1.2x sum mu": (topk, "_exact_charge",
-                                    lambda c, la, m, d: (lambda r: (1.2 * r[0],) + r[1:])(ORIGINAL["_exact_charge"](c, la, m, d)),
-                                    "charge"),
+    "charge: sum lam 1.2x sum mu": (topk, "_exact_charge", _inflated_hinges, "charge"),
     "charge: C + 1/64": (topk, "charge_constant", lambda m, y, d: ORIGINAL["charge_constant"](m, y, d) + 1 / 64,
                          "C above charge_constant"),
     "charge: free offset y + mu/4": (topk, "_TopKRow", _QuarterOffsetRow, "not the topk relaxation"),

@@ -68,7 +68,8 @@ def kept_multiplier(d: Any, mu: Any, C: Any) -> Any:
 def kept_envelope(d: Any, mu: Any, C: Any) -> tuple[Any, Any, Any]:
     """The convex envelope of ``min(P1, P2)`` at residual ``d = z - y``: ``(value, half slope, curvature / 2)``."""
     lam = kept_multiplier(d, mu, C)
-    value = np.where(lam == d, d * d, np.where(lam == d - mu / 2, (d - mu / 2) ** 2 + C, lam * lam + 2 * lam * (d - lam)))
+    tangent = lam * lam + 2 * lam * (d - lam)
+    value = np.where(lam == d, d * d, np.where(lam == d - mu / 2, (d - mu / 2) ** 2 + C, tangent))
     return value, lam, ((lam == d) | (lam == d - mu / 2)).astype(float)
 
 
