@@ -42,6 +42,22 @@ def test_row_cost_and_threshold():
     y = np.array([0.0, 2.0, 1.0, 0.0])
     cost, theta = jr.best_threshold(z, y)
     assert theta[0] == 0.5 and cost[0] == 0.0  # drops the inactive 0.5, passes 2.0 and 1.0
+    lo, hi = jr.threshold_interval(z, theta)
+    assert lo[0] == 0.5 and hi[0] == 1.0  # any threshold in [0.5, 1.0) gates alike; 1.0 itself drops the 1.0
+
+
+def test_threshold_interval_gates_alike_inside_and_differs_at_its_end():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        z = np.round(rng.normal(size=(1, 7)), 1)  # ties and zeros included
+        y = np.where(rng.random(7) < 0.5, np.abs(np.round(rng.normal(size=7), 1)), 0.0)
+        cost, theta = jr.best_threshold(z, y)
+        lo, hi = jr.threshold_interval(z, theta)
+        top = hi[0] if np.isfinite(hi[0]) else lo[0] + 1.0
+        for th in np.linspace(lo[0], top, 9)[:-1]:
+            assert np.array_equal(z > th, z > theta[0])
+        if np.isfinite(hi[0]):
+            assert not np.array_equal(z > hi[0], z > theta[0])
 
 
 # ------------------------------------------------------------------ planted faults

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..utils.validation import check_int
 from .drops import _drop_search
-from .jumprelu import _jumprelu_row_bnb, best_threshold, jumprelu_row_cost
+from .jumprelu import _jumprelu_row_bnb, best_threshold, jumprelu_row_cost, threshold_interval
 from .relu import _relu_row_bnb
 from .topk import TopKCharge, _topk_row_bnb, choose_charge
 from .witness import as_dictionary64, check_codes, witness_inputs
@@ -98,7 +98,9 @@ class RowBound:
     weights : list[float]
         The minimising ``(w, beta)`` found (a near-optimal row for this class).
     threshold_interval : list[float] or None
-        ``"jumprelu"`` only: ``[theta, theta]``, the best threshold of the row ``weights``.
+        ``"jumprelu"`` only: ``[lo, hi)``, every threshold in it gives the row ``weights`` their best JumpReLU
+        error (``lo`` the exact search's, a data value; ``hi`` the next larger ``relu(z)``, ``inf`` when none
+        passes): an encoder built from them should take the middle, which no rounding moves across a sample.
     upper : float
         Witness error of this row for the encoder of the class built from ``weights``
         (free gate: the best gate per entry; JumpReLU: the best threshold): the class optimum
@@ -171,8 +173,8 @@ def _row_bound(
         best_res, bound, solved = res, res.value, res.solved
     u = best_res.u if best_res.u is not None else np.zeros(A.shape[1])
     if encoder_class == "jumprelu":
-        theta = float(best_threshold(A @ u, codes[:, row])[1])
-        interval = [theta, theta]
+        z = A @ u
+        interval = [float(v) for v in threshold_interval(z, best_threshold(z, codes[:, row])[1])]
     bound = max(0.0, bound)
     upper = class_cost(A @ u, codes[:, row], encoder_class)
     truncated = None

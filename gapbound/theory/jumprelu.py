@@ -53,6 +53,18 @@ def best_threshold(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.take_along_axis(costs, k[..., None], -1)[..., 0], np.take_along_axis(thetas, k[..., None], -1)[..., 0]
 
 
+def threshold_interval(z: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[theta, hi)``: every threshold in it gates the rows ``z`` (``... x n``) exactly as ``theta`` does.
+
+    ``hi`` is the smallest ``relu(z)`` above ``theta`` (``inf`` when none passes). A threshold *at* a data value
+    (as :func:`best_threshold` returns) decides that entry by the last bit of its ``z``, and an encoder's own
+    forward pass may round it the other way; the middle of the interval does not.
+    """
+    theta = np.asarray(theta, dtype=float)
+    hi = np.where(np.maximum(z, 0.0) > theta[..., None], z, np.inf).min(-1)
+    return theta, hi
+
+
 def jumprelu_row_cost(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     """JumpReLU witness error of rows ``z`` with the best threshold each (:func:`best_threshold`)."""
     return best_threshold(z, y)[0]

@@ -23,7 +23,7 @@ import torch
 
 from ..utils.rng import seeded
 from ..utils.validation import check_float, check_int, resolve_device
-from ..theory.jumprelu import best_threshold
+from ..theory.jumprelu import best_threshold, threshold_interval
 from ..theory.witness import as_dictionary64, check_codes, witness_inputs
 
 # Smoothed gates: temperature from _T_START to _T_END (times the mean non-zero code amplitude), geometric.
@@ -46,15 +46,14 @@ def _smoothed_output(Z: torch.Tensor, activation: str, k: int | None, theta: tor
 def _jumprelu_errors(Z: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per latent, the JumpReLU error with the best threshold and a threshold reaching it, for fixed ``Z``.
 
-    The search is :func:`gapbound.theory.jumprelu.best_threshold` (exact); its threshold is a data value
-    ``z_t``, which would decide that sample by the last bit of ``z_t``, and the encoder's own forward pass
-    may round it the other way. The threshold is moved to the middle of the interval between it and the
-    next larger ``relu(z)`` (the same samples pass anywhere inside).
+    The search is :func:`gapbound.theory.jumprelu.best_threshold` (exact); its threshold, a data value, is
+    moved to the middle of its :func:`~gapbound.theory.jumprelu.threshold_interval` (the same samples pass
+    anywhere inside, and the encoder's own forward pass cannot round a sample the other way).
     """
     z, y = Z.T.detach().cpu().numpy(), S.T.detach().cpu().numpy()
     cost, theta = np.array([best_threshold(zi, yi) for zi, yi in zip(z, y)]).T  # one latent at a time: its own y
-    above = np.where(np.maximum(z, 0.0) > theta[:, None], z, np.inf).min(1)
-    theta = np.where(np.isfinite(above), 0.5 * (theta + above), theta + 1.0)
+    lo, hi = threshold_interval(z, theta)
+    theta = np.where(np.isfinite(hi), 0.5 * (lo + hi), lo + 1.0)
     return (torch.as_tensor(cost, dtype=Z.dtype, device=Z.device),
             torch.as_tensor(theta, dtype=Z.dtype, device=Z.device))
 
