@@ -4,7 +4,9 @@ Modules: :mod:`.witness` (codes, inputs, an encoder's error on them), :mod:`.dua
 of convex row problems), :mod:`.drops` (drop enumeration), :mod:`.relu` / :mod:`.jumprelu` (branch and
 bound over gates; JumpReLU with the threshold a variable), :mod:`.separation` (realisable JumpReLU gate
 patterns, exact Farkas proofs),
-:mod:`.bounds` (``lower_bound`` per encoder class), :mod:`.recovery` (exact decoding, spark, L1
+:mod:`.topk` (the TopK class: the ranking charged to the rows) with :mod:`.charge` (the linear-hinge
+charge's pieces), :mod:`.correction` (exact multiplier correction), :mod:`.exact` (rational
+re-verification), :mod:`.bounds` (``lower_bound`` per encoder class), :mod:`.recovery` (exact decoding, spark, L1
 certificates), :mod:`.certificate` (``certify``, ``CertifyResult``), :mod:`.cli` (``python -m gapbound.certify``).
 Encoders trained on a witness set: :func:`gapbound.training.witness.fit_encoder`.
 """
