@@ -98,17 +98,18 @@ def hinge_charge(z: list, s: list, delta: Fraction, cap: Fraction, mu_share: Fra
 
 
 def check_hinge_charge(delta: Fraction = Fraction(1, 2), n: int = 4, k: int = 2, cap_factor: Fraction = Fraction(4),
-                       mu_share: Fraction = Fraction(1), amplitudes: tuple[int, ...] = (1, 2)) -> None:
-    """Every TopK(k) selection of every ``z`` on a grid (ties, points around ``delta`` and ``2 delta``) costs at least
-    :func:`hinge_charge` on every code with ``k`` non-zeros (values ``amplitudes``) and ``delta <= 2 min y``."""
+                       mu_share: Fraction = Fraction(1), amplitudes: tuple[int, ...] = (1, 2), extra: int = 0) -> None:
+    """Every TopK(k + extra) selection of every ``z`` on a grid (ties, points around ``delta`` and ``2 delta``) costs
+    at least :func:`hinge_charge` on every code with ``k`` non-zeros (values ``amplitudes``) and ``delta <= 2 min y``
+    (``extra > 0``: the bound computed for k also covers every larger k)."""
     grid = sorted(set(GRID) | {delta / 2, delta, 2 * delta, delta + Fraction(1, 7), 2 * delta + Fraction(1, 9)})
     for amps in itertools.product(amplitudes, repeat=k):
         s = [Fraction(a) for a in amps] + [Fraction(0)] * (n - k)
         for z in itertools.product(grid, repeat=n):
             z = list(z)
             lb = hinge_charge(z, s, delta, cap_factor * delta, mu_share)
-            worst = min(topk_costs(z, s, k))
-            assert worst >= lb, f"TopK({k}) cost {worst} < hinge charge {lb} at z={z}, s={s}, delta={delta}"
+            worst = min(topk_costs(z, s, k + extra))
+            assert worst >= lb, f"TopK({k + extra}) cost {worst} < hinge charge {lb} at z={z}, s={s}, delta={delta}"
 
 
 # ------------------------------------------------- 2.5.2: the charge's pieces in the row problems (certified)
@@ -350,6 +351,7 @@ def check() -> None:
     check_weighted()
     check_charging()
     check_hinge_charge()
+    check_hinge_charge(extra=1)
     check_charged_pieces()
 
 

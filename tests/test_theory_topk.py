@@ -124,7 +124,8 @@ def test_charging_check_passes_and_catches_a_larger_budget(monkeypatch):
 
 
 @pytest.mark.parametrize("fault", [{"cap_factor": Fraction(22, 5)}, {"mu_share": Fraction(9, 10)},
-                                   {"delta": Fraction(5, 2), "amplitudes": (1,)}])
+                                   {"delta": Fraction(5, 2), "amplitudes": (1,)},
+                                   {"cap_factor": Fraction(22, 5), "extra": 1}])
 def test_hinge_charge_check_catches_each_loosened_condition(fault):
     """proofs/02 2.5.1 (derived, not built): caps 4.4 delta, sum mu < sum lam and delta > 2 min y each have
     counterexamples; the stated conditions hold at other deltas and at the boundary delta = 2 min y."""
