@@ -29,7 +29,7 @@ def _dictionary(seed, M: int = 3, N: int = 5) -> np.ndarray:
     return D / np.linalg.norm(D, axis=0)
 
 
-@pytest.mark.parametrize("seed", ["rational", 0, 1])
+@pytest.mark.parametrize("seed", ["rational", 0, 2])  # dictionaries whose best charge is not zero
 def test_topk_certificates_verify_exactly(seed):
     """certified <= exact dual value <= exact optimum per node, every drop set covered, weights within budget."""
     D = _dictionary(seed)
