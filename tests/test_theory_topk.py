@@ -217,6 +217,18 @@ def test_planted_fault_is_caught(fault, monkeypatch):
     assert caught, f"{fault} was not caught"
 
 
+def test_weights_only_bound_is_the_former_one_and_below_the_hinge_charge():
+    """``topk_hinge=False`` runs the weights-only search (its certificates carry no charge); the charged bound's
+    search starts from it, so on a dictionary whose charge helps it is higher; bad values are a TypeError."""
+    D, codes = _dictionary(0), witness_codes(5, 2, "pairs")
+    plain = lower_bound(D, codes, "topk", topk_hinge=False, keep_certificates=True)
+    charged = lower_bound(D, codes, "topk")
+    assert all(c.charge is None for c in plain.certificates) and verify_exact(D, codes, plain).ok
+    assert lower_bound(D, codes, "linear-gated").bound < plain.bound < charged.bound
+    with pytest.raises(TypeError, match="topk_hinge"):
+        lower_bound(D, codes, "topk", topk_hinge=1)
+
+
 def test_bad_k_is_a_one_line_error():
     D, codes = _dictionary(0), witness_codes(5, 2, "pairs")
     with pytest.raises(ValueError, match="topk_k=1 is below the witness codes' sparsity 2"):

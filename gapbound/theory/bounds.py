@@ -248,6 +248,7 @@ class BoundResult:
 def lower_bound(
     D: Any, codes: Any, encoder_class: EncoderClass = "linear-gated", max_subproblems: int = 20000,
     jumprelu_budget: int | None = None, keep_certificates: bool = False, topk_k: int | None = None,
+    topk_hinge: bool = True,
 ) -> BoundResult:
     """Certified lower bound on ``sum_t ||f(x_t) - s_t||^2`` over the witness set, for every ``f`` in the class.
 
@@ -273,6 +274,10 @@ def lower_bound(
     topk_k : int, optional
         ``"topk"`` only: the bound covers TopK(k) for every ``k >= topk_k``; at least the largest
         number of non-zeros of a witness code (the default).
+    topk_hinge : bool
+        ``"topk"`` only: with the linear-hinge charge on codes with ``topk_k`` non-zeros (``proofs/02`` 2.5.1;
+        the default), or only the sample weights (the weaker bound of session 6; faster: 20 search steps
+        instead of 50, no hinge rows).
 
     Returns
     -------
@@ -281,6 +286,8 @@ def lower_bound(
     if encoder_class not in _CLASSES:
         raise ValueError(f"encoder_class must be one of {_CLASSES}, got {encoder_class!r}")
     check_int("max_subproblems", max_subproblems, minimum=1)
+    if not isinstance(topk_hinge, bool):
+        raise TypeError(f"topk_hinge must be True or False, got {topk_hinge!r}")
     if jumprelu_budget is not None:
         check_int("jumprelu_budget", jumprelu_budget, minimum=0)
         warnings.warn("jumprelu_budget is ignored: the JumpReLU bound is a branch and bound limited by max_subproblems",
@@ -296,7 +303,7 @@ def lower_bound(
         if k < sparsity:
             raise ValueError(f"topk_k={k} is below the witness codes' sparsity {sparsity}: the TopK bound needs "
                              "k >= the number of non-zeros of every code (use encoder_class='linear-gated' for any k)")
-        charge = choose_charge(A, S, k, max_subproblems)
+        charge = choose_charge(A, S, k, max_subproblems, hinge=topk_hinge)
     rows = [_row_bound(i, A, S, encoder_class, max_subproblems, record=record,
                        topk_charge=charge)
             for i in range(Dn.shape[1])]

@@ -247,7 +247,8 @@ def charge_delta(codes: np.ndarray, charged: np.ndarray) -> float:
     return 0.5 * float(codes[charged].min()) if charged.any() else 0.0
 
 
-def choose_charge(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, steps: int | None = None) -> TopKCharge:
+def choose_charge(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, steps: int | None = None,
+                  hinge: bool = True) -> TopKCharge:
     """The charge of the TopK bound: one search over the sample weights and the hinge multipliers
     (``proofs/02_witness_bound.md`` 2.5-2.5.2; float node values, nothing certified; any feasible charge is valid).
 
@@ -256,14 +257,15 @@ def choose_charge(A: np.ndarray, codes: np.ndarray, k: int, max_nodes: int, step
     ``(lam, mu)`` on codes with ``m = k``: projected supergradient steps (``relu(z_l - delta)``, ``-relu(z_a -
     delta)``), ``delta`` half the smallest amplitude of those codes. The first 20 steps move the weights only
     (so the best iterate is never below the weights-only search's); ``steps``: default 50 with codes of ``k``
-    non-zeros (a hinge charge to search), else 20. Returns the best charge seen.
+    non-zeros (a hinge charge to search), else 20. ``hinge=False``: the weights alone (20 steps).
+    Returns the best charge seen.
     """
     n, N = codes.shape
     budget = sample_budgets(codes, k)
     cand = (codes == 0) & (budget[:, None] > 0)
     full = budget == 0
     hcand, acand = (codes == 0) & full[:, None], (codes > 0) & full[:, None]
-    delta = charge_delta(codes, acand)
+    delta = charge_delta(codes, acand) if hinge else 0.0
     cap = CAP_FACTOR * delta
     steps = (_WEIGHT_STEPS + _CHARGE_STEPS if cap > 0 else _WEIGHT_STEPS) if steps is None else steps
     w = np.where(cand, budget[:, None] / np.maximum(cand.sum(1, keepdims=True), 1), 0.0)
