@@ -231,24 +231,30 @@ def _check_exact_multipliers(rep: ExactReport, where: str, mults: tuple, keep: n
     g = lam @ Aa + m @ L + (nu @ Bi if len(nu) else 0 * lam @ Aa)
     if any(v != 0 for v in g):
         rep.failures.append(f"{where}: corrected multipliers do not make g exactly 0")
-    dual = (sum(-2 * lam * y - lam * lam, Fraction(0)) - _charged_constants(cert, keep, keep * 0, lam, y)[1]
+    dual = (sum(-2 * lam * y - lam * lam, Fraction(0)) - _kept_excess(cert, keep, lam)
             + sum(((0 if hard[j] else -(m[j] / sw[j]) ** 2) - 2 * m[j] * c[j] for j in range(len(m)) if m[j] != 0),
                   Fraction(0))
             - sum((_conjugate(v) for v in nu), Fraction(0)))
     return dual, g
 
 
-def _charged_constants(cert: Certificate, keep: np.ndarray, dropped: np.ndarray, lam: np.ndarray,
-                       y: np.ndarray) -> tuple[Fraction, Fraction, Fraction]:
-    """Exactly, for one subproblem: its constant (dropped ``y^2``, free entries' ``C``), the kept entries'
-    conjugate excess (``proofs/02_witness_bound.md`` 2.5.2) and the kept entries' ``C`` (0, 0 uncharged)."""
+def _charged_constants(cert: Certificate, keep: np.ndarray, dropped: np.ndarray,
+                       y: np.ndarray) -> tuple[Fraction, Fraction]:
+    """Exactly, for one subproblem: its constant (dropped ``y^2``, free entries' ``C``) and the kept entries' ``C``
+    (``proofs/02_witness_bound.md`` 2.5.2; 0 uncharged)."""
     drops = sum(dropped * y * y, Fraction(0))
     if cert.charge is None:
-        return drops, Fraction(0), Fraction(0)
+        return drops, Fraction(0)
+    C = _q(cert.charge[1])
+    return drops + sum((1 - keep - dropped) * C, Fraction(0)), sum(keep * C, Fraction(0))
+
+
+def _kept_excess(cert: Certificate, keep: np.ndarray, lam: np.ndarray) -> Fraction:
+    """Exactly, the kept entries' conjugate excess ``max(0, lam mu - C)`` (2.5.2; 0 uncharged)."""
+    if cert.charge is None:
+        return Fraction(0)
     mu_c, C = _q(cert.charge[0]), _q(cert.charge[1])
-    free = 1 - keep - dropped
-    excess = sum((conjugate_excess(a, b, d) for a, b, d, k in zip(lam, mu_c, C, keep) if k), Fraction(0))
-    return drops + sum(free * C, Fraction(0)), excess, sum(keep * C, Fraction(0))
+    return sum((conjugate_excess(a, b, d) for a, b, d, k in zip(lam, mu_c, C, keep) if k), Fraction(0))
 
 
 def _at_least_sum_of_roots(h: Fraction | None, a: Fraction, b: Fraction) -> bool:
@@ -286,8 +292,8 @@ def _check_components(rep: ExactReport, cert: Certificate, qc: dict, check_optim
             rep.failures.append(f"{where}: residual multiplier on an entry that is not kept")
         if any(mu[j] > -sw[j] / 2 for j in np.flatnonzero(cert.sw[z] < 0)):
             rep.failures.append(f"{where}: linear hinge multiplier above half its slope")
-        drops, excess, kept_C = _charged_constants(cert, keep, dropped, lam, y)
-        dual = (sum(-2 * lam * y - lam * lam, Fraction(0)) - excess
+        drops, kept_C = _charged_constants(cert, keep, dropped, y)
+        dual = (sum(-2 * lam * y - lam * lam, Fraction(0)) - _kept_excess(cert, keep, lam)
                 + sum(np.where(hard, 0, -mu * mu) - 2 * m * c, Fraction(0))
                 - sum((_conjugate(v) for v in nu), Fraction(0)))
         g = lam @ Aa + m @ L + (nu @ Bi_used if len(nu) else 0 * lam @ Aa)

@@ -190,7 +190,7 @@ def _project(lam: np.ndarray, mu: np.ndarray, hcand: np.ndarray, acand: np.ndarr
         mid = (lo + hi) / 2
         s = short(mid)
         lo, hi = np.where(s, mid, lo), np.where(s, hi, mid)
-    return clipped(np.where(short(lo * 0.0), hi, 0.0))
+    return clipped(np.where(short(np.zeros(len(lam))), hi, 0.0))  # tau = 0 where clipping alone is feasible
 
 
 @dataclass
